@@ -1,0 +1,111 @@
+"""Command-line options of the volume pipeline, as a Beam ``PipelineOptions`` subclass.
+
+Every option is spelled with dashes (``--topic-kinds``); the underscore form
+(``--topic_kinds``) that Beam users type by habit is accepted too. Beam's own options
+(``--runner``, ``--direct_num_workers``, ``--flink_master``...) pass through.
+"""
+
+import os
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from transforms.aggregate import DEFAULT_LG_K
+from transforms.extract import parse_kinds
+from transforms.topics import TOPIC_KINDS
+from transforms.windows import parse_duration
+
+
+def _add(parser, name: str, **kwargs) -> None:
+    """Declare ``--name-with-dashes`` with its ``--name_with_underscores`` alias."""
+    flags = [f"--{name}"]
+    if "-" in name:
+        flags.append(f"--{name.replace('-', '_')}")
+    parser.add_argument(*flags, dest=name.replace("-", "_"), **kwargs)
+
+
+class VolumeOptions(PipelineOptions):
+    """Options of ``python -m pipelines.volume`` (see ``../shared/CONTRACT.md``)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        _add(parser, "input", action="append", default=None,
+             help="Glob of JSON Lines (.jsonl, .gz) or Parquet post files; repeatable.")
+        _add(parser, "output", default=None,
+             help="Output folder; its tables are replaced by this run's.")
+        _add(parser, "window", default="1h",
+             help="Event-time window: 1h, 30m, 1d... Windows of a day or more start at "
+                  "local midnight in --timezone. Default 1h.")
+        _add(parser, "timezone", default="Asia/Shanghai",
+             help="IANA timezone of date partitions and day windows. Default Asia/Shanghai.")
+        _add(parser, "topic-kinds", default=",".join(TOPIC_KINDS),
+             help="Comma-separated topic kinds to extract: hashtag, mention, entity, "
+                  "keyword. Default all four.")
+        _add(parser, "keywords-per-post", type=int, default=5,
+             help="At most this many keywords per post. Default 5.")
+        _add(parser, "user-dict", action="append", default=None,
+             help="Extra segmentation dictionary file (jieba format); repeatable.")
+        _add(parser, "stopwords", action="append", default=None,
+             help="Extra stop-word file, one word per line; repeatable.")
+        _add(parser, "sketch-lg-k", type=int, default=DEFAULT_LG_K,
+             help=f"log2 of HLL sketch buckets, 4..21 (default {DEFAULT_LG_K}: about "
+                  "0.8%% relative standard error).")
+        _add(parser, "pseudonym-key-file", default=None,
+             help="File holding the hex key for author pseudonyms. Default: "
+                  "$YUQING_PSEUDONYM_KEY, else ~/.config/yuqing/pseudonym.key "
+                  "(created once, mode 0600).")
+
+
+def usage_errors(options: VolumeOptions) -> list[str]:
+    """Every problem with the options, one line each; empty when the run may start."""
+    problems = []
+    if not options.input:
+        problems.append("--input is required (a glob of post files)")
+    else:
+        for pattern in options.input:
+            try:
+                matched = FileSystems.match([pattern])[0].metadata_list
+            except Exception as error:  # noqa: BLE001 - any filesystem's own error.
+                problems.append(f"--input {pattern}: {error}")
+                continue
+            if not matched:
+                problems.append(f"--input {pattern}: no file matched")
+    if not options.output:
+        problems.append("--output is required (a folder for the tables)")
+    else:
+        problem = _unwritable(options.output)
+        if problem:
+            problems.append(f"--output {options.output}: {problem}")
+    try:
+        parse_duration(options.window)
+    except ValueError as error:
+        problems.append(f"--window: {error}")
+    try:
+        ZoneInfo(options.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(f"--timezone {options.timezone!r} is not an IANA timezone name")
+    try:
+        parse_kinds(options.topic_kinds)
+    except ValueError as error:
+        problems.append(f"--topic-kinds: {error}")
+    if not 4 <= options.sketch_lg_k <= 21:
+        problems.append("--sketch-lg-k must be between 4 and 21")
+    if options.keywords_per_post < 0:
+        problems.append("--keywords-per-post must be 0 or more")
+    for path in (options.user_dict or []) + (options.stopwords or []):
+        if not os.path.isfile(path):
+            problems.append(f"{path}: no such file (given as --user-dict or --stopwords)")
+    return problems
+
+
+def _unwritable(folder: str) -> str | None:
+    """Why ``folder`` cannot take the output, or None when it can."""
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None

@@ -1,0 +1,102 @@
+"""pyarrow schemas of every table the pipeline writes, in one place.
+
+Each table is written as ``OUTPUT/<table>/date=YYYY-MM-DD/<file>.parquet``; the
+``date`` column comes from the hive partition, so it is not stored in the files.
+Columns of ``../shared/CONTRACT.md`` come first and keep their names and types; the
+columns after them are this project's extensions.
+"""
+
+import pyarrow as pa
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+def _required(name: str, type_: pa.DataType) -> pa.Field:
+    return pa.field(name, type_, nullable=False)
+
+
+VOLUME = pa.schema(
+    [
+        _required("window_start", TIMESTAMP),
+        _required("window_end", TIMESTAMP),
+        _required("posts", pa.int64()),
+        _required("participants", pa.int64()),
+        # Extensions: reposts among the posts, redelivered copies dropped (so input
+        # lines = sum(posts) + sum(duplicates) + dead letters), and the authors'
+        # sketch, so participants over a day merge without double counting.
+        _required("reposts", pa.int64()),
+        _required("duplicates", pa.int64()),
+        _required("participants_sketch", pa.binary()),
+    ]
+)
+
+TOPICS = pa.schema(
+    [
+        _required("window_start", TIMESTAMP),
+        _required("window_end", TIMESTAMP),
+        _required("kind", pa.string()),
+        _required("topic", pa.string()),
+        _required("posts", pa.int64()),
+        _required("participants", pa.int64()),
+        _required("participants_sketch", pa.binary()),
+        _required("reposts", pa.int64()),
+    ]
+)
+
+BURSTS = pa.schema(
+    [
+        _required("kind", pa.string()),
+        _required("topic", pa.string()),
+        _required("window_start", TIMESTAMP),
+        _required("window_end", TIMESTAMP),
+        _required("posts", pa.int64()),
+        _required("participants", pa.int64()),
+        _required("expected", pa.float64()),
+        _required("score", pa.float64()),
+    ]
+)
+
+BURST_EPISODES = pa.schema(
+    [
+        _required("kind", pa.string()),
+        _required("topic", pa.string()),
+        # First bursting window's start, the start of the window with the most
+        # participants, and the end of the last consecutive bursting window.
+        _required("onset", TIMESTAMP),
+        _required("peak_window_start", TIMESTAMP),
+        _required("end", TIMESTAMP),
+        _required("windows", pa.int64()),
+        _required("peak_participants", pa.int64()),
+        _required("peak_score", pa.float64()),
+        _required("posts", pa.int64()),
+    ]
+)
+
+DEAD_LETTERS = pa.schema(
+    [
+        _required("raw", pa.string()),
+        _required("error", pa.string()),
+        _required("source", pa.string()),
+        # Extensions: the step that rejected the line, and when it was read.
+        _required("stage", pa.string()),
+        _required("read_at", TIMESTAMP),
+    ]
+)
+
+LATE_POSTS = pa.schema(
+    [
+        _required("window_start", TIMESTAMP),
+        _required("window_end", TIMESTAMP),
+        _required("posts", pa.int64()),
+    ]
+)
+
+# Table name -> schema; the writer takes every table's schema from here.
+TABLES: dict[str, pa.Schema] = {
+    "volume": VOLUME,
+    "topics": TOPICS,
+    "bursts": BURSTS,
+    "burst_episodes": BURST_EPISODES,
+    "dead_letters": DEAD_LETTERS,
+    "late_posts": LATE_POSTS,
+}

@@ -1,0 +1,224 @@
+"""Per-window aggregates: distinct posts, participants and topics of one window.
+
+The logic is plain functions over a ``WindowPosts`` accumulator (a dict of the
+window's distinct posts by id); ``AggregateWindowFn`` wraps them as a Beam
+``CombineFn`` so the runner lifts it: each bundle first folds its posts into one
+accumulator per window (dropping redelivered copies there), only those accumulators
+cross the shuffle, and the tables are built once per window. A windowed GroupByKey
+keyed per topic would shuffle one element per topic mention and pay Beam's per-key
+trigger bookkeeping for each; this shuffles one element per bundle and window.
+"""
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import apache_beam as beam
+import datasketches
+import pyarrow as pa
+
+from schemas import tables
+
+DEFAULT_LG_K = 14
+_HLL_TYPE = datasketches.tgt_hll_type.HLL_4
+
+
+class PostSummary(NamedTuple):
+    """What aggregation needs of one post: no text, no raw author id."""
+
+    id: str
+    author: int
+    is_repost: bool
+    # (kind, topic) pairs, each at most once per post.
+    topics: tuple[tuple[str, str], ...]
+
+
+class WindowPosts:
+    """Accumulator: the distinct posts of a window by id, and how many copies were
+    dropped as redelivered duplicates."""
+
+    __slots__ = ("posts", "duplicates")
+
+    def __init__(self) -> None:
+        self.posts: dict[str, PostSummary] = {}
+        self.duplicates = 0
+
+    def __getstate__(self) -> tuple:
+        return self.posts, self.duplicates
+
+    def __setstate__(self, state: tuple) -> None:
+        self.posts, self.duplicates = state
+
+
+class WindowAggregate(NamedTuple):
+    """A window's results: one volume row and the topic rows, column-wise."""
+
+    posts: int
+    reposts: int
+    duplicates: int
+    participants: int
+    participants_sketch: bytes
+    topic_columns: dict[str, list]
+
+
+def add_post(accumulator: WindowPosts, post: PostSummary) -> WindowPosts:
+    """Fold one post into the accumulator; a second copy of an id counts as duplicate.
+
+    When copies differ, the smaller summary is kept, so the result does not depend on
+    which copy arrived first.
+    """
+    kept = accumulator.posts.get(post.id)
+    if kept is None:
+        accumulator.posts[post.id] = post
+    else:
+        accumulator.duplicates += 1
+        if post < kept:
+            accumulator.posts[post.id] = post
+    return accumulator
+
+
+def merge_window_posts(accumulators: Iterable[WindowPosts]) -> WindowPosts:
+    """Merge accumulators: union of posts by id, every overlap is one more duplicate."""
+    iterator = iter(accumulators)
+    merged = next(iterator, None) or WindowPosts()
+    for other in iterator:
+        merged.duplicates += other.duplicates
+        for post in other.posts.values():
+            add_post(merged, post)
+    return merged
+
+
+def new_sketch(lg_k: int) -> datasketches.hll_sketch:
+    return datasketches.hll_sketch(lg_k, _HLL_TYPE)
+
+
+def sketch_estimate(sketch: datasketches.hll_sketch) -> int:
+    return int(round(sketch.get_estimate()))
+
+
+def aggregate_window(accumulator: WindowPosts, lg_k: int = DEFAULT_LG_K) -> WindowAggregate:
+    """Count a window's distinct posts, reposts and participants, overall and per topic.
+
+    Participants are HLL estimates (``lg_k`` sets the precision: relative standard
+    error about 1.04 / sqrt(2 ** lg_k)); below a few hundred authors DataSketches
+    keeps a list of coupons and the estimate is exact in practice. Topic rows come
+    sorted by kind, then participants descending, then topic.
+    """
+    everyone = new_sketch(lg_k)
+    reposts = 0
+    per_topic: dict[tuple[str, str], list] = {}
+    for post in accumulator.posts.values():
+        everyone.update(post.author)
+        reposts += post.is_repost
+        for key in post.topics:
+            entry = per_topic.get(key)
+            if entry is None:
+                entry = per_topic[key] = [0, 0, new_sketch(lg_k)]
+            entry[0] += 1
+            entry[1] += post.is_repost
+            entry[2].update(post.author)
+    rows = sorted(
+        ((key, entry, sketch_estimate(entry[2])) for key, entry in per_topic.items()),
+        key=lambda row: (row[0][0], -row[2], row[0][1]),
+    )
+    columns: dict[str, list] = {
+        "kind": [key[0] for key, _, _ in rows],
+        "topic": [key[1] for key, _, _ in rows],
+        "posts": [entry[0] for _, entry, _ in rows],
+        "participants": [participants for _, _, participants in rows],
+        "participants_sketch": [entry[2].serialize_compact() for _, entry, _ in rows],
+        "reposts": [entry[1] for _, entry, _ in rows],
+    }
+    return WindowAggregate(
+        posts=len(accumulator.posts),
+        reposts=reposts,
+        duplicates=accumulator.duplicates,
+        participants=sketch_estimate(everyone),
+        participants_sketch=everyone.serialize_compact(),
+        topic_columns=columns,
+    )
+
+
+def merge_sketches(serialized: Iterable[bytes], lg_k: int = DEFAULT_LG_K) -> bytes:
+    """Union serialized HLL sketches (of any lg_k) into one serialized sketch."""
+    union = datasketches.hll_union(lg_k)
+    for blob in serialized:
+        union.update(datasketches.hll_sketch.deserialize(blob))
+    return union.get_result(_HLL_TYPE).serialize_compact()
+
+
+def window_tables(
+    aggregate: WindowAggregate, window_start_us: int, window_end_us: int
+) -> dict[str, pa.Table]:
+    """The ``volume`` and ``topics`` rows of one window as tables of their schemas."""
+    volume = pa.Table.from_pydict(
+        {
+            "window_start": [window_start_us],
+            "window_end": [window_end_us],
+            "posts": [aggregate.posts],
+            "participants": [aggregate.participants],
+            "reposts": [aggregate.reposts],
+            "duplicates": [aggregate.duplicates],
+            "participants_sketch": [aggregate.participants_sketch],
+        },
+        schema=tables.VOLUME,
+    )
+    rows = len(aggregate.topic_columns["topic"])
+    topics = pa.Table.from_pydict(
+        {
+            "window_start": [window_start_us] * rows,
+            "window_end": [window_end_us] * rows,
+            **aggregate.topic_columns,
+        },
+        schema=tables.TOPICS,
+    )
+    return {"volume": volume, "topics": topics}
+
+
+class AggregateWindowFn(beam.CombineFn):
+    """PostSummary -> WindowAggregate, per window, dropping redelivered copies."""
+
+    def __init__(self, lg_k: int = DEFAULT_LG_K):
+        self._lg_k = lg_k
+
+    def create_accumulator(self) -> WindowPosts:
+        return WindowPosts()
+
+    def add_input(self, accumulator: WindowPosts, post: PostSummary) -> WindowPosts:
+        return add_post(accumulator, post)
+
+    def merge_accumulators(self, accumulators: Iterable[WindowPosts]) -> WindowPosts:
+        return merge_window_posts(accumulators)
+
+    def extract_output(self, accumulator: WindowPosts) -> WindowAggregate:
+        return aggregate_window(accumulator, self._lg_k)
+
+
+class WindowTablesFn(beam.DoFn):
+    """WindowAggregate -> (window_start_us, window_end_us, {table: pa.Table}).
+
+    The CombineFn cannot see its window; this step stamps the bounds on the rows.
+    """
+
+    def process(self, aggregate: WindowAggregate, window=beam.DoFn.WindowParam):
+        start_us = window.start.micros
+        end_us = window.end.micros
+        yield start_us, end_us, window_tables(aggregate, start_us, end_us)
+
+
+class AggregateWindows(beam.PTransform):
+    """Windowed PCollection[PostSummary] -> PCollection[(start_us, end_us, tables)].
+
+    One element per window that has posts, holding its ``volume`` and ``topics``.
+    """
+
+    def __init__(self, lg_k: int = DEFAULT_LG_K):
+        super().__init__()
+        self._lg_k = lg_k
+
+    def expand(self, posts: beam.PCollection) -> beam.PCollection:
+        return (
+            posts
+            | "CombinePerWindow"
+            >> beam.CombineGlobally(AggregateWindowFn(self._lg_k)).without_defaults()
+            | "StampWindow" >> beam.ParDo(WindowTablesFn())
+        )

@@ -1,0 +1,553 @@
+"""Chinese text understanding: cleaning, segmentation, entities and keywords.
+
+Pure functions first, then one object that owns the segmenter. From a REPL::
+
+    >>> clean_text("转发[泪] http://t.cn/zY1QWp0 //@张三: 宁波ＡＢＣ <PHONE>")
+    '转发 宁波ABC'
+    >>> analyzer = TextAnalyzer()          # slow: loads dictionaries (~1-2 s)
+    >>> analyzer.analyze("#雅安地震# 成都和重庆都有震感", hashtags=["雅安地震"])
+    (['成都', '重庆'], ['雅安地震', '震感', '成都', '重庆'])
+
+A Beam DoFn builds one ``TextAnalyzer`` in ``setup()`` and calls ``analyze`` per
+post: one tagging pass feeds both the entities and the keywords.
+
+Engines. ``rjieba`` (jieba-rs, Rust) and ``jieba`` (pure Python) share jieba's
+dictionary and HMM models; ``engine="auto"`` picks rjieba when it imports and jieba
+otherwise. How far they agree and how fast they run is measured by
+``benchmarks/eval_entities.py --engines`` and written in that script's docstring.
+
+Tags follow jieba's set (``nr`` person, ``ns`` place, ``nt`` organisation, ``nz``
+other proper noun, ...) plus one extension for user dictionaries: ``nl``, a location
+name that is not a political unit (a street, park or mountain; WeiboNER's LOC).
+"""
+
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from transforms.privacy import PLACEHOLDERS
+from transforms.topics import normalize_topic
+
+RESOURCES = Path(__file__).resolve().parent / "resources"
+DEFAULT_STOPWORDS = RESOURCES / "stopwords.txt"
+DEFAULT_NOT_NAMES = RESOURCES / "not_names.txt"
+DEFAULT_SURNAMES = RESOURCES / "surnames.txt"
+# Names drawn from WeiboNER's train split by benchmarks/build_lexicon.py.
+DEFAULT_USER_DICTS = (RESOURCES / "weibo_ner_names.txt",)
+
+ENGINES = ("auto", "rjieba", "jieba")
+DEFAULT_KEYWORD_COUNT = 5
+
+PERSON, ORGANISATION, GEOPOLITICAL, LOCATION = "PER", "ORG", "GPE", "LOC"
+ENTITY_TYPES = (PERSON, ORGANISATION, GEOPOLITICAL, LOCATION)
+
+# A protected span (a hashtag's text) that is not one dictionary word.
+TAG_HASHTAG = "hashtag"
+
+# --- cleaning ---------------------------------------------------------------------
+
+# Applied after NFKC, so full-width forms (＠, ：, ｈｔｔｐ) are already ASCII. URLs
+# are ASCII-only, which stops them at the first CJK character; Weibo truncates many
+# links to a bare "http:".
+_URL = re.compile(
+    r"(?:https?:(?://[A-Za-z0-9\-._~:/?#@!$&'()*+,;=%]*)?"
+    r"|(?<![A-Za-z0-9.])(?:www\.|t\.cn/)[A-Za-z0-9\-._~:/?#@!$&'()*+,;=%]*)",
+    re.IGNORECASE,
+)
+# Weibo emoticon codes: [泪], [哈哈], [good], [江南style].
+_EMOTICON = re.compile(r"\[[^\[\]\s]{1,10}\]")
+# Same shapes as transforms.topics, applied to NFKC text: `//@name:` repost-chain
+# marks, then `@name` mentions (their own topic kind).
+_REPOST_CHAIN_MARK = re.compile(r"//\s*@[\w\-]{1,30}\s*:?")
+_MENTION = re.compile(r"(?<![A-Za-z0-9_.])@[\w\-]{1,30}")
+_HTML_ENTITY = re.compile(r"&(?:amp|lt|gt|quot|nbsp|#\d{1,5});")
+_WHITESPACE = re.compile(r"\s+")
+# A token is a word when it has a letter or a digit; `_` and punctuation are not.
+_WORD_CHAR = re.compile(r"[^\W_]")
+_DIGITS = re.compile(r"[\d.,%:/\-+]+")
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def clean_text(text: str) -> str:
+    """Return ``text`` ready for segmentation.
+
+    NFKC folds full-width forms; URLs (``http://t.cn/...``, bare ``http:``, ``www.``),
+    ``[emoticon]`` codes, ``//@name:`` repost-chain marks, ``@mentions``, HTML
+    entities and the masked-PII placeholders of ``transforms.privacy`` become spaces;
+    runs of whitespace collapse to one space. Punctuation stays (it separates
+    sentences); it is dropped at the token level.
+    """
+    for placeholder in PLACEHOLDERS:
+        if placeholder in text:
+            text = text.replace(placeholder, " ")
+    text = unicodedata.normalize("NFKC", text)
+    if ":" in text or "www." in text or "t.cn" in text:
+        text = _URL.sub(" ", text)
+    if "[" in text:
+        text = _EMOTICON.sub(" ", text)
+    if "@" in text:
+        text = _REPOST_CHAIN_MARK.sub(" ", text)
+        text = _MENTION.sub(" ", text)
+    if "&" in text:
+        text = _HTML_ENTITY.sub(" ", text)
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def is_word(token: str) -> bool:
+    """Whether a token can be a topic: it has a letter or digit (not only ``_``)."""
+    return _WORD_CHAR.search(token) is not None
+
+
+def split_protected(text: str, terms: Iterable[str]) -> list[tuple[str, bool]]:
+    """Cut ``text`` around occurrences of ``terms`` (matched case-insensitively).
+
+    Returns ``(piece, protected)`` pairs in order; a protected piece is one whole
+    occurrence of a term, which the caller keeps as one token. Longer terms win over
+    terms they contain.
+    """
+    wanted = sorted({term for term in terms if term}, key=len, reverse=True)
+    if not wanted:
+        return [(text, False)] if text else []
+    folded = text.lower()
+    if len(folded) != len(text):  # a rare letter whose lower case is longer
+        folded = text
+    taken: list[tuple[int, int]] = []
+    for term in wanted:
+        start = folded.find(term)
+        while start != -1:
+            end = start + len(term)
+            if all(end <= low or start >= high for low, high in taken):
+                taken.append((start, end))
+            start = folded.find(term, end)
+    if not taken:
+        return [(text, False)]
+    taken.sort()
+    pieces: list[tuple[str, bool]] = []
+    position = 0
+    for start, end in taken:
+        if start > position:
+            pieces.append((text[position:start], False))
+        pieces.append((text[start:end], True))
+        position = end
+    if position < len(text):
+        pieces.append((text[position:], False))
+    return pieces
+
+
+# --- word lists -------------------------------------------------------------------
+
+
+def read_word_list(path: str | Path) -> set[str]:
+    """Words of a list file, separated by whitespace; ``#`` starts a comment.
+
+    Words are normalized as topics are (NFKC, lower-cased).
+    """
+    words = set()
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            for word in line.split("#", 1)[0].split():
+                words.add(normalize_topic(word))
+    return words
+
+
+class DictEntry(NamedTuple):
+    word: str
+    freq: int | None
+    tag: str | None
+
+
+def read_user_dict(path: str | Path) -> list[DictEntry]:
+    """Entries of a jieba user dictionary: ``word [freq] [tag]`` a line.
+
+    As in jieba, a missing frequency means "just enough to keep the word whole". The
+    word is NFKC-folded, as the texts it must match are.
+    """
+    entries = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            fields = line.split()
+            if not fields or fields[0].startswith("#"):
+                continue
+            word = unicodedata.normalize("NFKC", fields[0])
+            freq = None
+            tag = None
+            for field in fields[1:3]:
+                if field.isdigit():
+                    freq = int(field)
+                else:
+                    tag = field
+            entries.append(DictEntry(word, freq, tag))
+    return entries
+
+
+def read_surnames(path: str | Path) -> tuple[frozenset[str], frozenset[str]]:
+    """Single- and two-character surnames from a list file."""
+    names = read_word_list(path)
+    return (
+        frozenset(name for name in names if len(name) == 1),
+        frozenset(name for name in names if len(name) == 2),
+    )
+
+
+# --- entities ---------------------------------------------------------------------
+
+_TAG_TYPES = {
+    "nr": PERSON,
+    "nrt": PERSON,
+    "nrfg": PERSON,
+    "ns": GEOPOLITICAL,
+    "nl": LOCATION,
+    "nt": ORGANISATION,
+    "nz": ORGANISATION,
+}
+# Endings that make a place name a location (LOC) rather than a political unit.
+_LOCATION_SUFFIXES = (
+    "路", "街", "道", "巷", "桥", "山", "峰", "岭", "江", "河", "湖", "海", "湾", "岛",
+    "公园", "广场", "景区", "古镇", "古城", "山庄", "寺", "塔", "宫", "园", "洞", "站",
+    "机场", "大厦", "中心", "城",
+)  # fmt: skip
+# Endings that close an organisation name: 宁波/妇儿/医院, 浙江/大学.
+_ORG_SUFFIXES = frozenset(
+    "大学 学院 中学 小学 学校 医院 公司 集团 银行 酒店 饭店 宾馆 商场 商城 超市 网 "
+    "电视台 电台 日报 晚报 报社 杂志 协会 学会 基金会 研究所 研究院 委员会 政府 法院 "
+    "检察院 公安局 派出所 局 厅 部 办 队 俱乐部 联盟 工作室 旗舰店 专卖店 "
+    "医科大学 师范大学 职业学院 科技大学".split()
+)
+_PLACE_SUFFIXES = frozenset("省 市 县 区 镇 乡 村 州".split())
+# Titles that make "surname + title" a person's name in Weibo usage (张先生, 宋院长).
+_TITLES = frozenset(
+    "先生 女士 小姐 老师 教授 医生 院长 校长 局长 书记 市长 县长 主任 经理 总 哥 姐 "
+    "叔 阿姨 老板 同学 大爷 大妈 师傅".split()
+)
+# Tags that cannot continue a name after a surname.
+_NOT_GIVEN_NAME_TAGS = frozenset(
+    "r p c u uj ul uz ug uv ud y e o m mq q d f t x eng zg".split()
+)
+_NAME_PREFIXES = frozenset("小 老 阿".split())
+
+
+class EntityRules(NamedTuple):
+    """What entity extraction needs besides the tokens; built once."""
+
+    surnames: frozenset[str] = frozenset()
+    compound_surnames: frozenset[str] = frozenset()
+    not_names: frozenset[str] = frozenset()
+    # word -> type, for words a user dictionary tagged as names.
+    lexicon: dict = {}
+    merge: bool = True
+    proper_nouns: bool = True
+
+
+def _entity_type(word: str, tag: str, rules: EntityRules) -> str | None:
+    typed = rules.lexicon.get(word)
+    if typed is not None:
+        return typed
+    entity_type = _TAG_TYPES.get(tag)
+    if entity_type is None:
+        return None
+    if entity_type == ORGANISATION and tag == "nz" and not rules.proper_nouns:
+        return None
+    if entity_type == GEOPOLITICAL and word.endswith(_LOCATION_SUFFIXES):
+        return LOCATION
+    return entity_type
+
+
+def _is_given_name(word: str, tag: str) -> bool:
+    return 1 <= len(word) <= 2 and tag not in _NOT_GIVEN_NAME_TAGS and _CJK.match(word)
+
+
+def extract_entities(
+    tokens: Sequence[tuple[str, str]], rules: EntityRules = EntityRules()
+) -> list[tuple[str, str]]:
+    """Return ``(name, type)`` pairs, in order, from a tagged token sequence.
+
+    A name is a token tagged ``nr``/``ns``/``nt``/``nz`` (or typed by a user
+    dictionary), or, with ``rules.merge``, a short run of tokens:
+
+    - surname + given name or title: ``赵/新民``, ``张/先生`` (PER);
+    - name + organisation ending: ``宁波/妇儿/医院``, ``浙江/大学`` (ORG);
+    - place + administrative ending: ``东营/区`` (GPE).
+
+    Names are at least two characters, not a stop name, and not only digits.
+    Types: PER, ORG, GPE, LOC. Names are returned as written (not normalized).
+    """
+    found: list[tuple[str, str]] = []
+    count = len(tokens)
+    index = 0
+    while index < count:
+        word, tag = tokens[index]
+        entity_type = _entity_type(word, tag, rules)
+        end = index + 1
+        if rules.merge:
+            merged = _merge_at(tokens, index, entity_type, rules)
+            if merged is not None:
+                word, entity_type, end = merged
+        index = end
+        if (
+            entity_type is not None
+            and len(word) >= 2
+            and word not in rules.not_names
+            and not _DIGITS.fullmatch(word)
+        ):
+            found.append((word, entity_type))
+    return found
+
+
+def _merge_at(
+    tokens: Sequence[tuple[str, str]],
+    index: int,
+    entity_type: str | None,
+    rules: EntityRules,
+) -> tuple[str, str, int] | None:
+    word, tag = tokens[index]
+    count = len(tokens)
+    if index + 1 >= count:
+        return None
+    following, following_tag = tokens[index + 1]
+    # Surname + given name / title.
+    if len(word) == 1 and word in rules.surnames and (tag == "nr" or entity_type is None):
+        if following in _TITLES:
+            return word + following, PERSON, index + 2
+        if tag == "nr" and following not in rules.lexicon and _is_given_name(
+            following, following_tag
+        ):
+            return word + following, PERSON, index + 2
+    if entity_type in (GEOPOLITICAL, ORGANISATION, PERSON, LOCATION) or (
+        tag in ("nz", "j") and len(word) >= 2
+    ):
+        if following in _PLACE_SUFFIXES and entity_type == GEOPOLITICAL:
+            return word + following, GEOPOLITICAL, index + 2
+        # Up to two more tokens before an organisation ending.
+        parts = [word]
+        for offset in range(1, 4):
+            if index + offset >= count:
+                break
+            part, part_tag = tokens[index + offset]
+            if part in _ORG_SUFFIXES:
+                if offset == 1 and len(part) == 1 and entity_type == PERSON:
+                    break  # 张/局: a title, not an office
+                return "".join(parts) + part, ORGANISATION, index + offset + 1
+            if not _CJK.match(part) or part_tag in _NOT_GIVEN_NAME_TAGS:
+                break
+            parts.append(part)
+    return None
+
+
+# --- keywords ---------------------------------------------------------------------
+
+# Tags whose tokens can be keywords: nouns, names, verbal nouns, idioms, Latin words,
+# OOV words the HMM found, and protected hashtag texts. Verbs are allowed: 跳楼, 辟谣.
+KEYWORD_TAGS = frozenset(
+    "n nr nrt nrfg ns nl nt nz nw ng vn v vi an j l i s eng x un hashtag".split()
+)
+
+
+def score_keywords(
+    tokens: Sequence[tuple[str, str]],
+    idf: dict,
+    default_idf: float,
+    stopwords: frozenset[str] | set[str],
+    count: int = DEFAULT_KEYWORD_COUNT,
+) -> list[str]:
+    """Return the ``count`` best keywords of a tagged token sequence, normalized.
+
+    TF-IDF as jieba's ``extract_tags`` (unknown words get the median IDF), over
+    tokens of at least two characters whose tag is in ``KEYWORD_TAGS``, that are not
+    stop words and not numbers. Ties keep the order of first appearance.
+    """
+    frequency: dict[str, int] = {}
+    for word, tag in tokens:
+        if tag not in KEYWORD_TAGS or len(word) < 2:
+            continue
+        word = normalize_topic(word)
+        if len(word) < 2 or word in stopwords or not is_word(word) or _DIGITS.fullmatch(word):
+            continue
+        frequency[word] = frequency.get(word, 0) + 1
+    if not frequency:
+        return []
+    ranked = sorted(
+        frequency, key=lambda word: frequency[word] * idf.get(word, default_idf), reverse=True
+    )
+    return ranked[:count]
+
+
+def read_idf(path: str | Path) -> tuple[dict[str, float], float]:
+    """jieba's IDF table (``word idf`` a line) and its median, for unknown words."""
+    idf: dict[str, float] = {}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            word, _, value = line.strip().rpartition(" ")
+            if word:
+                idf[word] = float(value)
+    values = sorted(idf.values())
+    median = values[len(values) // 2] if values else 10.0
+    return idf, median
+
+
+# --- engines ----------------------------------------------------------------------
+
+
+class _RjiebaEngine:
+    name = "rjieba"
+
+    def __init__(self) -> None:
+        import rjieba
+
+        self._jieba = rjieba.Jieba()
+        self.tag = self._jieba.tag
+
+    def add_word(self, word: str, freq: int | None, tag: str | None) -> None:
+        self._jieba.add_word(word, freq, tag)
+
+
+class _JiebaEngine:
+    name = "jieba"
+
+    def __init__(self) -> None:
+        import logging
+
+        import jieba
+        import jieba.posseg
+
+        logging.getLogger("jieba").setLevel(logging.WARNING)
+        self._tokenizer = jieba.Tokenizer()
+        self._tokenizer.initialize()
+        self._posseg = jieba.posseg.POSTokenizer(self._tokenizer)
+
+    def tag(self, text: str) -> list[tuple[str, str]]:
+        return [(pair.word, pair.flag) for pair in self._posseg.cut(text)]
+
+    def add_word(self, word: str, freq: int | None, tag: str | None) -> None:
+        self._tokenizer.add_word(word, freq, tag)
+
+
+def available_engines() -> list[str]:
+    """Engines that import here, fastest first."""
+    found = []
+    try:
+        import rjieba  # noqa: F401
+
+        found.append("rjieba")
+    except ImportError:
+        pass
+    try:
+        import jieba  # noqa: F401
+
+        found.append("jieba")
+    except ImportError:
+        pass
+    return found
+
+
+def _make_engine(engine: str):
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
+    if engine == "auto":
+        engines = available_engines()
+        if not engines:
+            raise ImportError("neither rjieba nor jieba is installed")
+        engine = engines[0]
+    return _RjiebaEngine() if engine == "rjieba" else _JiebaEngine()
+
+
+def _jieba_idf_path() -> Path:
+    import jieba
+
+    return Path(jieba.__file__).resolve().parent / "analyse" / "idf.txt"
+
+
+# --- the analyzer -----------------------------------------------------------------
+
+
+class TextAnalyzer:
+    """Entities and keywords of posts; build once per worker (slow), call per post.
+
+    ``user_dict_paths``: jieba-format dictionaries (``word [freq] [tag]``) of terms
+    to keep whole, added after the shipped ones; a term tagged ``nr``/``ns``/``nl``/
+    ``nt``/``nz`` is also a name of that kind. ``stopword_paths``: extra keyword stop
+    lists (one word a line), added to the shipped Weibo list. ``engine``: ``auto``,
+    ``rjieba`` or ``jieba``. ``default_resources=False`` leaves out the shipped user
+    dictionaries and stop names (the shipped keyword stop list always loads).
+    """
+
+    def __init__(
+        self,
+        user_dict_paths: Sequence[str | Path] = (),
+        stopword_paths: Sequence[str | Path] = (),
+        keyword_count: int = DEFAULT_KEYWORD_COUNT,
+        engine: str = "auto",
+        default_resources: bool = True,
+        merge: bool = True,
+        proper_nouns: bool = True,
+    ) -> None:
+        self.keyword_count = keyword_count
+        self._engine = _make_engine(engine)
+        self.engine = self._engine.name
+        dict_paths = list(DEFAULT_USER_DICTS) if default_resources else []
+        dict_paths += list(user_dict_paths)
+        lexicon = {}
+        for path in dict_paths:
+            for entry in read_user_dict(path):
+                self._engine.add_word(entry.word, entry.freq, entry.tag)
+                entity_type = _TAG_TYPES.get(entry.tag or "")
+                if entity_type is not None:
+                    lexicon[entry.word] = entity_type
+                else:
+                    lexicon.pop(entry.word, None)
+        stopwords = read_word_list(DEFAULT_STOPWORDS)
+        for path in stopword_paths:
+            stopwords |= read_word_list(path)
+        self.stopwords = frozenset(stopwords)
+        surnames, compound_surnames = read_surnames(DEFAULT_SURNAMES)
+        self.rules = EntityRules(
+            surnames=surnames,
+            compound_surnames=compound_surnames,
+            not_names=frozenset(read_word_list(DEFAULT_NOT_NAMES))
+            if default_resources
+            else frozenset(),
+            lexicon=lexicon,
+            merge=merge,
+            proper_nouns=proper_nouns,
+        )
+        self.idf, self.default_idf = read_idf(_jieba_idf_path())
+
+    def tag(self, text: str, hashtags: Sequence[str] = ()) -> list[tuple[str, str]]:
+        """Tagged word tokens of a cleaned text; hashtag texts stay one token each.
+
+        Punctuation and whitespace tokens are dropped.
+        """
+        tokens: list[tuple[str, str]] = []
+        tag = self._engine.tag
+        for piece, protected in split_protected(text, hashtags):
+            if protected:
+                tagged = tag(piece)
+                tokens.append((piece, tagged[0][1] if len(tagged) == 1 else TAG_HASHTAG))
+            else:
+                tokens.extend(token for token in tag(piece) if is_word(token[0]))
+        return tokens
+
+    def entities_and_keywords(
+        self, text: str, hashtags: Sequence[str] = ()
+    ) -> tuple[list[tuple[str, str]], list[str]]:
+        """``([(entity, type), ...], keywords)`` of one raw post text."""
+        tokens = self.tag(clean_text(text), [normalize_topic(tag) for tag in hashtags])
+        entities = []
+        seen = set()
+        for name, entity_type in extract_entities(tokens, self.rules):
+            name = normalize_topic(name)
+            if name not in seen:
+                seen.add(name)
+                entities.append((name, entity_type))
+        keywords = score_keywords(
+            tokens, self.idf, self.default_idf, self.stopwords, self.keyword_count
+        )
+        return entities, keywords
+
+    def analyze(self, text: str, hashtags: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+        """(entities, keywords) of one post, each normalized with normalize_topic,
+        deduplicated, in order (entities by appearance, keywords by score)."""
+        entities, keywords = self.entities_and_keywords(text, hashtags)
+        return [name for name, _ in entities], keywords

@@ -1,0 +1,208 @@
+"""Parquet output: one file per table and window, written whole or not at all.
+
+Layout (``../shared/CONTRACT.md``): ``ROOT/<table>/date=YYYY-MM-DD/<file>.parquet``,
+``date`` being the window start's date in the configured timezone. Each file is
+written under a temporary name in its final folder and renamed into place, so a
+reader (polars scanning ``**/*.parquet``) sees either the old file or the new one,
+never a half-written one. A window's file has a name derived from the window alone:
+a later pane of the same window (streaming) replaces it, so readers never count a
+window twice.
+
+Beam's ``WriteToParquet`` misfiles rows when several windows fire in one bundle and
+names files with brackets; this writer keys every file by its window explicitly.
+"""
+
+import datetime
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.metrics import Metrics
+from apache_beam.transforms import trigger, window
+
+from schemas import tables
+from transforms.read import DeadLetter
+from transforms.windows import local_date
+
+COMPRESSION = "zstd"
+EMPTY_FILE_NAME = "empty.parquet"
+
+
+def window_file_name(start_us: int) -> str:
+    """``20121113T080000Z.parquet``: the window's UTC start, clean characters only."""
+    start = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=start_us)
+    return start.strftime("%Y%m%dT%H%M%SZ") + ".parquet"
+
+
+def partition_dir(root: str, table: str, date: str) -> str:
+    return os.path.join(root, table, f"date={date}")
+
+
+def write_parquet_atomically(table: pa.Table, path: str) -> None:
+    """Write ``table`` to ``path`` via a temporary sibling and an atomic rename.
+
+    The temporary name does not end in ``.parquet``, so no reader's glob picks it up.
+    """
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+    try:
+        pq.write_table(table, temporary, compression=COMPRESSION)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def dead_letters_table(letters: Iterable[DeadLetter]) -> pa.Table:
+    letters = sorted(letters, key=lambda letter: letter.source)
+    return pa.Table.from_pydict(
+        {
+            "raw": [letter.raw for letter in letters],
+            "error": [letter.error for letter in letters],
+            "source": [letter.source for letter in letters],
+            "stage": [letter.stage for letter in letters],
+            "read_at": [letter.read_at_us for letter in letters],
+        },
+        schema=tables.DEAD_LETTERS,
+    )
+
+
+def content_file_name(keys: Iterable[str]) -> str:
+    """A file name fixed by the rows it holds, so a retried write replaces itself."""
+    digest = hashlib.sha1("\n".join(sorted(keys)).encode("utf-8")).hexdigest()[:16]
+    return f"part-{digest}.parquet"
+
+
+def write_empty_tables(root: str, date: str) -> list[str]:
+    """Give every table without files one empty file carrying its schema.
+
+    ``polars.scan_parquet`` of a table needs at least one file to know the columns;
+    an empty file in ``date=<date>`` makes a run with, say, no bursts still readable.
+    Returns the tables that got one.
+    """
+    filled = []
+    for name, schema in tables.TABLES.items():
+        folder = os.path.join(root, name)
+        has_files = any(
+            file.endswith(".parquet") for _, _, files in os.walk(folder) for file in files
+        )
+        if not has_files:
+            write_parquet_atomically(
+                schema.empty_table(), os.path.join(partition_dir(root, name, date), EMPTY_FILE_NAME)
+            )
+            filled.append(name)
+    return filled
+
+
+class WriteWindowTablesFn(beam.DoFn):
+    """(window_start_us, window_end_us, {table: pa.Table}) -> written file paths.
+
+    Empty tables write nothing; the file name is the window's, so a later pane of the
+    same window replaces the earlier one.
+    """
+
+    def __init__(self, root: str, timezone: str):
+        self._root = root
+        self._timezone = timezone
+        self._files = Metrics.counter(self.__class__, "files_written")
+
+    def process(self, element: tuple[int, int, dict[str, pa.Table]]) -> Iterable[str]:
+        start_us, _, by_table = element
+        date = local_date(start_us, self._timezone)
+        for name, table in sorted(by_table.items()):
+            if table.num_rows == 0:
+                continue
+            path = os.path.join(partition_dir(self._root, name, date), window_file_name(start_us))
+            write_parquet_atomically(table.cast(tables.TABLES[name]), path)
+            self._files.inc()
+            yield path
+
+
+class WriteDeadLettersFn(beam.DoFn):
+    """(date, [DeadLetter]) -> the file written for that date's dead letters."""
+
+    def __init__(self, root: str):
+        self._root = root
+
+    def process(self, element: tuple[str, Iterable[DeadLetter]]) -> Iterable[str]:
+        date, letters = element
+        table = dead_letters_table(letters)
+        path = os.path.join(
+            partition_dir(self._root, "dead_letters", date),
+            content_file_name(table.column("source").to_pylist()),
+        )
+        write_parquet_atomically(table, path)
+        yield path
+
+
+class WriteDeadLetters(beam.PTransform):
+    """PCollection[DeadLetter] -> files under ``ROOT/dead_letters/date=<read date>/``.
+
+    Dead letters have no event time; they are grouped by the date they were read.
+    A batch run writes them once at the end; a streaming run (``flush_seconds`` set)
+    flushes every that many seconds of processing time, each flush a file of its own.
+    """
+
+    def __init__(self, root: str, timezone: str, flush_seconds: int | None = None):
+        super().__init__()
+        self._root = root
+        self._timezone = timezone
+        self._flush_seconds = flush_seconds
+
+    def expand(self, letters: beam.PCollection) -> beam.PCollection:
+        timezone = self._timezone
+        if self._flush_seconds:
+            letters = letters | "FlushPeriodically" >> beam.WindowInto(
+                window.GlobalWindows(),
+                trigger=trigger.Repeatedly(trigger.AfterProcessingTime(self._flush_seconds)),
+                accumulation_mode=trigger.AccumulationMode.DISCARDING,
+            )
+        return (
+            letters
+            | "ByReadDate" >> beam.Map(lambda letter: (local_date(letter.read_at_us, timezone), letter))
+            | "GroupByReadDate" >> beam.GroupByKey()
+            | "WriteDeadLetterFiles" >> beam.ParDo(WriteDeadLettersFn(self._root))
+        )
+
+
+class WriteWindowTables(beam.PTransform):
+    """PCollection[(start_us, end_us, {table: pa.Table})] -> written file paths."""
+
+    def __init__(self, root: str, timezone: str):
+        super().__init__()
+        self._root = root
+        self._timezone = timezone
+
+    def expand(self, windows: beam.PCollection) -> beam.PCollection:
+        return windows | "WriteWindowFiles" >> beam.ParDo(WriteWindowTablesFn(self._root, self._timezone))
+
+
+def staging_dir(output: str, run_id: str) -> str:
+    """Where a run writes before it publishes: hidden inside the output folder (same
+    filesystem, so publishing is a rename) and invisible to ``<table>/**`` globs."""
+    return os.path.join(output, f".staging-{run_id}")
+
+
+def publish(staging: str, output: str, run_id: str) -> None:
+    """Replace the output's tables with the staged ones, table by table.
+
+    Every table of ``schemas.tables`` that exists in the output is replaced, whether
+    or not this run produced it, so old and new files never mix. Each table moves by
+    rename: a reader sees the old table or the new one.
+    """
+    replaced = os.path.join(output, f".replaced-{run_id}")
+    os.makedirs(replaced, exist_ok=True)
+    for name in tables.TABLES:
+        current = os.path.join(output, name)
+        staged = os.path.join(staging, name)
+        if os.path.exists(current):
+            os.replace(current, os.path.join(replaced, name))
+        if os.path.exists(staged):
+            os.replace(staged, current)
+    shutil.rmtree(replaced, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
