@@ -25,7 +25,10 @@ FLINK_REST="http://localhost:$FLINK_REST_PORT"
 FLINK_TASK_SLOTS="${FLINK_TASK_SLOTS:-2}"
 WORKER_POOL_PORT="${WORKER_POOL_PORT:-50000}"
 
-export FLINK_HOME FLINK_CONF_DIR FLINK_LOG_DIR
+# Names pid and log files (flink-$FLINK_IDENT_STRING-taskexecutor.pid); Flink's
+# default, $USER, is unset in some shells (CI, cron).
+FLINK_IDENT_STRING="${FLINK_IDENT_STRING:-yuqing}"
+export FLINK_HOME FLINK_CONF_DIR FLINK_LOG_DIR FLINK_IDENT_STRING
 # flink-daemon.sh picks the JVM from JAVA_HOME, else from PATH.
 if [[ -z "${JAVA_HOME:-}" ]] && command -v java >/dev/null; then
   JAVA_HOME="$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")"
@@ -33,7 +36,7 @@ if [[ -z "${JAVA_HOME:-}" ]] && command -v java >/dev/null; then
 fi
 
 beam_version() {
-  "$PYTHON" -c 'import apache_beam; print(apache_beam.__version__)'
+  "$PYTHON" -c 'import importlib.metadata as m; print(m.version("apache-beam"))'
 }
 
 job_server_jar() {

@@ -22,7 +22,7 @@ command -v java >/dev/null || die "java not found (Flink $FLINK_VERSION needs Ja
 [[ -x "$PYTHON" ]] || die "project venv python not found at $PYTHON"
 BEAM_VERSION="${BEAM_VERSION:-$(beam_version)}"
 
-published="$("$PYTHON" -c 'from apache_beam.options.pipeline_options import FlinkRunnerOptions as F; print(" ".join(F.PUBLISHED_FLINK_VERSIONS))')"
+published="$("$PYTHON" -c 'from apache_beam.options.pipeline_options import FlinkRunnerOptions as F; print(" ".join(F.PUBLISHED_FLINK_VERSIONS))' 2>/dev/null)"
 [[ " $published " == *" $FLINK_MINOR "* ]] ||
   die "apache-beam $BEAM_VERSION publishes job servers for Flink $published, not $FLINK_MINOR"
 
@@ -88,6 +88,7 @@ PY
   rm -rf "$FLINK_HOME"
   mv "$staging" "$FLINK_HOME"
   touch "$FLINK_HOME/.complete"
+  rm -rf "$dl"  # 320 MB; the unpacked FLINK_HOME is what counts
   log "unpacked Flink $FLINK_VERSION into $FLINK_HOME"
 fi
 
