@@ -59,6 +59,7 @@ def decode_json_line(line: bytes | str) -> dict:
     orjson is tried first for speed; the standard library decodes what orjson refuses
     (integers beyond 64 bits) and gives the error message when both refuse.
     """
+    line = line.rstrip(b"\r\n" if isinstance(line, bytes) else "\r\n")
     if not line.strip():
         raise InvalidPost("blank line: expected a JSON object")
     try:

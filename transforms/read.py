@@ -5,6 +5,8 @@ output, or a ``DeadLetter`` on the ``DEAD_LETTERS`` tagged output, which carries
 masked raw line, a reason and ``file:line``. Nothing is logged and dropped.
 """
 
+import gzip
+import io
 import time
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
@@ -94,7 +96,7 @@ def dead_letter(raw: bytes | str | dict, error: str, source: str, stage: str, re
 
 def read_json_lines(path: str, chunk_lines: int = CHUNK_LINES) -> Iterator[RecordChunk]:
     """Yield chunks of raw lines of a JSON Lines file (``.gz`` decompressed)."""
-    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+    with _open_lines(path) as handle:
         number = 1
         chunk: list[bytes] = []
         for line in handle:
@@ -105,6 +107,15 @@ def read_json_lines(path: str, chunk_lines: int = CHUNK_LINES) -> Iterator[Recor
                 chunk = []
         if chunk:
             yield RecordChunk(path, number, chunk, now_us())
+
+
+def _open_lines(path: str) -> io.BufferedIOBase:
+    """A line-iterable binary stream of ``path``; Beam's own decompressing wrapper
+    reads line by line in Python, gzip's C reader is an order of magnitude faster."""
+    raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    if path.lower().endswith(".gz"):
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    return raw
 
 
 def read_parquet_rows(path: str, chunk_lines: int = CHUNK_LINES) -> Iterator[RecordChunk]:

@@ -21,7 +21,7 @@ other proper noun, ...) plus one extension for user dictionaries: ``nl``, a loca
 name that is not a political unit (a street, park or mountain; WeiboNER's LOC).
 """
 
-import math
+import json
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -204,59 +204,246 @@ _TAG_TYPES = {
     "nz": ORGANISATION,
 }
 # Endings that make a place name a location (LOC) rather than a political unit.
-_LOCATION_SUFFIXES = (
+_LOCATION_ENDINGS = (
     "路", "街", "道", "巷", "桥", "山", "峰", "岭", "江", "河", "湖", "海", "湾", "岛",
     "公园", "广场", "景区", "古镇", "古城", "山庄", "寺", "塔", "宫", "园", "洞", "站",
-    "机场", "大厦", "中心", "城",
+    "机场", "大厦", "中心", "足球场", "体育场", "体育馆",
 )  # fmt: skip
+_LOCATION_SUFFIXES = frozenset(_LOCATION_ENDINGS) | frozenset("大道 东路 西路 南路 北路".split())
 # Endings that close an organisation name: 宁波/妇儿/医院, 浙江/大学.
 _ORG_SUFFIXES = frozenset(
     "大学 学院 中学 小学 学校 医院 公司 集团 银行 酒店 饭店 宾馆 商场 商城 超市 网 "
     "电视台 电台 日报 晚报 报社 杂志 协会 学会 基金会 研究所 研究院 委员会 政府 法院 "
-    "检察院 公安局 派出所 局 厅 部 办 队 俱乐部 联盟 工作室 旗舰店 专卖店 "
-    "医科大学 师范大学 职业学院 科技大学".split()
+    "检察院 公安局 派出所 局 厅 部 队 俱乐部 联盟 工作室 旗舰店 专卖店 百货 地产 "
+    "电器 汽车 航空 电力 科技 资讯网 新闻网 论坛 医科大学 师范大学 职业学院 科技大学".split()
 )
 _PLACE_SUFFIXES = frozenset("省 市 县 区 镇 乡 村 州".split())
 # Titles that make "surname + title" a person's name in Weibo usage (张先生, 宋院长).
 _TITLES = frozenset(
     "先生 女士 小姐 老师 教授 医生 院长 校长 局长 书记 市长 县长 主任 经理 总 哥 姐 "
-    "叔 阿姨 老板 同学 大爷 大妈 师傅".split()
+    "叔 阿姨 老板 同学 大爷 大妈 师傅 老总 总裁 董事长 部长 省长 主席".split()
 )
-# Tags that cannot continue a name after a surname.
-_NOT_GIVEN_NAME_TAGS = frozenset(
-    "r p c u uj ul uz ug uv ud y e o m mq q d f t x eng zg".split()
+# Tags that cannot be part of a name.
+_FUNCTION_TAGS = frozenset(
+    "r rr rz p c u uj ul uz ug uv ud y e o m mq q d f t x eng zg".split()
 )
 _NAME_PREFIXES = frozenset("小 老 阿".split())
+_LATIN = re.compile(r"[A-Za-z][A-Za-z0-9\-]*")
+
+RULE_TAG = "tag"  # one token tagged as a name
+RULE_LEXICON = "lexicon"  # one token a user dictionary names
+RULE_LATIN = "latin"  # one Latin word (brands, nicknames)
+RULE_ABBREVIATION = "abbreviation"  # one token tagged j (央视, 建行)
+RULE_SURNAME = "surname"  # 赵/新民
+RULE_TITLE = "title"  # 张/先生
+RULE_PREFIX = "prefix"  # 老/王, 阿/袁
+RULE_ORGANISATION = "organisation"  # 宁波/妇儿/医院
+RULE_PLACE = "place"  # 东营/区
+RULE_LOCATION = "location"  # 滨江/森林公园
+# Rules whose candidates are kept without a model; the others need one.
+_RULES_WITHOUT_MODEL = frozenset(
+    (RULE_TAG, RULE_LEXICON, RULE_SURNAME, RULE_TITLE, RULE_ORGANISATION, RULE_PLACE,
+     RULE_LOCATION)
+)  # fmt: skip
+
+
+class Candidate(NamedTuple):
+    """A possible name: tokens ``start:end`` of a tagged sequence."""
+
+    name: str
+    type: str
+    start: int
+    end: int
+    rule: str
+    tag: str  # the first token's tag
+
+
+class EntityModel(NamedTuple):
+    """A logistic model over candidate features: keep when the logit >= threshold."""
+
+    weights: dict
+    threshold: float = 0.0
+
+    @classmethod
+    def load(cls, path: str | Path) -> "EntityModel":
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        return cls(weights=data["weights"], threshold=data["threshold"])
 
 
 class EntityRules(NamedTuple):
-    """What entity extraction needs besides the tokens; built once."""
+    """What entity extraction needs besides the tokens; built once per worker."""
 
-    surnames: frozenset[str] = frozenset()
-    compound_surnames: frozenset[str] = frozenset()
-    not_names: frozenset[str] = frozenset()
+    surnames: frozenset = frozenset()
+    compound_surnames: frozenset = frozenset()
+    not_names: frozenset = frozenset()
     # word -> type, for words a user dictionary tagged as names.
     lexicon: dict = {}
+    # word -> frequency in jieba's dictionary, for words it tags as names.
+    name_freq: dict = {}
+    model: EntityModel | None = None
     merge: bool = True
-    proper_nouns: bool = True
 
 
 def _entity_type(word: str, tag: str, rules: EntityRules) -> str | None:
-    typed = rules.lexicon.get(word)
-    if typed is not None:
-        return typed
-    entity_type = _TAG_TYPES.get(tag)
-    if entity_type is None:
-        return None
-    if entity_type == ORGANISATION and tag == "nz" and not rules.proper_nouns:
-        return None
-    if entity_type == GEOPOLITICAL and word.endswith(_LOCATION_SUFFIXES):
+    entity_type = rules.lexicon.get(word) or _TAG_TYPES.get(tag)
+    if entity_type == GEOPOLITICAL and word.endswith(_LOCATION_ENDINGS):
         return LOCATION
     return entity_type
 
 
-def _is_given_name(word: str, tag: str) -> bool:
-    return 1 <= len(word) <= 2 and tag not in _NOT_GIVEN_NAME_TAGS and _CJK.match(word)
+def _is_name_part(word: str, tag: str) -> bool:
+    return tag not in _FUNCTION_TAGS and _CJK.match(word) is not None
+
+
+def _single_candidate(
+    tokens: Sequence[tuple[str, str]], index: int, rules: EntityRules
+) -> Candidate | None:
+    word, tag = tokens[index]
+    if word in rules.lexicon:
+        return Candidate(word, _entity_type(word, tag, rules), index, index + 1, RULE_LEXICON, tag)
+    entity_type = _entity_type(word, tag, rules)
+    if entity_type is not None:
+        return Candidate(word, entity_type, index, index + 1, RULE_TAG, tag)
+    if rules.model is None:
+        return None
+    if tag == "eng" and _LATIN.fullmatch(word):
+        return Candidate(word, ORGANISATION, index, index + 1, RULE_LATIN, tag)
+    if tag == "j":
+        return Candidate(word, ORGANISATION, index, index + 1, RULE_ABBREVIATION, tag)
+    return None
+
+
+def _merged_candidate(
+    tokens: Sequence[tuple[str, str]], index: int, rules: EntityRules
+) -> Candidate | None:
+    count = len(tokens)
+    if index + 1 >= count:
+        return None
+    word, tag = tokens[index]
+    following, following_tag = tokens[index + 1]
+    entity_type = _entity_type(word, tag, rules)
+    if len(word) == 1 or (len(word) == 2 and word in rules.compound_surnames):
+        if word in rules.surnames or word in rules.compound_surnames:
+            if following in _TITLES:
+                return Candidate(word + following, PERSON, index, index + 2, RULE_TITLE, tag)
+            if (
+                tag == "nr"
+                and len(following) <= 2
+                and following not in rules.lexicon
+                and _is_name_part(following, following_tag)
+            ):
+                return Candidate(
+                    word + following, PERSON, index, index + 2, RULE_SURNAME, tag
+                )
+        if (
+            word in _NAME_PREFIXES
+            and rules.model is not None
+            and len(following) == 1
+            and following in rules.surnames
+        ):
+            return Candidate(word + following, PERSON, index, index + 2, RULE_PREFIX, tag)
+        return None
+    if entity_type is None and tag not in ("j", "nz"):
+        return None
+    if entity_type == GEOPOLITICAL and following in _PLACE_SUFFIXES:
+        return Candidate(word + following, GEOPOLITICAL, index, index + 2, RULE_PLACE, tag)
+    # Up to two more tokens before an organisation or location ending.
+    parts = [word]
+    for offset in range(1, 4):
+        if index + offset >= count:
+            break
+        part, part_tag = tokens[index + offset]
+        if part in _ORG_SUFFIXES:
+            name = "".join(parts) + part
+            return Candidate(name, ORGANISATION, index, index + offset + 1, RULE_ORGANISATION, tag)
+        if part in _LOCATION_SUFFIXES and entity_type in (GEOPOLITICAL, LOCATION):
+            name = "".join(parts) + part
+            return Candidate(name, LOCATION, index, index + offset + 1, RULE_LOCATION, tag)
+        if not _is_name_part(part, part_tag) or len(part) > 3:
+            break
+        parts.append(part)
+    return None
+
+
+def _freq_bucket(freq: int) -> str:
+    if freq == 0:
+        return "0"
+    if freq < 10:
+        return "1"
+    if freq < 100:
+        return "2"
+    if freq < 1000:
+        return "3"
+    return "4"
+
+
+def candidate_features(
+    tokens: Sequence[tuple[str, str]], candidate: Candidate, rules: EntityRules
+) -> list[str]:
+    """The sparse features the entity model scores a candidate by."""
+    name, _, start, end, rule, tag = candidate
+    previous_word, previous_tag = tokens[start - 1] if start > 0 else ("^", "^")
+    next_word, next_tag = tokens[end] if end < len(tokens) else ("$", "$")
+    length = str(min(len(name), 6))
+    bucket = _freq_bucket(rules.name_freq.get(name, 0))
+    first, last = name[0], name[-1]
+    surname = first in rules.surnames or name[:2] in rules.compound_surnames
+    return [
+        "bias",
+        "r=" + rule,
+        "t=" + tag,
+        "rt=" + rule + tag,
+        "rl=" + rule + length,
+        "tb=" + tag + bucket,
+        "ty=" + candidate.type,
+        "w=" + name,
+        "f=" + first,
+        "l=" + last,
+        "sl=" + str(surname) + length + tag,
+        "lx=" + str(name in rules.lexicon),
+        "p=" + previous_word,
+        "pt=" + previous_tag,
+        "n=" + next_word,
+        "nt=" + next_tag,
+        "pc=" + previous_word[-1:],
+        "nc=" + next_word[:1],
+    ]
+
+
+def candidate_score(
+    tokens: Sequence[tuple[str, str]], candidate: Candidate, rules: EntityRules
+) -> float:
+    """The model's logit for a candidate (above its threshold: a name)."""
+    weights = rules.model.weights
+    return sum(weights.get(feature, 0.0) for feature in candidate_features(tokens, candidate, rules))
+
+
+def _admissible(candidate: Candidate | None, rules: EntityRules) -> bool:
+    if candidate is None:
+        return False
+    name = candidate.name
+    return (
+        len(name) >= 2
+        and name not in rules.not_names
+        and not _DIGITS.fullmatch(name)
+        and (rules.model is not None or candidate.rule in _RULES_WITHOUT_MODEL)
+    )
+
+
+def entity_candidates(
+    tokens: Sequence[tuple[str, str]], index: int, rules: EntityRules
+) -> list[Candidate]:
+    """Admissible candidates starting at token ``index``, the longest first."""
+    found = []
+    if rules.merge:
+        merged = _merged_candidate(tokens, index, rules)
+        if _admissible(merged, rules):
+            found.append(merged)
+    single = _single_candidate(tokens, index, rules)
+    if _admissible(single, rules):
+        found.append(single)
+    return found
 
 
 def extract_entities(
@@ -264,76 +451,32 @@ def extract_entities(
 ) -> list[tuple[str, str]]:
     """Return ``(name, type)`` pairs, in order, from a tagged token sequence.
 
-    A name is a token tagged ``nr``/``ns``/``nt``/``nz`` (or typed by a user
-    dictionary), or, with ``rules.merge``, a short run of tokens:
+    Candidates (see ``entity_candidates``): a token tagged ``nr``/``ns``/``nt``/``nz``
+    or typed by a user dictionary; with ``rules.merge``, a short run of tokens:
 
     - surname + given name or title: ``赵/新民``, ``张/先生`` (PER);
     - name + organisation ending: ``宁波/妇儿/医院``, ``浙江/大学`` (ORG);
-    - place + administrative ending: ``东营/区`` (GPE).
+    - place + administrative or location ending: ``东营/区``, ``朝阳/公园``;
+    - with a model, also Latin words, abbreviations and ``老/王``.
 
-    Names are at least two characters, not a stop name, and not only digits.
-    Types: PER, ORG, GPE, LOC. Names are returned as written (not normalized).
+    A candidate is at least two characters, not a stop name, not only digits, and,
+    when ``rules.model`` is set, scored at or above its threshold. Scanning left to
+    right, the longest accepted candidate wins. Types: PER, ORG, GPE, LOC. Names are
+    returned as written (not normalized).
     """
     found: list[tuple[str, str]] = []
+    model = rules.model
     count = len(tokens)
     index = 0
     while index < count:
-        word, tag = tokens[index]
-        entity_type = _entity_type(word, tag, rules)
         end = index + 1
-        if rules.merge:
-            merged = _merge_at(tokens, index, entity_type, rules)
-            if merged is not None:
-                word, entity_type, end = merged
+        for candidate in entity_candidates(tokens, index, rules):
+            if model is None or candidate_score(tokens, candidate, rules) >= model.threshold:
+                found.append((candidate.name, candidate.type))
+                end = candidate.end
+                break
         index = end
-        if (
-            entity_type is not None
-            and len(word) >= 2
-            and word not in rules.not_names
-            and not _DIGITS.fullmatch(word)
-        ):
-            found.append((word, entity_type))
     return found
-
-
-def _merge_at(
-    tokens: Sequence[tuple[str, str]],
-    index: int,
-    entity_type: str | None,
-    rules: EntityRules,
-) -> tuple[str, str, int] | None:
-    word, tag = tokens[index]
-    count = len(tokens)
-    if index + 1 >= count:
-        return None
-    following, following_tag = tokens[index + 1]
-    # Surname + given name / title.
-    if len(word) == 1 and word in rules.surnames and (tag == "nr" or entity_type is None):
-        if following in _TITLES:
-            return word + following, PERSON, index + 2
-        if tag == "nr" and following not in rules.lexicon and _is_given_name(
-            following, following_tag
-        ):
-            return word + following, PERSON, index + 2
-    if entity_type in (GEOPOLITICAL, ORGANISATION, PERSON, LOCATION) or (
-        tag in ("nz", "j") and len(word) >= 2
-    ):
-        if following in _PLACE_SUFFIXES and entity_type == GEOPOLITICAL:
-            return word + following, GEOPOLITICAL, index + 2
-        # Up to two more tokens before an organisation ending.
-        parts = [word]
-        for offset in range(1, 4):
-            if index + offset >= count:
-                break
-            part, part_tag = tokens[index + offset]
-            if part in _ORG_SUFFIXES:
-                if offset == 1 and len(part) == 1 and entity_type == PERSON:
-                    break  # 张/局: a title, not an office
-                return "".join(parts) + part, ORGANISATION, index + offset + 1
-            if not _CJK.match(part) or part_tag in _NOT_GIVEN_NAME_TAGS:
-                break
-            parts.append(part)
-    return None
 
 
 # --- keywords ---------------------------------------------------------------------

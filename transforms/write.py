@@ -58,8 +58,14 @@ def write_parquet_atomically(table: pa.Table, path: str) -> None:
             os.remove(temporary)
 
 
+def _source_order(letter: DeadLetter) -> tuple[str, int]:
+    """``file:line`` sorted by file, then line as a number."""
+    path, _, line = letter.source.rpartition(":")
+    return path, int(line) if line.isdigit() else 0
+
+
 def dead_letters_table(letters: Iterable[DeadLetter]) -> pa.Table:
-    letters = sorted(letters, key=lambda letter: letter.source)
+    letters = sorted(letters, key=_source_order)
     return pa.Table.from_pydict(
         {
             "raw": [letter.raw for letter in letters],

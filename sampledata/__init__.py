@@ -1,0 +1,1 @@
+"""Deterministic Weibo-like sample streams for the demo, tests and benchmarks."""
