@@ -35,6 +35,8 @@ RESOURCES = Path(__file__).resolve().parent / "resources"
 DEFAULT_STOPWORDS = RESOURCES / "stopwords.txt"
 DEFAULT_NOT_NAMES = RESOURCES / "not_names.txt"
 DEFAULT_SURNAMES = RESOURCES / "surnames.txt"
+# A logistic model over entity candidates, trained by benchmarks/build_lexicon.py.
+DEFAULT_ENTITY_MODEL = RESOURCES / "entity_model.json"
 # Names drawn from WeiboNER's train split by benchmarks/build_lexicon.py.
 DEFAULT_USER_DICTS = (RESOURCES / "weibo_ner_names.txt",)
 
@@ -602,6 +604,23 @@ def _jieba_idf_path() -> Path:
     return Path(jieba.__file__).resolve().parent / "analyse" / "idf.txt"
 
 
+def _jieba_dict_path() -> Path:
+    import jieba
+
+    return Path(jieba.__file__).resolve().parent / "dict.txt"
+
+
+def read_name_frequencies(path: str | Path) -> dict[str, int]:
+    """Frequencies of the words a jieba dictionary tags as names (nr, ns, nt, nz...)."""
+    freq = {}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            fields = line.split()
+            if len(fields) == 3 and fields[2] in _TAG_TYPES:
+                freq[fields[0]] = int(fields[1])
+    return freq
+
+
 # --- the analyzer -----------------------------------------------------------------
 
 
@@ -623,8 +642,6 @@ class TextAnalyzer:
         keyword_count: int = DEFAULT_KEYWORD_COUNT,
         engine: str = "auto",
         default_resources: bool = True,
-        merge: bool = True,
-        proper_nouns: bool = True,
     ) -> None:
         self.keyword_count = keyword_count
         self._engine = _make_engine(engine)
@@ -645,6 +662,7 @@ class TextAnalyzer:
             stopwords |= read_word_list(path)
         self.stopwords = frozenset(stopwords)
         surnames, compound_surnames = read_surnames(DEFAULT_SURNAMES)
+        use_model = default_resources and DEFAULT_ENTITY_MODEL.exists()
         self.rules = EntityRules(
             surnames=surnames,
             compound_surnames=compound_surnames,
@@ -652,8 +670,8 @@ class TextAnalyzer:
             if default_resources
             else frozenset(),
             lexicon=lexicon,
-            merge=merge,
-            proper_nouns=proper_nouns,
+            name_freq=read_name_frequencies(_jieba_dict_path()),
+            model=EntityModel.load(DEFAULT_ENTITY_MODEL) if use_model else None,
         )
         self.idf, self.default_idf = read_idf(_jieba_idf_path())
 

@@ -1,0 +1,408 @@
+"""Measure entity extraction on WeiboNER, and show entities and keywords of real posts.
+
+Scores ``transforms.text.TextAnalyzer`` (the code path the pipeline runs) on the
+WeiboNER names (PER.NAM, ORG.NAM, LOC.NAM, GPE.NAM): micro precision, recall and F1
+over (message, name) pairs, a set per message, names normalized with
+``normalize_topic``; overall (type-agnostic) and per type (a pair counts for a type
+when both gold and prediction give it that type; GPE and LOC are also scored merged
+as PLACE, since jieba's ``ns`` does not tell them apart). Then it measures the two
+segmentation engines (agreement and posts/s on real Weibo posts) and prints the top
+entities and keywords of the most reposted source posts of the cascades file.
+
+Run from the project root::
+
+    python benchmarks/eval_entities.py                    # dev split, everything
+    python benchmarks/eval_entities.py --split train      # (contaminated: see below)
+    python benchmarks/eval_entities.py --split PATH --min-f1 0.6   # as CI runs it
+    python benchmarks/eval_entities.py --skip-engines --skip-examples  # scores only
+
+The last line printed is a JSON object of the figures.
+
+What each step gained (dev split, rjieba; ``--split dev`` prints this table afresh;
+tuned on train only: the lexicon and the model come from train by
+``benchmarks/build_lexicon.py``, whose 5-fold cross-validation on train picked
+every setting):
+
+ABLATION_TABLE
+
+Train-derived resources make ``--split train`` figures optimistic; use dev (or the
+held-out test split) to judge.
+"""
+
+import argparse
+import gzip
+import json
+import re
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from transforms import text as text_module  # noqa: E402
+from transforms.text import TextAnalyzer, clean_text  # noqa: E402
+from transforms.topics import extract_hashtags, normalize_topic  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+NER_DIR = DATA / "weibo_ner"
+CASCADES = DATA / "weibo_cascades" / "weibo_cascades_dev.jsonl.gz"
+NAME_TYPES = ("PER", "ORG", "GPE", "LOC")
+PLACE = "PLACE"
+# Source posts shown beside their entities and keywords.
+EXAMPLE_POSTS = 5
+SPEED_POSTS = 2000
+AGREEMENT_POSTS = 1000
+SPEED_REPEATS = 3
+_CHAR_POSITION = re.compile(r"(.+?)(\d+)")
+
+
+def ner_path(split: str) -> Path:
+    if split in ("dev", "train", "test"):
+        return NER_DIR / f"weiboNER_2nd_conll.{split}"
+    return Path(split)
+
+
+def read_conll(path: Path) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Messages of a WeiboNER file: ``(text, [(name, type), ...])`` with NAM names.
+
+    One character a line, ``CHAR<digit>\\tTAG`` (the digit is the character's
+    position in its word), a blank line ends a message. Types are PER, ORG, GPE, LOC.
+    """
+    messages = []
+    chars: list[str] = []
+    tags: list[str] = []
+
+    def close() -> None:
+        if chars:
+            messages.append(("".join(chars), names_of(chars, tags)))
+            chars.clear()
+            tags.clear()
+
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            line = line.rstrip("\n")
+            if not line.strip():
+                close()
+                continue
+            token, _, tag = line.rpartition("\t")
+            # The position may have several digits (`e12`); the character may be a
+            # digit itself (`310`: "3" at position 10).
+            match = _CHAR_POSITION.fullmatch(token)
+            chars.append(match.group(1) if match else token)
+            tags.append(tag.strip())
+    close()
+    return messages
+
+
+def names_of(chars: list[str], tags: list[str]) -> list[tuple[str, str]]:
+    """NAM spans of a BIO-tagged character sequence, as ``(text, type)``."""
+    names = []
+    start = None
+    current = None
+    for index, tag in enumerate(tags + ["O"]):
+        inside = tag.startswith("I-") and tag[2:] == current
+        if current is not None and not inside:
+            if current.endswith(".NAM"):
+                names.append(("".join(chars[start:index]), current[:3]))
+            current = None
+        if tag.startswith("B-") or (tag.startswith("I-") and current is None):
+            current = tag[2:]
+            start = index
+    return names
+
+
+def gold_pairs(messages) -> dict[tuple[int, str], set[str]]:
+    """(message index, normalized name) -> the types gold gives it."""
+    gold: dict[tuple[int, str], set[str]] = {}
+    for index, (_, names) in enumerate(messages):
+        for name, name_type in names:
+            gold.setdefault((index, normalize_topic(name)), set()).add(name_type)
+    return gold
+
+
+def predict_pairs(extract, messages) -> dict[tuple[int, str], set[str]]:
+    predicted: dict[tuple[int, str], set[str]] = {}
+    for index, (text, _) in enumerate(messages):
+        for name, name_type in extract(text):
+            predicted.setdefault((index, normalize_topic(name)), set()).add(name_type)
+    return predicted
+
+
+def prf(true_positives: int, predicted: int, gold: int) -> dict:
+    precision = true_positives / predicted if predicted else 0.0
+    recall = true_positives / gold if gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+        "predicted": predicted,
+        "gold": gold,
+        "correct": true_positives,
+    }
+
+
+def score(predicted: dict, gold: dict) -> dict:
+    """Overall (type-agnostic) and per-type micro P/R/F1 over (message, name) pairs."""
+    figures = {"overall": prf(len(predicted.keys() & gold.keys()), len(predicted), len(gold))}
+    groups = {name_type: {name_type} for name_type in NAME_TYPES}
+    groups[PLACE] = {"GPE", "LOC"}
+    for group, members in groups.items():
+        gold_set = {key for key, types in gold.items() if types & members}
+        predicted_set = {key for key, types in predicted.items() if types & members}
+        correct = sum(1 for key in predicted_set & gold_set if predicted[key] & gold[key] & members)
+        figures[group] = prf(correct, len(predicted_set), len(gold_set))
+    return figures
+
+
+def jieba_baseline(messages) -> dict:
+    """The issue's baseline: jieba.posseg on the raw text, tags nr/ns/nt, >= 2 chars."""
+    import logging
+
+    import jieba
+    import jieba.posseg
+
+    logging.getLogger("jieba").setLevel(logging.WARNING)
+    tokenizer = jieba.posseg.POSTokenizer(jieba.Tokenizer())
+    types = {"nr": "PER", "ns": "GPE", "nt": "ORG"}
+
+    def extract(text):
+        return [
+            (pair.word, types[pair.flag])
+            for pair in tokenizer.cut(text)
+            if pair.flag in types and len(pair.word) >= 2
+        ]
+
+    return predict_pairs(extract, messages)
+
+
+def ablation(messages, gold, engine: str) -> list[tuple[str, dict]]:
+    """F1 after each step, cumulatively, on the same messages."""
+    rows = [("jieba.posseg nr/ns/nt >=2 chars, raw text (baseline)", jieba_baseline(messages))]
+    bare = TextAnalyzer(engine=engine, default_resources=False)
+    full = TextAnalyzer(engine=engine)
+    hand_stop_names = frozenset(text_module.read_word_list(text_module.DEFAULT_NOT_NAMES))
+
+    def typed_entities(analyzer, rules):
+        def extract(text):
+            return text_module.extract_entities(analyzer.tag(clean_text(text)), rules)
+
+        return extract
+
+    bare_rules = bare.rules
+    steps = [
+        (f"{bare.engine}, cleaned text, + nz/nrt/nrfg tags", bare, bare_rules._replace(merge=False)),
+        ("+ merge rules (surname+name/title, name+org/place ending)", bare, bare_rules),
+        ("+ hand stop names (宝宝, 谢谢, 美丽...)", bare, bare_rules._replace(not_names=hand_stop_names)),
+        ("+ train lexicon (user dictionary of train names)", full, full.rules._replace(model=None)),
+        ("+ candidate model (logistic, train) = shipped default", full, full.rules),
+    ]
+    for label, analyzer, rules in steps:
+        rows.append((label, predict_pairs(typed_entities(analyzer, rules), messages)))
+    return [(label, score(predicted, gold)) for label, predicted in rows]
+
+
+def format_table(rows) -> str:
+    lines = [f"| step | P | R | F1 | ΔF1 |", "|---|---|---|---|---|"]
+    previous = None
+    for label, figures in rows:
+        overall = figures["overall"]
+        delta = "" if previous is None else f"{overall['f1'] - previous:+.3f}"
+        lines.append(
+            f"| {label} | {overall['precision']:.3f} | {overall['recall']:.3f} "
+            f"| {overall['f1']:.3f} | {delta} |"
+        )
+        previous = overall["f1"]
+    return "\n".join(lines)
+
+
+def read_posts() -> list[dict]:
+    with gzip.open(CASCADES, "rt", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def engine_figures(posts: list[dict]) -> dict:
+    """Agreement of rjieba with jieba (cut, tag, analyze) and analyze() posts/s."""
+    from transforms.text import available_engines
+
+    engines = available_engines()
+    texts = [post["text"] for post in posts if post["text"] != "转发微博"]
+    # A fixed, spread-out sample: every k-th post of the file.
+    step = max(1, len(texts) // SPEED_POSTS)
+    speed_texts = texts[::step][:SPEED_POSTS]
+    agreement_texts = speed_texts[:AGREEMENT_POSTS]
+    figures: dict = {
+        "posts": len(speed_texts),
+        "mean_chars": round(statistics.mean(len(text) for text in speed_texts), 1),
+        "engines": {},
+    }
+    analyzers = {}
+    for engine in engines:
+        started = time.perf_counter()
+        analyzer = TextAnalyzer(engine=engine)
+        built = time.perf_counter() - started
+        analyzers[engine] = analyzer
+        rates = []
+        for _ in range(SPEED_REPEATS):
+            started = time.perf_counter()
+            for text in speed_texts:
+                analyzer.analyze(text, extract_hashtags(text))
+            rates.append(len(speed_texts) / (time.perf_counter() - started))
+        figures["engines"][engine] = {
+            "build_seconds": round(built, 2),
+            "posts_per_second_best": round(max(rates)),
+            "posts_per_second_median": round(statistics.median(rates)),
+        }
+    if {"rjieba", "jieba"} <= analyzers.keys():
+        import jieba
+        import rjieba
+
+        fast, slow = analyzers["rjieba"], analyzers["jieba"]
+        cleaned = [clean_text(text) for text in agreement_texts]
+        plain_fast, plain_slow = rjieba.Jieba(), jieba.Tokenizer()
+        cut_same = sum(plain_fast.cut(text) == plain_slow.lcut(text) for text in cleaned)
+        tag_same = sum(
+            fast._engine.tag(text) == slow._engine.tag(text) for text in cleaned
+        )
+        token_same = token_total = 0
+        for text in cleaned:
+            a, b = set(_positions(slow._engine.tag(text))), set(_positions(fast._engine.tag(text)))
+            token_same += len(a & b)
+            token_total += len(a)
+        analyze_same = entity_same = keyword_same = 0
+        for text in agreement_texts:
+            hashtags = extract_hashtags(text)
+            fast_out, slow_out = fast.analyze(text, hashtags), slow.analyze(text, hashtags)
+            analyze_same += fast_out == slow_out
+            entity_same += fast_out[0] == slow_out[0]
+            keyword_same += fast_out[1] == slow_out[1]
+        count = len(agreement_texts)
+        figures["agreement"] = {
+            "posts": count,
+            "cut_identical": round(cut_same / count, 4),
+            "tag_identical": round(tag_same / count, 4),
+            "tagged_tokens_identical": round(token_same / token_total, 4),
+            "entities_identical": round(entity_same / count, 4),
+            "keywords_identical": round(keyword_same / count, 4),
+            "analyze_identical": round(analyze_same / count, 4),
+        }
+    return figures
+
+
+def _positions(tokens):
+    position = 0
+    for word, tag in tokens:
+        yield position, word, tag
+        position += len(word)
+
+
+def examples(posts: list[dict], analyzer: TextAnalyzer) -> list[dict]:
+    sources = [post for post in posts if not post.get("repost_of")]
+    sources.sort(key=lambda post: post.get("reposts") or 0, reverse=True)
+    shown = []
+    for post in sources[:EXAMPLE_POSTS]:
+        hashtags = extract_hashtags(post["text"])
+        entities, keywords = analyzer.analyze(post["text"], hashtags)
+        shown.append(
+            {
+                "id": post["id"],
+                "reposts": post.get("reposts"),
+                "text": post["text"],
+                "hashtags": hashtags,
+                "entities": entities,
+                "keywords": keywords,
+            }
+        )
+    return shown
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--split", default="dev", help="dev, train, test or a path")
+    parser.add_argument("--min-f1", type=float, default=None, help="exit 1 below this")
+    parser.add_argument("--engine", default="auto", choices=text_module.ENGINES)
+    parser.add_argument("--skip-ablation", action="store_true")
+    parser.add_argument("--skip-engines", action="store_true")
+    parser.add_argument("--skip-examples", action="store_true")
+    args = parser.parse_args(argv)
+    print("$ python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])))
+
+    path = ner_path(args.split)
+    if not path.exists():
+        print(f"missing {path}: the shared data folder (../shared/data) is not here", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    messages = read_conll(path)
+    gold = gold_pairs(messages)
+    analyzer = TextAnalyzer(engine=args.engine)
+    predicted = predict_pairs(
+        lambda text: analyzer.entities_and_keywords(text)[0], messages
+    )
+    figures = score(predicted, gold)
+    result: dict = {
+        "split": args.split,
+        "messages": len(messages),
+        "engine": analyzer.engine,
+        "entities": figures,
+    }
+    print(f"\nWeiboNER {args.split}: {len(messages)} messages, {len(gold)} gold (message, name) pairs, engine {analyzer.engine}")
+    print(f"{'':8} {'P':>6} {'R':>6} {'F1':>6} {'pred':>5} {'gold':>5}")
+    for group, values in figures.items():
+        print(
+            f"{group:8} {values['precision']:6.3f} {values['recall']:6.3f} {values['f1']:6.3f}"
+            f" {values['predicted']:5d} {values['gold']:5d}"
+        )
+
+    if not args.skip_ablation:
+        rows = ablation(messages, gold, analyzer.engine)
+        print("\nWhat each step gained (cumulative):")
+        print(format_table(rows))
+        result["ablation"] = [(label, figures["overall"]["f1"]) for label, figures in rows]
+
+    if not (args.skip_engines and args.skip_examples):
+        if not CASCADES.exists():
+            print(f"missing {CASCADES}: skipping engine figures and examples", file=sys.stderr)
+        else:
+            posts = read_posts()
+            if not args.skip_engines:
+                engine_result = engine_figures(posts)
+                result["engines"] = engine_result
+                print(
+                    f"\nEngines on {engine_result['posts']} real posts "
+                    f"(mean {engine_result['mean_chars']} chars), analyze() posts/s:"
+                )
+                for engine, values in engine_result["engines"].items():
+                    print(
+                        f"  {engine:7} best {values['posts_per_second_best']:>6}  "
+                        f"median {values['posts_per_second_median']:>6}  "
+                        f"(build {values['build_seconds']} s)"
+                    )
+                if "agreement" in engine_result:
+                    print("  rjieba vs jieba, share of posts identical:")
+                    for key, value in engine_result["agreement"].items():
+                        print(f"    {key:24} {value}")
+            if not args.skip_examples:
+                shown = examples(posts, analyzer)
+                result["examples"] = [item["id"] for item in shown]
+                print("\nMost reposted source posts:")
+                for item in shown:
+                    print(f"\n[{item['id']}, {item['reposts']} reposts] {item['text'][:160]}")
+                    print(f"  hashtags: {item['hashtags']}")
+                    print(f"  entities: {item['entities']}")
+                    print(f"  keywords: {item['keywords']}")
+
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    print()
+    print(json.dumps(result, ensure_ascii=False))
+    f1 = figures["overall"]["f1"]
+    if args.min_f1 is not None and f1 < args.min_f1:
+        print(f"entity F1 {f1:.4f} is below --min-f1 {args.min_f1}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
