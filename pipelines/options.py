@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from transforms.aggregate import DEFAULT_LG_K
+from schemas.sketch import DEFAULT_LG_K
 from transforms.extract import parse_kinds
 from transforms.topics import TOPIC_KINDS
 from transforms.windows import parse_duration

@@ -13,13 +13,10 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 import apache_beam as beam
-import datasketches
 import pyarrow as pa
 
 from schemas import tables
-
-DEFAULT_LG_K = 14
-_HLL_TYPE = datasketches.tgt_hll_type.HLL_4
+from schemas.sketch import DEFAULT_LG_K, estimate, new_sketch
 
 
 class PostSummary(NamedTuple):
@@ -87,14 +84,6 @@ def merge_window_posts(accumulators: Iterable[WindowPosts]) -> WindowPosts:
     return merged
 
 
-def new_sketch(lg_k: int) -> datasketches.hll_sketch:
-    return datasketches.hll_sketch(lg_k, _HLL_TYPE)
-
-
-def sketch_estimate(sketch: datasketches.hll_sketch) -> int:
-    return int(round(sketch.get_estimate()))
-
-
 def aggregate_window(accumulator: WindowPosts, lg_k: int = DEFAULT_LG_K) -> WindowAggregate:
     """Count a window's distinct posts, reposts and participants, overall and per topic.
 
@@ -117,7 +106,7 @@ def aggregate_window(accumulator: WindowPosts, lg_k: int = DEFAULT_LG_K) -> Wind
             entry[1] += post.is_repost
             entry[2].update(post.author)
     rows = sorted(
-        ((key, entry, sketch_estimate(entry[2])) for key, entry in per_topic.items()),
+        ((key, entry, estimate(entry[2])) for key, entry in per_topic.items()),
         key=lambda row: (row[0][0], -row[2], row[0][1]),
     )
     columns: dict[str, list] = {
@@ -132,18 +121,10 @@ def aggregate_window(accumulator: WindowPosts, lg_k: int = DEFAULT_LG_K) -> Wind
         posts=len(accumulator.posts),
         reposts=reposts,
         duplicates=accumulator.duplicates,
-        participants=sketch_estimate(everyone),
+        participants=estimate(everyone),
         participants_sketch=everyone.serialize_compact(),
         topic_columns=columns,
     )
-
-
-def merge_sketches(serialized: Iterable[bytes], lg_k: int = DEFAULT_LG_K) -> bytes:
-    """Union serialized HLL sketches (of any lg_k) into one serialized sketch."""
-    union = datasketches.hll_union(lg_k)
-    for blob in serialized:
-        union.update(datasketches.hll_sketch.deserialize(blob))
-    return union.get_result(_HLL_TYPE).serialize_compact()
 
 
 def window_tables(

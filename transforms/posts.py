@@ -65,15 +65,27 @@ def decode_json_line(line: bytes | str) -> dict:
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError:
-        try:
-            record = json.loads(line)
-        except UnicodeDecodeError:
-            raise InvalidPost("line is not valid UTF-8") from None
-        except ValueError as error:
-            raise InvalidPost(f"not valid JSON: {error}") from None
+        record = _decode_with_stdlib(line)
+    else:
+        # orjson turns integers beyond 64 bits into floats; such ids must stay exact.
+        if isinstance(record, dict) and any(
+            isinstance(record.get(field), float) for field in _REQUIRED
+        ):
+            record = _decode_with_stdlib(line)
     if not isinstance(record, dict):
         raise InvalidPost(f"expected a JSON object, got {_type_name(record)}")
     return record
+
+
+def _decode_with_stdlib(line: bytes | str) -> object:
+    try:
+        text = line.decode("utf-8") if isinstance(line, bytes) else line
+    except UnicodeDecodeError:
+        raise InvalidPost("line is not valid UTF-8") from None
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise InvalidPost(f"not valid JSON: {error}") from None
 
 
 def _identifier(record: dict, field: str, required: bool) -> str | None:

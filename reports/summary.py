@@ -1,0 +1,55 @@
+"""The after-run summary that ``run_local.sh`` prints: where the tables are, how
+many rows each has, whether the accounting holds, what drew most people, what burst."""
+
+import os
+
+import polars as pl
+
+from reports.queries import bursts, dead_letter_reasons, hot_topics, volume_totals
+from reports.tables import row_counts
+
+
+def render_frame(frame: pl.DataFrame, max_rows: int = 20) -> str:
+    """A DataFrame as a compact text table for a terminal."""
+    with pl.Config(
+        tbl_rows=max_rows,
+        tbl_cols=-1,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+        tbl_formatting="ASCII_MARKDOWN",
+        fmt_str_lengths=40,
+        tbl_width_chars=160,
+    ):
+        return str(frame)
+
+
+def summary_text(output: str, top: int = 10) -> str:
+    """The summary of one output folder as printable text."""
+    output = os.path.abspath(output)
+    lines = [f"Tables in {output}"]
+    for table, rows in row_counts(output).items():
+        lines.append(f"  {table:<15} {rows:>9,} rows   {os.path.join(output, table)}")
+    totals = volume_totals(output)
+    lines.append(
+        f"Input lines {totals['input_lines']:,} = {totals['posts']:,} distinct posts "
+        f"+ {totals['duplicates']:,} redelivered duplicates + {totals['dead_letters']:,} dead letters; "
+        f"{totals['participants']:,} participants"
+    )
+    if totals["dead_letters"]:
+        lines.append("Dead letters by reason:")
+        lines.append(render_frame(dead_letter_reasons(output)))
+    lines.append(f"Top {top} topics by participants (sketches merged over the whole run):")
+    lines.append(render_frame(hot_topics(output, limit=top).drop("peak_window_start")))
+    burst_rows = bursts(output)
+    if burst_rows.is_empty():
+        lines.append("Bursts: none flagged.")
+    else:
+        lines.append(f"Bursts: {burst_rows.height} (topic, window) pairs flagged; strongest first:")
+        lines.append(
+            render_frame(
+                burst_rows.select("kind", "topic", "window_start", "participants", "expected", "score")
+                .with_columns(pl.col("expected").round(1), pl.col("score").round(1)),
+                max_rows=top,
+            )
+        )
+    return "\n".join(lines)

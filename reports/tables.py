@@ -1,0 +1,31 @@
+"""Lazy scans of the output tables, as ``../shared/CONTRACT.md`` says to read them."""
+
+import os
+
+import polars as pl
+
+from schemas.tables import TABLES
+
+
+def scan(output: str, table: str) -> pl.LazyFrame:
+    """``table`` of ``output`` as a LazyFrame with its ``date`` partition column.
+
+    A table with no files (a run that never wrote it) scans as an empty frame of the
+    table's schema, so queries need no special case.
+    """
+    pattern = os.path.join(output, table, "**", "*.parquet")
+    folder = os.path.join(output, table)
+    has_files = os.path.isdir(folder) and any(
+        name.endswith(".parquet") for _, _, names in os.walk(folder) for name in names
+    )
+    if not has_files:
+        empty = pl.from_arrow(TABLES[table].empty_table())
+        return empty.lazy().with_columns(pl.lit(None, dtype=pl.Date).alias("date"))
+    return pl.scan_parquet(pattern, hive_partitioning=True)
+
+
+def row_counts(output: str) -> dict[str, int]:
+    """Rows per table of an output folder."""
+    return {
+        table: scan(output, table).select(pl.len()).collect().item() for table in TABLES
+    }

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up and run the whole test suite, as CI does (.ci/run calls exactly this).
+#
+#   ./run_tests.sh                 # everything
+#   ./run_tests.sh -k privacy      # extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")"
+scripts/bootstrap.sh test
+exec .venv/bin/python -m pytest "$@"

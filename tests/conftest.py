@@ -1,0 +1,84 @@
+"""Shared fixtures: paths to ../shared data, small generated streams, pipeline runs."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+PROJECT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT.parent / "shared" / "data"
+CASCADES = SHARED_DATA / "weibo_cascades" / "weibo_cascades_dev.jsonl.gz"
+WEIBO_NER = SHARED_DATA / "weibo_ner"
+# A fixed key: tests must not create or read the user's own key file.
+TEST_KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+
+def needs_shared(path: pathlib.Path):
+    """Skip, saying why, where ../shared/data is absent (a user's fresh clone)."""
+    return pytest.mark.skipif(
+        not path.exists(), reason=f"{path} is absent: ../shared/data is not beside this clone"
+    )
+
+
+def run_volume(args: list[str], env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    """``python -m pipelines.volume ARGS`` as a user runs it, output captured."""
+    full_env = {**os.environ, "YUQING_PSEUDONYM_KEY": TEST_KEY_HEX, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.volume", *args],
+        cwd=PROJECT, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def small_stream(tmp_path_factory):
+    """A small generated stream (2 days, one planted surge) and its truth."""
+    from sampledata.generator import GeneratorConfig, PlantedBurst, generate, write_lines
+    import datetime
+
+    start = GeneratorConfig().start
+    config = GeneratorConfig(
+        days=2, posts_per_day=3_000, authors=1_500, malformed_lines=14, pii_share=0.01,
+        bursts=(PlantedBurst("雅安地震", start + datetime.timedelta(days=1, hours=10), 300),),
+    )
+    lines, truth = generate(config)
+    folder = tmp_path_factory.mktemp("stream")
+    path = write_lines(lines, folder / "posts.jsonl.gz")
+    return path, truth, lines
+
+
+@pytest.fixture(scope="session")
+def small_run(small_stream, tmp_path_factory):
+    """The pipeline run once over ``small_stream``: (output folder, completed process)."""
+    path, _, _ = small_stream
+    out = tmp_path_factory.mktemp("out") / "tables"
+    result = run_volume(["--input", str(path), "--output", str(out)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def read_table(out, table):
+    import polars as pl
+
+    return pl.scan_parquet(f"{out}/{table}/**/*.parquet", hive_partitioning=True).collect()
+
+
+def load_truth(path) -> dict:
+    return json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--test-pipeline-options",
+        default="--runner=FnApiRunner",
+        help="Options for every TestPipeline of the batch suite, as Beam's own suite "
+        "takes them; e.g. '--runner=FlinkRunner --flink_master=localhost:8081 ...'.",
+    )
+
+
+def pytest_configure(config):
+    from apache_beam.testing.test_pipeline import TestPipeline
+
+    TestPipeline.pytest_test_pipeline_options = config.getoption("--test-pipeline-options")

@@ -1,0 +1,120 @@
+"""Per-window aggregates: dedup, counts, sketches; pure functions and the transform."""
+
+import datasketches
+import pytest
+import apache_beam as beam
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import FixedWindows, TimestampedValue
+
+from schemas.sketch import merge_sketches, merged_estimate
+from transforms.aggregate import (
+    AggregateWindows,
+    PostSummary,
+    WindowPosts,
+    add_post,
+    aggregate_window,
+    merge_window_posts,
+)
+
+HASHTAG = ("hashtag", "雅安地震")
+MENTION = ("mention", "人民日报")
+
+
+def _posts(*posts: PostSummary) -> WindowPosts:
+    accumulator = WindowPosts()
+    for post in posts:
+        add_post(accumulator, post)
+    return accumulator
+
+
+def test_duplicates_count_once_and_are_tallied():
+    post = PostSummary("p1", 1, False, (HASHTAG,))
+    accumulator = _posts(post, post, PostSummary("p2", 2, True, (HASHTAG, MENTION)))
+    result = aggregate_window(accumulator)
+    assert (result.posts, result.duplicates, result.reposts, result.participants) == (2, 1, 1, 2)
+    topics = dict(zip(zip(result.topic_columns["kind"], result.topic_columns["topic"]), result.topic_columns["posts"]))
+    assert topics == {HASHTAG: 2, MENTION: 1}
+
+
+def test_merge_counts_overlaps_as_duplicates():
+    left = _posts(PostSummary("p1", 1, False, ()), PostSummary("p2", 2, False, ()))
+    right = _posts(PostSummary("p2", 2, False, ()), PostSummary("p3", 3, False, ()))
+    merged = merge_window_posts([left, right])
+    assert sorted(merged.posts) == ["p1", "p2", "p3"]
+    assert merged.duplicates == 1
+
+
+def test_differing_copies_keep_the_same_one_whatever_the_order():
+    small = PostSummary("p1", 1, False, (HASHTAG,))
+    large = PostSummary("p1", 9, True, (MENTION,))
+    assert _posts(small, large).posts["p1"] == _posts(large, small).posts["p1"] == small
+
+
+def test_same_author_many_posts_is_one_participant():
+    result = aggregate_window(_posts(*(PostSummary(f"p{i}", 42, False, (HASHTAG,)) for i in range(50))))
+    assert result.posts == 50 and result.participants == 1
+    assert result.topic_columns["participants"] == [1]
+
+
+@pytest.mark.slow
+def test_participants_within_two_percent_for_100k_authors():
+    posts = [PostSummary(f"p{i}", i * 7919 + 13, False, (HASHTAG,)) for i in range(100_000)]
+    result = aggregate_window(_posts(*posts))
+    (participants,) = result.topic_columns["participants"]
+    assert abs(participants - 100_000) / 100_000 < 0.02
+    sketch = datasketches.hll_sketch.deserialize(result.topic_columns["participants_sketch"][0])
+    assert abs(sketch.get_estimate() - 100_000) / 100_000 < 0.02
+
+
+def test_sketches_of_two_windows_merge_to_the_union():
+    first = aggregate_window(_posts(*(PostSummary(f"a{i}", i, False, (HASHTAG,)) for i in range(3_000))))
+    second = aggregate_window(_posts(*(PostSummary(f"b{i}", i, False, (HASHTAG,)) for i in range(2_000, 6_000))))
+    blobs = [first.topic_columns["participants_sketch"][0], second.topic_columns["participants_sketch"][0]]
+    union = merged_estimate(blobs)
+    assert abs(union - 6_000) / 6_000 < 0.02
+    summed = first.topic_columns["participants"][0] + second.topic_columns["participants"][0]
+    assert summed > 6_900  # summing windows would count the 1,000 shared authors twice
+    assert merged_estimate([merge_sketches(blobs)]) == union
+
+
+# SAMPLE_DATA: (event second, post) pairs over two one-hour windows.
+SAMPLE_DATA = [
+    (10, PostSummary("p1", 1, False, (HASHTAG,))),
+    (20, PostSummary("p1", 1, False, (HASHTAG,))),  # redelivered
+    (30, PostSummary("p2", 2, True, (HASHTAG, MENTION))),
+    (3_700, PostSummary("p3", 1, False, (MENTION,))),
+]
+
+
+def test_aggregate_windows_transform_per_window():
+    with TestPipeline() as pipeline:
+        tables = (
+            pipeline
+            | "Create" >> beam.Create(SAMPLE_DATA)
+            | "Stamp" >> beam.Map(lambda pair: TimestampedValue(pair[1], pair[0]))
+            | "Hourly" >> beam.WindowInto(FixedWindows(3600))
+            | "Aggregate" >> AggregateWindows()
+        )
+        volume = tables | "VolumeRows" >> beam.FlatMap(
+            lambda element: [
+                (row["window_start"].timestamp(), row["posts"], row["duplicates"], row["participants"])
+                for row in element[2]["volume"].to_pylist()
+            ]
+        )
+        topics = tables | "TopicRows" >> beam.FlatMap(
+            lambda element: [
+                (row["window_start"].timestamp(), row["kind"], row["topic"], row["posts"], row["reposts"])
+                for row in element[2]["topics"].to_pylist()
+            ]
+        )
+        assert_that(volume, equal_to([(0.0, 2, 1, 2), (3600.0, 1, 0, 1)]), label="Volume")
+        assert_that(
+            topics,
+            equal_to([
+                (0.0, "hashtag", "雅安地震", 2, 1),
+                (0.0, "mention", "人民日报", 1, 1),
+                (3600.0, "mention", "人民日报", 1, 0),
+            ]),
+            label="Topics",
+        )

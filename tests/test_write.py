@@ -1,0 +1,101 @@
+"""Parquet output: each row in its own window's partition, whole files, clean names,
+reruns replacing tables."""
+
+import datetime
+import os
+import re
+
+import apache_beam as beam
+import polars as pl
+import pyarrow.parquet as pq
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.transforms.window import FixedWindows, TimestampedValue
+
+from schemas import tables
+from transforms.aggregate import AggregateWindows, PostSummary
+from transforms.write import (
+    WriteWindowTables,
+    publish,
+    staging_dir,
+    window_file_name,
+    write_empty_tables,
+    write_parquet_atomically,
+)
+
+HOUR = 3600
+# 50 windows, spanning three Beijing dates, posts out of order so that one bundle
+# carries many windows (the case where Beam's WriteToParquet misfiles rows).
+WINDOWS = 50
+BASE = int(datetime.datetime(2026, 11, 20, 10, tzinfo=datetime.timezone.utc).timestamp())
+
+
+def _sample_posts():
+    posts = []
+    for index in range(WINDOWS * 3):
+        hour = (index * 17) % WINDOWS
+        posts.append((BASE + hour * HOUR + index, PostSummary(f"p{index}", index % 7, False, (("hashtag", f"t{hour}"),))))
+    return posts
+
+
+def test_every_row_lands_in_its_own_window_partition(tmp_path):
+    root = str(tmp_path)
+    with TestPipeline() as pipeline:
+        (
+            pipeline
+            | beam.Create(_sample_posts())
+            | beam.Map(lambda pair: TimestampedValue(pair[1], pair[0]))
+            | beam.WindowInto(FixedWindows(HOUR))
+            | AggregateWindows()
+            | WriteWindowTables(root, "Asia/Shanghai")
+        )
+    for table in ("volume", "topics"):
+        files = sorted(pl.Series(os.listdir(os.path.join(root, table))).to_list())
+        assert files, table
+        seen_windows = 0
+        for dirpath, _, names in os.walk(os.path.join(root, table)):
+            for name in names:
+                assert re.fullmatch(r"\d{8}T\d{6}Z\.parquet", name), name
+                frame = pl.read_parquet(os.path.join(dirpath, name))
+                starts = frame["window_start"].unique().to_list()
+                assert len(starts) == 1, f"{name} holds rows of {len(starts)} windows"
+                micros = int(starts[0].timestamp() * 1_000_000)
+                assert window_file_name(micros) == name
+                local = starts[0].astimezone(datetime.timezone(datetime.timedelta(hours=8))).date()
+                assert os.path.basename(dirpath) == f"date={local.isoformat()}"
+                seen_windows += 1
+        assert seen_windows == WINDOWS
+    topics = pl.scan_parquet(f"{root}/topics/**/*.parquet", hive_partitioning=True).collect()
+    # Topic t<h> is posted only in hour h: each row's topic names its window.
+    hours = ((topics["window_start"].dt.epoch("s") - BASE) // HOUR).to_list()
+    assert [f"t{hour}" for hour in hours] == topics["topic"].to_list()
+    assert topics["posts"].sum() == WINDOWS * 3
+
+
+def test_files_carry_the_table_schema_and_zstd(tmp_path):
+    path = str(tmp_path / "x" / "date=2026-11-22" / "20261122T000000Z.parquet")
+    write_parquet_atomically(tables.VOLUME.empty_table(), path)
+    parquet = pq.ParquetFile(path)
+    assert parquet.schema_arrow.equals(tables.VOLUME)
+    assert parquet.metadata.num_row_groups == 0 or parquet.metadata.row_group(0).column(0).compression == "ZSTD"
+    assert os.listdir(os.path.dirname(path)) == ["20261122T000000Z.parquet"]  # no temporary left
+
+
+def test_publish_replaces_old_tables_entirely(tmp_path):
+    output = str(tmp_path)
+    old = os.path.join(output, "topics", "date=2026-01-01", "old.parquet")
+    write_parquet_atomically(tables.TOPICS.empty_table(), old)
+    write_parquet_atomically(tables.BURSTS.empty_table(), os.path.join(output, "bursts", "date=2026-01-01", "old.parquet"))
+    staging = staging_dir(output, "run1")
+    write_parquet_atomically(tables.TOPICS.empty_table(), os.path.join(staging, "topics", "date=2026-11-22", "new.parquet"))
+    publish(staging, output, "run1")
+    assert not os.path.exists(old)
+    assert os.path.exists(os.path.join(output, "topics", "date=2026-11-22", "new.parquet"))
+    assert not os.path.exists(os.path.join(output, "bursts")), "a table this run did not write must not survive"
+    assert sorted(os.listdir(output)) == ["topics"]
+
+
+def test_empty_tables_get_a_schema_file(tmp_path):
+    filled = write_empty_tables(str(tmp_path), "2026-11-23")
+    assert set(filled) == set(tables.TABLES)
+    frame = pl.scan_parquet(f"{tmp_path}/bursts/**/*.parquet", hive_partitioning=True).collect()
+    assert frame.height == 0 and "score" in frame.columns
