@@ -57,6 +57,11 @@ def local_overrides(flink_version: str, cache: Path) -> dict:
         "env.pid.dir": str(cache / "run"),
         "io.tmp.dirs": str(cache / "tmp"),
         checkpoint_key: (cache / "checkpoints").as_uri(),
+        # Locally a failing job should fail, not retry with backoff for minutes
+        # (Flink's default is exponential-delay); production sets its own.
+        "restart-strategy.type": "fixed-delay",
+        "restart-strategy.fixed-delay.attempts": 1,
+        "restart-strategy.fixed-delay.delay": "2 s",
     }
 
 

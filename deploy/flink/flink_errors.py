@@ -60,36 +60,45 @@ def root_exception(rest: str, jid: str, full: bool = False) -> str:
     return (trace if full else condense(trace)) + where
 
 
-def log_tail(log_dir: str | Path, lines: int = 40) -> str:
-    """Last lines of the TaskManager and JobManager logs, error lines first."""
+def log_errors(log_dir: str | Path, lines: int = 30) -> str:
+    """The last error lines of the TaskManager, JobManager and worker pool logs."""
     out = []
     for pattern in ("*taskexecutor*.log", "*standalonesession*.log",
                     "beam-worker-pool.log"):
         for path in sorted(Path(log_dir).glob(pattern)):
             text = path.read_text(errors="replace").splitlines()
             errors = [line for line in text if " ERROR " in line
-                      or line.startswith(("Caused by", "Traceback"))]
-            out.append(f"----- {path} (last error lines)")
-            out.extend(errors[-lines // 2:])
-            out.append(f"----- {path} (tail)")
-            out.extend(text[-lines // 2:])
+                      or line.startswith(("Caused by", "Traceback", "ERROR:"))]
+            if errors:
+                out.append(f"----- {path} (last error lines)")
+                out.extend(errors[-lines:])
     return "\n".join(out)
 
 
 def describe_failures(rest: str, since_ms: int = 0, log_dir: str | None = None
                       ) -> str:
-    """A report of every job since ``since_ms`` that did not finish cleanly."""
-    parts = []
+    """What Flink knows of jobs submitted since ``since_ms`` that went wrong."""
     try:
-        for job in jobs_since(rest, since_ms):
-            if job["state"] in FAILED_STATES:
-                parts.append(f"Flink job {job['jid']} ({job['name']}) "
-                             f"{job['state']}:\n{root_exception(rest, job['jid'])}")
+        jobs = jobs_since(rest, since_ms)
     except OSError as err:
-        parts.append(f"Flink REST {rest} did not answer: {err}")
-    if log_dir and not any(p.startswith("Flink job") for p in parts):
-        parts.append(log_tail(log_dir))
-    return "\n\n".join(parts)
+        return f"Flink REST {rest} did not answer: {err}"
+    if not jobs:
+        return ("Flink received no job: the failure is on the submitting side "
+                "(pipeline construction or Beam's job server; see the Python "
+                "output above).")
+    parts = []
+    for job in jobs:
+        error = root_exception(rest, job["jid"])
+        if job["state"] in FAILED_STATES or error:
+            parts.append(f"Flink job {job['jid']} ({job['name']}) {job['state']}:\n"
+                         f"{error or '(no exception recorded)'}")
+    if not parts:
+        states = ", ".join(f"{j['jid']} {j['state']}" for j in jobs)
+        parts.append(f"Flink jobs since submission: {states}; none recorded an "
+                     "exception.")
+    if log_dir:
+        parts.append(log_errors(log_dir))
+    return "\n\n".join(p for p in parts if p)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,6 +66,7 @@ set -e
 if ((status != 0)); then
   # The Python side often reports only "failed in state FAILED"; Flink keeps the
   # job's root exception. Print it for jobs that failed since we submitted.
+  echo "----- Flink's account (deploy/flink/flink_errors.py):" >&2
   "$PYTHON" "$FLINK_DEPLOY_DIR/flink_errors.py" --rest "$FLINK_REST" \
     --since-ms "$started_ms" --log-dir "$FLINK_LOG_DIR" >&2 || true
 fi
