@@ -214,6 +214,7 @@ def main(argv=None) -> int:
     no_model = [0, 0, 0]
     for k in range(FOLDS):
         token_lists, rules, _ = fold_data[k]
+        rules = rules._replace(model=None)
         gold = gold_pairs(folds[k])
         predicted = {
             (index, normalize_topic(name))

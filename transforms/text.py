@@ -236,6 +236,7 @@ RULE_TAG = "tag"  # one token tagged as a name
 RULE_LEXICON = "lexicon"  # one token a user dictionary names
 RULE_LATIN = "latin"  # one Latin word (brands, nicknames)
 RULE_ABBREVIATION = "abbreviation"  # one token tagged j (央视, 建行)
+RULE_GIVEN = "given"  # a two-character name + one more character (田喜/碧)
 RULE_SURNAME = "surname"  # 赵/新民
 RULE_TITLE = "title"  # 张/先生
 RULE_PREFIX = "prefix"  # 老/王, 阿/袁
@@ -346,6 +347,15 @@ def _merged_candidate(
         ):
             return Candidate(word + following, PERSON, index, index + 2, RULE_PREFIX, tag)
         return None
+    if (
+        entity_type == PERSON
+        and len(word) == 2
+        and rules.model is not None
+        and len(following) == 1
+        and word[0] in rules.surnames
+        and _is_name_part(following, following_tag)
+    ):
+        return Candidate(word + following, PERSON, index, index + 2, RULE_GIVEN, tag)
     if entity_type is None and tag not in ("j", "nz"):
         return None
     if entity_type == GEOPOLITICAL and following in _PLACE_SUFFIXES:
@@ -359,7 +369,7 @@ def _merged_candidate(
         if part in _ORG_SUFFIXES:
             name = "".join(parts) + part
             return Candidate(name, ORGANISATION, index, index + offset + 1, RULE_ORGANISATION, tag)
-        if part in _LOCATION_SUFFIXES and entity_type in (GEOPOLITICAL, LOCATION):
+        if part in _LOCATION_SUFFIXES and (entity_type is not None or offset > 1):
             name = "".join(parts) + part
             return Candidate(name, LOCATION, index, index + offset + 1, RULE_LOCATION, tag)
         if not _is_name_part(part, part_tag) or len(part) > 3:
@@ -410,6 +420,10 @@ def candidate_features(
         "nt=" + next_tag,
         "pc=" + previous_word[-1:],
         "nc=" + next_word[:1],
+        "ptn=" + previous_tag + "|" + next_tag,
+        "yb=" + candidate.type + bucket + length,
+        "lt=" + last + candidate.type,
+        "ft=" + first + candidate.type,
     ]
 
 
