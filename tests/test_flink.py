@@ -43,7 +43,9 @@ def tail(text: str, chars: int = 3000) -> str:
 def flink_paths() -> dict:
     """setup.sh's KEY=path lines; skips only when a registry cannot serve us."""
     result = subprocess.run(
-        [str(FLINK_DIR / "setup.sh")], capture_output=True, text=True,
+        [str(FLINK_DIR / "setup.sh")],
+        capture_output=True,
+        text=True,
         timeout=SETUP_TIMEOUT,
     )
     if result.returncode == 2:
@@ -56,7 +58,9 @@ def flink_paths() -> dict:
             "set BEAM_FLINK_JOB_SERVER_JAR=/path/to/jar to run this test"
         )
     assert result.returncode == 0, f"setup.sh failed:\n{tail(result.stderr)}"
-    return dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    return dict(
+        line.split("=", 1) for line in result.stdout.splitlines() if "=" in line
+    )
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +101,12 @@ def run_on_flink(args: list[str], log_dir: str, log_file) -> str:
     env = {**os.environ, "YUQING_PSEUDONYM_KEY": TEST_KEY_HEX}
     with open(log_file, "w") as sink:
         proc = subprocess.Popen(
-            [str(FLINK_DIR / "run.sh"), *args], cwd=PROJECT, env=env,
-            stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+            [str(FLINK_DIR / "run.sh"), *args],
+            cwd=PROJECT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     deadline = time.monotonic() + JOB_TIMEOUT
     failure = ""
@@ -121,8 +129,11 @@ def run_on_flink(args: list[str], log_dir: str, log_file) -> str:
         pytest.fail(f"{failure}\n--- run.sh output\n{tail(text)}", pytrace=False)
     if proc.returncode != 0:
         flink_says = describe_failures(REST, since_ms, log_dir)
-        reason = "timed out" if time.monotonic() >= deadline else (
-            f"exited {proc.returncode}")
+        reason = (
+            "timed out"
+            if time.monotonic() >= deadline
+            else (f"exited {proc.returncode}")
+        )
         pytest.fail(
             f"Flink run {reason}. Flink says:\n{flink_says}\n"
             f"--- run.sh output\n{tail(text)}",
@@ -144,14 +155,18 @@ def comparable(frame: pl.DataFrame, table: str) -> pl.DataFrame:
     return frame.select(columns).sort(columns)
 
 
-def test_volume_on_flink_matches_direct_runner(flink_cluster, small_stream, small_run,
-                                               tmp_path):
+def test_volume_on_flink_matches_direct_runner(
+    flink_cluster, small_stream, small_run, tmp_path
+):
     path, _, _ = small_stream
     direct_out, _ = small_run
     flink_out = tmp_path / "tables"
 
-    run_on_flink(["--input", str(path), "--output", str(flink_out)],
-                 flink_cluster["FLINK_LOG_DIR"], tmp_path / "run.log")
+    run_on_flink(
+        ["--input", str(path), "--output", str(flink_out)],
+        flink_cluster["FLINK_LOG_DIR"],
+        tmp_path / "run.log",
+    )
 
     assert tables_in(flink_out) == tables_in(direct_out)
     for table in sorted(tables_in(direct_out)):
@@ -163,5 +178,6 @@ def test_volume_on_flink_matches_direct_runner(flink_cluster, small_stream, smal
                 assert flink[column].sum() == direct[column].sum(), (
                     f"{table}.{column}: totals differ"
                 )
-        assert_frame_equal(comparable(flink, table), comparable(direct, table),
-                           check_dtypes=True)
+        assert_frame_equal(
+            comparable(flink, table), comparable(direct, table), check_dtypes=True
+        )

@@ -12,6 +12,7 @@
 # The worker pool runs from the project venv with cwd and PYTHONPATH at the
 # project root, so SDK workers import pipelines/, transforms/, schemas/ directly.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 START_TIMEOUT="${START_TIMEOUT:-90}"
@@ -26,10 +27,10 @@ alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
 
 pids_of() {  # pid file of a Flink daemon: jobmanager -> standalonesession
   local f="$FLINK_RUN_DIR/flink-$FLINK_IDENT_STRING-$1.pid"
-  [[ -f "$f" ]] && cat "$f" || true
+  if [[ -f "$f" ]]; then cat "$f"; fi
 }
 
-pool_pid() { [[ -f "$POOL_PID" ]] && cat "$POOL_PID" || true; }
+pool_pid() { if [[ -f "$POOL_PID" ]]; then cat "$POOL_PID"; fi; }
 
 total_slots() {
   rest /overview | "$PYTHON" -c 'import json,sys; o=json.load(sys.stdin); print(o["slots-total"])' 2>/dev/null || echo 0
@@ -99,9 +100,12 @@ start() {
 
 stop() {
   local daemon pid
-  for daemon in taskmanager jobmanager; do
-    "$FLINK_HOME/bin/$daemon.sh" stop-all >&2 2>/dev/null || true
-  done
+  # Only call Flink's scripts when they have something to stop: each one starts a
+  # JVM just to read the configuration.
+  [[ -s "$FLINK_RUN_DIR/flink-$FLINK_IDENT_STRING-taskexecutor.pid" ]] &&
+    { "$FLINK_HOME/bin/taskmanager.sh" stop-all >&2 2>/dev/null || true; }
+  [[ -s "$FLINK_RUN_DIR/flink-$FLINK_IDENT_STRING-standalonesession.pid" ]] &&
+    { "$FLINK_HOME/bin/jobmanager.sh" stop-all >&2 2>/dev/null || true; }
   # flink-daemon.sh kill -9s after 10 s; make sure nothing it listed survives.
   for daemon in taskexecutor standalonesession; do
     for pid in $(pids_of "$daemon"); do alive "$pid" && kill -9 "$pid"; done
@@ -112,7 +116,7 @@ stop() {
     log "stopping Beam worker pool (pid $pid)"
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
     for _ in $(seq 20); do alive "$pid" || break; sleep 0.5; done
-    alive "$pid" && kill -KILL -- "-$pid" 2>/dev/null || true
+    if alive "$pid"; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
   fi
   rm -f "$POOL_PID"
   log "stopped"

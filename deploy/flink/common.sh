@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables are for the sourcing scripts
 # Shared paths and defaults for deploy/flink/*.sh; sourced, never run.
 # Every value can be overridden from the environment.
 

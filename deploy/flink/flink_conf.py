@@ -39,8 +39,10 @@ def read_legacy(path: Path) -> dict:
 
 def local_overrides(flink_version: str, cache: Path) -> dict:
     major = int(flink_version.split(".")[0])
-    checkpoint_key = "execution.checkpointing.dir" if major >= 2 else (
-        "state.checkpoints.dir")
+    # Flink 2 renamed state.checkpoints.dir.
+    checkpoint_key = (
+        "execution.checkpointing.dir" if major >= 2 else "state.checkpoints.dir"
+    )
     return {
         "jobmanager.rpc.address": "localhost",
         "jobmanager.bind-host": "localhost",
@@ -53,6 +55,8 @@ def local_overrides(flink_version: str, cache: Path) -> dict:
         "rest.address": "localhost",
         "rest.bind-address": "localhost",
         "rest.port": 8081,
+        # Beam's job server uploads its ~200 MB shaded jar with every job.
+        "rest.server.max-content-length": 524288000,
         "env.log.dir": str(cache / "log"),
         "env.pid.dir": str(cache / "run"),
         "io.tmp.dirs": str(cache / "tmp"),
@@ -96,8 +100,9 @@ def main(argv: list[str]) -> None:
         "# edits are lost on the next setup. Override with KEY=VALUE arguments.\n"
     )
     if target.name == "config.yaml":
-        body = yaml.safe_dump(conf, sort_keys=True, default_flow_style=False,
-                              width=10_000)
+        body = yaml.safe_dump(
+            conf, sort_keys=True, default_flow_style=False, width=10_000
+        )
     else:
         body = "".join(f"{k}: {v}\n" for k, v in sorted(conf.items()))
     target.write_text(header + body)

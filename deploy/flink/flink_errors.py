@@ -52,8 +52,11 @@ def root_exception(rest: str, jid: str, full: bool = False) -> str:
     if entries:
         first = entries[0]
         where = first.get("taskName") or ""
-        where = f" (in {where} on {first.get('endpoint') or first.get('location')})" \
-            if where else ""
+        where = (
+            f" (in {where} on {first.get('endpoint') or first.get('location')})"
+            if where
+            else ""
+        )
         trace = first.get("stacktrace") or first.get("exceptionName") or ""
     else:
         trace, where = body.get("root-exception") or "", ""
@@ -63,39 +66,50 @@ def root_exception(rest: str, jid: str, full: bool = False) -> str:
 def log_errors(log_dir: str | Path, lines: int = 30) -> str:
     """The last error lines of the TaskManager, JobManager and worker pool logs."""
     out = []
-    for pattern in ("*taskexecutor*.log", "*standalonesession*.log",
-                    "beam-worker-pool.log"):
+    for pattern in (
+        "*taskexecutor*.log",
+        "*standalonesession*.log",
+        "beam-worker-pool.log",
+    ):
         for path in sorted(Path(log_dir).glob(pattern)):
             text = path.read_text(errors="replace").splitlines()
-            errors = [line for line in text if " ERROR " in line
-                      or line.startswith(("Caused by", "Traceback", "ERROR:"))]
+            errors = [
+                line
+                for line in text
+                if " ERROR " in line
+                or line.startswith(("Caused by", "Traceback", "ERROR:"))
+            ]
             if errors:
                 out.append(f"----- {path} (last error lines)")
                 out.extend(errors[-lines:])
     return "\n".join(out)
 
 
-def describe_failures(rest: str, since_ms: int = 0, log_dir: str | None = None
-                      ) -> str:
+def describe_failures(rest: str, since_ms: int = 0, log_dir: str | None = None) -> str:
     """What Flink knows of jobs submitted since ``since_ms`` that went wrong."""
     try:
         jobs = jobs_since(rest, since_ms)
     except OSError as err:
         return f"Flink REST {rest} did not answer: {err}"
     if not jobs:
-        return ("Flink received no job: the failure is on the submitting side "
-                "(pipeline construction or Beam's job server; see the Python "
-                "output above).")
+        return (
+            "Flink received no job: the failure is on the submitting side "
+            "(pipeline construction or Beam's job server; see the Python "
+            "output above)."
+        )
     parts = []
     for job in jobs:
         error = root_exception(rest, job["jid"])
         if job["state"] in FAILED_STATES or error:
-            parts.append(f"Flink job {job['jid']} ({job['name']}) {job['state']}:\n"
-                         f"{error or '(no exception recorded)'}")
+            parts.append(
+                f"Flink job {job['jid']} ({job['name']}) {job['state']}:\n"
+                f"{error or '(no exception recorded)'}"
+            )
     if not parts:
         states = ", ".join(f"{j['jid']} {j['state']}" for j in jobs)
-        parts.append(f"Flink jobs since submission: {states}; none recorded an "
-                     "exception.")
+        parts.append(
+            f"Flink jobs since submission: {states}; none recorded an exception."
+        )
     if log_dir:
         parts.append(log_errors(log_dir))
     return "\n\n".join(p for p in parts if p)

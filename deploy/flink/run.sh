@@ -12,9 +12,12 @@
 #   --runner FlinkRunner --flink_master localhost:8081 --flink_version <minor>
 #   --flink_job_server_jar <cached jar> --environment_type EXTERNAL
 #   --environment_config localhost:50000 --parallelism 2 --setup_file ./setup.py
+#   --sdk_worker_parallelism 2 (one Python process per slot: the GIL)
+# Relative paths are taken from the project root, the worker pool's cwd.
 # Options given after ours win (argparse keeps the last), e.g. --parallelism 1.
 # On failure it prints Flink's own exception for the job (REST /jobs/<id>/exceptions).
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 environment=(--environment_type EXTERNAL --environment_config "localhost:$WORKER_POOL_PORT")
@@ -59,6 +62,7 @@ PYTHONPATH="$PROJECT_ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" "${entry[@]}" \
   --flink_job_server_jar "$jar" \
   "${environment[@]}" \
   --parallelism "$FLINK_TASK_SLOTS" \
+  --sdk_worker_parallelism "$FLINK_TASK_SLOTS" \
   "${extra[@]}" \
   "$@"
 status=$?

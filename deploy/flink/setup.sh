@@ -16,6 +16,7 @@
 # Environment: YUQING_CACHE, FLINK_VERSION, BEAM_VERSION, MAVEN_ARGS,
 # BEAM_FLINK_JOB_SERVER_JAR, FLINK_CONF_EXTRA ("key=value key=value").
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 command -v java >/dev/null || die "java not found (Flink $FLINK_VERSION needs Java 11+, 17 preferred)"

@@ -47,15 +47,19 @@ def run(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", required=True, help="output file prefix")
-    parser.add_argument("--check_import", default="transforms",
-                        help="module the workers must import ('' to skip)")
+    parser.add_argument(
+        "--check_import",
+        default="transforms",
+        help="module the workers must import ('' to skip)",
+    )
     args, beam_args = parser.parse_known_args(argv)
     with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
         (
             pipeline
             | "ReadLines" >> beam.io.ReadFromText(args.input)
             | "CheckImport" >> beam.ParDo(CheckImportFn(args.check_import))
-            | "SplitWords" >> beam.FlatMap(lambda line: re.findall(r"\w+", line.lower()))
+            | "SplitWords"
+            >> beam.FlatMap(lambda line: re.findall(r"\w+", line.lower()))
             | "PairWithOne" >> beam.Map(lambda word: (word, 1))
             | "GroupWords" >> beam.GroupByKey()
             | "SumCounts" >> beam.MapTuple(lambda word, ones: f"{word}\t{sum(ones)}")

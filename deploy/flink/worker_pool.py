@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.info("Beam worker pool listening on %s", args.bind)
 
     def shutdown(signum, _frame):
-        logging.info("signal %s: stopping %d SDK worker(s)", signum,
-                     len(pool._worker_processes))
+        logging.info(
+            "signal %s: stopping %d SDK worker(s)", signum, len(pool._worker_processes)
+        )
         server.stop(grace=2)
         for process in list(pool._worker_processes.values()):
             kill_process_gracefully(process)
