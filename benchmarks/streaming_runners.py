@@ -3,18 +3,24 @@
 
 Not a test: it prints figures. Run from the repository root::
 
-    .venv/bin/python benchmarks/streaming_runners.py
-    .venv/bin/python benchmarks/streaming_runners.py --posts 20000 --direct-posts 300
+    .venv/bin/python benchmarks/streaming_runners.py            # ~2-4 minutes
+    .venv/bin/python benchmarks/streaming_runners.py --runners prism --posts 20000 --repeat 1
 
 The same small streaming pipeline runs on
 
 * ``prism``  -- Beam's Prism runner, the binary built by ``deploy/prism/build.sh``
-  (``--runner PrismRunner --prism_location BIN --streaming``), fed by a TestStream;
+  (``--runner=PrismRunner --prism_location=BIN --streaming``), fed by a TestStream;
 * ``direct`` -- the Python-only bundle-based DirectRunner in streaming mode
-  (``--runner BundleBasedDirectRunner --streaming``), fed by the same TestStream
-  (bounded to ``--direct-posts`` posts: it is slow);
+  (``--runner=BundleBasedDirectRunner --streaming``), fed by the same TestStream,
+  at its own, smaller sizes (``--direct-posts``);
 * ``fnapi``  -- the FnApiRunner in batch mode (``beam.Create`` instead of the
-  TestStream, no ``--streaming``), as a reference.
+  TestStream, no ``--streaming``), as a reference. It cannot run the early
+  AfterProcessingTime trigger in batch (it has no clock for it), so it tries it
+  once, reports how it fails, and runs the pipeline without early firings.
+
+The TestStream adds the posts in batches of ``--batch`` (in created_at order);
+after each batch it advances processing time past the early-firing delay, then
+the watermark to the newest post of the batch.
 
 Pipeline::
 
@@ -26,9 +32,10 @@ Pipeline::
       -> GroupByKey(window) -> collect                         [recorded]
 
 Correctness is checked against a plain-Python computation over the same posts:
-the combine panes must add up to the true count per (window, hashtag), and what
-the timer emits, after the GroupByKey, must hold exactly one total per hashtag
-per window, equal to the true count.
+the combine panes must add up to the true count per (window, hashtag); the timer
+must fire exactly once per (hashtag, window); and what it emits, after the
+GroupByKey, must hold exactly one total per hashtag per window, equal to the
+true count.
 
 Each runner runs in its own child process with a time limit, so one that hangs
 cannot stall the others. A tiny warm-up pipeline runs first in that child, so

@@ -35,6 +35,7 @@ RESOURCES = Path(__file__).resolve().parent / "resources"
 DEFAULT_STOPWORDS = RESOURCES / "stopwords.txt"
 DEFAULT_NOT_NAMES = RESOURCES / "not_names.txt"
 DEFAULT_SURNAMES = RESOURCES / "surnames.txt"
+DEFAULT_PLACES = RESOURCES / "places.txt"
 # A logistic model over entity candidates, trained by benchmarks/build_lexicon.py.
 DEFAULT_ENTITY_MODEL = RESOURCES / "entity_model.json"
 # Names drawn from WeiboNER's train split by benchmarks/build_lexicon.py.
@@ -234,6 +235,7 @@ _LATIN = re.compile(r"[A-Za-z][A-Za-z0-9\-]*")
 
 RULE_TAG = "tag"  # one token tagged as a name
 RULE_LEXICON = "lexicon"  # one token a user dictionary names
+RULE_GAZETTEER = "gazetteer"  # one token in the shipped list of places
 RULE_LATIN = "latin"  # one Latin word (brands, nicknames)
 RULE_ABBREVIATION = "abbreviation"  # one token tagged j (央视, 建行)
 RULE_GIVEN = "given"  # a two-character name + one more character (田喜/碧)
@@ -245,7 +247,7 @@ RULE_PLACE = "place"  # 东营/区
 RULE_LOCATION = "location"  # 滨江/森林公园
 # Rules whose candidates are kept without a model; the others need one.
 _RULES_WITHOUT_MODEL = frozenset(
-    (RULE_TAG, RULE_LEXICON, RULE_SURNAME, RULE_TITLE, RULE_ORGANISATION, RULE_PLACE,
+    (RULE_TAG, RULE_LEXICON, RULE_GAZETTEER, RULE_SURNAME, RULE_TITLE, RULE_ORGANISATION, RULE_PLACE,
      RULE_LOCATION)
 )  # fmt: skip
 
@@ -284,11 +286,15 @@ class EntityRules(NamedTuple):
     lexicon: dict = {}
     # word -> frequency in jieba's dictionary, for words it tags as names.
     name_freq: dict = {}
+    # Well-known place names (GPE), kept whatever the model says.
+    places: frozenset = frozenset()
     model: EntityModel | None = None
     merge: bool = True
 
 
 def _entity_type(word: str, tag: str, rules: EntityRules) -> str | None:
+    if word in rules.places:
+        return GEOPOLITICAL
     entity_type = rules.lexicon.get(word) or _TAG_TYPES.get(tag)
     if entity_type == GEOPOLITICAL and word.endswith(_LOCATION_ENDINGS):
         return LOCATION
@@ -303,6 +309,8 @@ def _single_candidate(
     tokens: Sequence[tuple[str, str]], index: int, rules: EntityRules
 ) -> Candidate | None:
     word, tag = tokens[index]
+    if word in rules.places:
+        return Candidate(word, GEOPOLITICAL, index, index + 1, RULE_GAZETTEER, tag)
     if word in rules.lexicon:
         return Candidate(word, _entity_type(word, tag, rules), index, index + 1, RULE_LEXICON, tag)
     entity_type = _entity_type(word, tag, rules)
@@ -410,10 +418,7 @@ def candidate_features(
         "tb=" + tag + bucket,
         "ty=" + candidate.type,
         "w=" + name,
-        "f=" + first,
-        "l=" + last,
         "sl=" + str(surname) + length + tag,
-        "lx=" + str(name in rules.lexicon),
         "p=" + previous_word,
         "pt=" + previous_tag,
         "n=" + next_word,
@@ -487,7 +492,11 @@ def extract_entities(
     while index < count:
         end = index + 1
         for candidate in entity_candidates(tokens, index, rules):
-            if model is None or candidate_score(tokens, candidate, rules) >= model.threshold:
+            if (
+                model is None
+                or candidate.rule == RULE_GAZETTEER
+                or candidate_score(tokens, candidate, rules) >= model.threshold
+            ):
                 found.append((candidate.name, candidate.type))
                 end = candidate.end
                 break
@@ -515,9 +524,13 @@ def score_keywords(
 
     TF-IDF as jieba's ``extract_tags`` (unknown words get the median IDF), over
     tokens of at least two characters whose tag is in ``KEYWORD_TAGS``, that are not
-    stop words and not numbers. Ties keep the order of first appearance.
+    stop words and not numbers. A word the IDF table does not know is often an HMM
+    guess glued across a word boundary (完别, 人会): it counts only when tagged as a
+    name, Latin, a hashtag's text, or seen twice in the post. Ties keep the order of
+    first appearance.
     """
     frequency: dict[str, int] = {}
+    trusted: set[str] = set()
     for word, tag in tokens:
         if tag not in KEYWORD_TAGS or len(word) < 2:
             continue
@@ -525,12 +538,23 @@ def score_keywords(
         if len(word) < 2 or word in stopwords or not is_word(word) or _DIGITS.fullmatch(word):
             continue
         frequency[word] = frequency.get(word, 0) + 1
-    if not frequency:
-        return []
-    ranked = sorted(
-        frequency, key=lambda word: frequency[word] * idf.get(word, default_idf), reverse=True
-    )
-    return ranked[:count]
+        if tag in _TRUSTED_UNKNOWN_TAGS:
+            trusted.add(word)
+    scores = {}
+    for word, seen in frequency.items():
+        weight = idf.get(word)
+        if weight is None:
+            if seen < 2 and word not in trusted:
+                continue
+            weight = default_idf
+        scores[word] = seen * weight
+    return sorted(scores, key=scores.__getitem__, reverse=True)[:count]
+
+
+# Tags under which a word unknown to the IDF table is still a keyword.
+_TRUSTED_UNKNOWN_TAGS = frozenset(
+    ("nr", "nrt", "nrfg", "ns", "nl", "nt", "nz", "eng", TAG_HASHTAG)
+)
 
 
 def read_idf(path: str | Path) -> tuple[dict[str, float], float]:
@@ -684,6 +708,7 @@ class TextAnalyzer:
             if default_resources
             else frozenset(),
             lexicon=lexicon,
+            places=frozenset(read_word_list(DEFAULT_PLACES)),
             name_freq=read_name_frequencies(_jieba_dict_path()),
             model=EntityModel.load(DEFAULT_ENTITY_MODEL) if use_model else None,
         )
