@@ -63,7 +63,7 @@ start() {
       log "a partial cluster is running; restarting it"
       stop
     fi
-    if rest /overview >/dev/null || port_open "$WORKER_POOL_PORT"; then
+    if port_open "$FLINK_REST_PORT" || port_open "$WORKER_POOL_PORT"; then
       die "something else already answers on localhost:$FLINK_REST_PORT or :$WORKER_POOL_PORT"
     fi
     # Keep earlier logs apart: flink-daemon.sh appends, the pool log is replaced.
