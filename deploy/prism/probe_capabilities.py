@@ -402,6 +402,42 @@ def probe_match_continuously(runner, binary, tmp):
              "state_after_cancel": str(result.state)})
 
 
+def probe_match_continuously_event_time(runner, binary, tmp):
+    """MatchContinuously, then posts re-stamped to their created_at (in the past)
+    and counted in 1 h windows: do they reach the windowed count, or are they
+    late (the source's watermark follows the clock)? Informational."""
+    import apache_beam as beam
+    from apache_beam.io import fileio
+    from apache_beam.transforms.window import FixedWindows, TimestampedValue
+    data = os.path.join(tmp, "in")
+    os.makedirs(data)
+    now = time.time()
+    with open(os.path.join(data, "a.jsonl"), "w") as f:
+        for i, age_h in enumerate((30, 2, 0.01)):
+            f.write(json.dumps({"id": str(i), "ts": now - age_h * 3600}) + "\n")
+    out = os.path.join(tmp, "out.jsonl")
+    p = beam.Pipeline(options=opts_for(runner, binary))
+    _ = (p | fileio.MatchContinuously(os.path.join(data, "*.jsonl"), interval=1.0)
+         | fileio.ReadMatches()
+         | beam.FlatMap(lambda rf: rf.read_utf8().splitlines())
+         | beam.Map(lambda l: TimestampedValue(("n", 1), json.loads(l)["ts"]))
+         | beam.WindowInto(FixedWindows(3600))
+         | beam.CombinePerKey(sum) | recorder(out))
+    result = p.run()
+    _wait_lines(out, 2, 30)
+    first = [(r["w"], r["v"][1], TIMING[r["timing"]]) for r in read(out)]
+    # A file that shows up later, with a post 2 h old (window already fired).
+    with open(os.path.join(data, "b.jsonl.tmp"), "w") as f:
+        f.write(json.dumps({"id": "9", "ts": now - 2 * 3600}) + "\n")
+    os.rename(os.path.join(data, "b.jsonl.tmp"), os.path.join(data, "b.jsonl"))
+    time.sleep(10)
+    result.cancel()
+    later = [(r["w"], r["v"][1], TIMING[r["timing"]]) for r in read(out)][len(first):]
+    return None, {"first_file_posts_30h_2h_36s_old": first,
+                  "later_file_post_2h_old": later or "dropped (late)",
+                  "note": "the open window of the 36 s old post never fires before cancel"}
+
+
 def probe_which_runner(runner, binary, tmp):
     """Which engine does --runner DirectRunner --prism_location BIN --streaming pick,
     with and without a TestStream? (read from the runner's log)."""
@@ -442,6 +478,7 @@ PROBES = {
     "early_firing_realtime_lateness": (probe_early_firing_realtime_lateness, ("prism",)),
     "unbounded_cancel": (probe_unbounded_cancel, ("prism", "direct")),
     "match_continuously": (probe_match_continuously, ("prism", "direct")),
+    "match_continuously_event_time": (probe_match_continuously_event_time, ("prism",)),
     "which_runner": (probe_which_runner, ("switching",)),
 }
 
