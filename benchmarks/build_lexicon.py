@@ -166,7 +166,7 @@ def pair_score(token_lists, rules, messages, weights, threshold) -> tuple[int, i
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--engine", default="rjieba", choices=text_module.ENGINES)
+    parser.add_argument("--engine", default="auto", choices=text_module.ENGINES)
     parser.add_argument("--dry-run", action="store_true", help="cross-validate only")
     args = parser.parse_args(argv)
     path = ner_path("train")
