@@ -498,6 +498,7 @@ def extract_entities(
             if (
                 model is None
                 or candidate.rule == RULE_GAZETTEER
+                or (candidate.rule == RULE_ORGANISATION and tokens[index][0] in rules.places)
                 or candidate_score(tokens, candidate, rules) >= model.threshold
             ):
                 found.append((candidate.name, candidate.type))
@@ -542,10 +543,11 @@ def score_keywords(
 
     TF-IDF as jieba's ``extract_tags`` (unknown words get the median IDF), over
     tokens of at least two characters whose tag is in ``KEYWORD_TAGS``, that are not
-    stop words and not numbers. A word the IDF table does not know is often an HMM
-    guess glued across a word boundary (完别, 人会): it counts only when tagged as a
-    name, Latin, a hashtag's text, or seen twice in the post. Ties keep the order of
-    first appearance. ``cache`` (word -> normalized word, or "" for a stop word),
+    stop words and not numbers. A word the IDF table does not know is a new word
+    (微信, 工信部) or an HMM guess glued across a word boundary (完别, 人会): one that
+    starts or ends with a function character counts only when tagged as a name,
+    Latin, a hashtag's text, or seen twice in the post. Ties keep the order of first
+    appearance. ``cache`` (word -> normalized word, or "" for a stop word),
     kept by the caller across posts, saves re-checking frequent words; it must
     belong to one ``stopwords`` set.
     """
@@ -573,7 +575,9 @@ def score_keywords(
     for word, seen in frequency.items():
         weight = idf.get(word)
         if weight is None:
-            if seen < 2 and word not in trusted:
+            if seen < 2 and word not in trusted and (
+                word[0] in _GLUE_CHARS or word[-1] in _GLUE_CHARS
+            ):
                 continue
             weight = default_idf
         scores[word] = seen * weight
@@ -581,6 +585,8 @@ def score_keywords(
 
 
 _CACHE_LIMIT = 500_000
+# Function characters that the HMM glues onto a neighbour (完+别, 人+会, 流干+以).
+_GLUE_CHARS = frozenset("的了着过以会别就也都在是和与而把被让给向从对为之其所但却又才再还很太更最没不人我你他她它这那有要能可将已于")
 
 
 def _is_keyword_shaped(word: str) -> bool:
@@ -768,6 +774,10 @@ def read_name_frequencies(path: str | Path) -> dict[str, int]:
 
 # --- the analyzer -----------------------------------------------------------------
 
+# Tags punctuation and spaces get: x from both engines, m for "..." from jieba (its
+# number pattern takes dots).
+_SYMBOL_TAGS = frozenset(("x", "m"))
+
 
 class TextAnalyzer:
     """Entities and keywords of posts; build once per worker (slow), call per post.
@@ -830,15 +840,20 @@ class TextAnalyzer:
         """
         tag = self._engine.tag
         if not hashtags:
-            return [token for token in tag(text) if token[1] != "x" or is_word(token[0])]
+            return [
+                token for token in tag(text) if token[1] not in _SYMBOL_TAGS or is_word(token[0])
+            ]
         tokens: list[tuple[str, str]] = []
         for piece, protected in split_protected(text, hashtags):
             if protected:
                 tagged = tag(piece)
                 tokens.append((piece, tagged[0][1] if len(tagged) == 1 else TAG_HASHTAG))
             else:
-                # Punctuation and spaces are tagged x by both engines.
-                tokens += [token for token in tag(piece) if token[1] != "x" or is_word(token[0])]
+                tokens += [
+                    token
+                    for token in tag(piece)
+                    if token[1] not in _SYMBOL_TAGS or is_word(token[0])
+                ]
         return tokens
 
     def entities_and_keywords(
