@@ -99,10 +99,14 @@ def write_lexicon(lexicon: dict[str, str], path: Path) -> None:
 
 def analyzer_with(lexicon: dict[str, str], engine: str) -> TextAnalyzer:
     """An analyzer with only this lexicon, the hand stop names and no model."""
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8", delete=False) as handle:
+    with tempfile.NamedTemporaryFile(
+        "w", suffix=".txt", encoding="utf-8", delete=False
+    ) as handle:
         for name, name_type in lexicon.items():
             handle.write(f"{name} {TYPE_TAGS[name_type]}\n")
-    analyzer = TextAnalyzer(user_dict_paths=[handle.name], engine=engine, default_resources=False)
+    analyzer = TextAnalyzer(
+        user_dict_paths=[handle.name], engine=engine, default_resources=False
+    )
     Path(handle.name).unlink()
     analyzer.rules = analyzer.rules._replace(
         not_names=frozenset(text_module.read_word_list(text_module.DEFAULT_NOT_NAMES))
@@ -123,7 +127,13 @@ def candidates_of(analyzer: TextAnalyzer, messages, offset: int):
         for position in range(len(tokens)):
             for candidate in entity_candidates(tokens, position, rules):
                 label = (index, normalize_topic(candidate.name)) in gold
-                rows.append((offset + index, candidate_features(tokens, candidate, rules), label))
+                rows.append(
+                    (
+                        offset + index,
+                        candidate_features(tokens, candidate, rules),
+                        label,
+                    )
+                )
     return token_lists, rules, rows
 
 
@@ -145,16 +155,28 @@ def train(rows, l2: float) -> dict[str, float]:
     for step in range(1, EPOCHS + 1):
         logits = np.bincount(row_index, weights=weights[col_index], minlength=len(rows))
         error = 1.0 / (1.0 + np.exp(-logits)) - labels
-        gradient = np.bincount(col_index, weights=error[row_index], minlength=len(weights))
+        gradient = np.bincount(
+            col_index, weights=error[row_index], minlength=len(weights)
+        )
         gradient += l2 * weights
         first = beta1 * first + (1 - beta1) * gradient
         second = beta2 * second + (1 - beta2) * gradient**2
-        weights -= rate * (first / (1 - beta1**step)) / (np.sqrt(second / (1 - beta2**step)) + 1e-8)
+        weights -= (
+            rate
+            * (first / (1 - beta1**step))
+            / (np.sqrt(second / (1 - beta2**step)) + 1e-8)
+        )
     names = list(vocabulary)
-    return {names[i]: float(weights[i]) for i in range(len(names)) if abs(weights[i]) >= MIN_WEIGHT}
+    return {
+        names[i]: float(weights[i])
+        for i in range(len(names))
+        if abs(weights[i]) >= MIN_WEIGHT
+    }
 
 
-def pair_score(token_lists, rules, messages, weights, threshold) -> tuple[int, int, int]:
+def pair_score(
+    token_lists, rules, messages, weights, threshold
+) -> tuple[int, int, int]:
     model_rules = rules._replace(model=EntityModel(weights, threshold))
     gold = gold_pairs(messages)
     predicted = set()
@@ -171,7 +193,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     path = ner_path("train")
     if not path.exists():
-        print(f"missing {path}: the shared data folder (../shared/data) is not here", file=sys.stderr)
+        print(
+            f"missing {path}: the shared data folder (../shared/data) is not here",
+            file=sys.stderr,
+        )
         return 2
     started = time.perf_counter()
     messages = read_conll(path)
@@ -190,7 +215,9 @@ def main(argv=None) -> int:
         offset += len(folds[k])
     positives = sum(label for data in fold_data for _, _, label in data[2])
     total = sum(len(data[2]) for data in fold_data)
-    print(f"{len(messages)} train messages, {total} candidates, {positives} of them names")
+    print(
+        f"{len(messages)} train messages, {total} candidates, {positives} of them names"
+    )
 
     # Out-of-fold F1 for each L2 strength and threshold.
     best = None
@@ -202,7 +229,9 @@ def main(argv=None) -> int:
             token_lists, rules, _ = fold_data[k]
             for threshold in THRESHOLDS:
                 scored = pair_score(token_lists, rules, folds[k], weights, threshold)
-                counts[threshold] = [a + b for a, b in zip(counts[threshold], scored)]
+                counts[threshold] = [
+                    a + b for a, b in zip(counts[threshold], scored, strict=True)
+                ]
         for threshold, (correct, predicted, gold) in counts.items():
             figures = prf(correct, predicted, gold)
             if best is None or figures["f1"] > best[2]["f1"]:
@@ -221,7 +250,8 @@ def main(argv=None) -> int:
             for index, tokens in enumerate(token_lists)
             for name, _ in extract_entities(tokens, rules)
         }
-        no_model = [a + b for a, b in zip(no_model, (len(predicted & gold.keys()), len(predicted), len(gold)))]
+        scored = (len(predicted & gold.keys()), len(predicted), len(gold))
+        no_model = [a + b for a, b in zip(no_model, scored, strict=True)]
     print(f"CV without the model (cross-fitted lexicon + rules): {prf(*no_model)}")
     print(f"chosen: l2={l2}, threshold={threshold}, CV {figures}")
 
@@ -242,8 +272,10 @@ def main(argv=None) -> int:
     with open(MODEL_FILE, "w", encoding="utf-8") as handle:
         json.dump(model, handle, ensure_ascii=False, indent=0)
         handle.write("\n")
-    print(f"wrote {LEXICON_FILE.name} ({len(lexicon)} names), {MODEL_FILE.name} "
-          f"({len(weights)} weights) in {time.perf_counter() - started:.0f} s")
+    print(
+        f"wrote {LEXICON_FILE.name} ({len(lexicon)} names), {MODEL_FILE.name} "
+        f"({len(weights)} weights) in {time.perf_counter() - started:.0f} s"
+    )
     return 0
 
 

@@ -56,8 +56,12 @@ CLEANING = [
         "原来洗衣粉广告也可以这么唯美——SKIP《黑白篇》。",
         id="url-then-spaces",
     ),
-    pytest.param("我去你大爷的宁波妇儿医院！[泪]", "我去你大爷的宁波妇儿医院!", id="emoticon"),
-    pytest.param("[泪] 有麻麻陪伴，天堂不孤单！", "有麻麻陪伴,天堂不孤单!", id="emoticon-first"),
+    pytest.param(
+        "我去你大爷的宁波妇儿医院！[泪]", "我去你大爷的宁波妇儿医院!", id="emoticon"
+    ),
+    pytest.param(
+        "[泪] 有麻麻陪伴，天堂不孤单！", "有麻麻陪伴,天堂不孤单!", id="emoticon-first"
+    ),
     pytest.param(
         "//@吉猪陈锐忠://@Norman_小牛总冠军://@吉珠益达男:是朋友就转啊[害羞]",
         "是朋友就转啊",
@@ -74,9 +78,7 @@ CLEANING = [
         "昨天一兄弟言及金融三大板块银行证券保险",
         id="repost-chain-no-colon",
     ),
-    pytest.param(
-        "@略懂Doctor @医生哥波子 @张友平医生", "", id="mentions-only"
-    ),
+    pytest.param("@略懂Doctor @医生哥波子 @张友平医生", "", id="mentions-only"),
     pytest.param(
         "回复@Drle0:我也不想乱啊，有神马用呢[偷笑]",
         "回复 :我也不想乱啊,有神马用呢",
@@ -93,8 +95,14 @@ CLEANING = [
         "有事打 或发 ,卡号",
         id="pii-placeholders",
     ),
-    pytest.param("不看不知道有律师７６人[鼓掌]", "不看不知道有律师76人", id="nfkc-digits"),
-    pytest.param("阿B要１２年后先至可以坐到去副驾驶呀。[吃惊]", "阿B要12年后先至可以坐到去副驾驶呀。", id="nfkc-mixed"),
+    pytest.param(
+        "不看不知道有律师７６人[鼓掌]", "不看不知道有律师76人", id="nfkc-digits"
+    ),
+    pytest.param(
+        "阿B要１２年后先至可以坐到去副驾驶呀。[吃惊]",
+        "阿B要12年后先至可以坐到去副驾驶呀。",
+        id="nfkc-mixed",
+    ),
     pytest.param("ＬＩＮＥ　好用！", "LINE 好用!", id="nfkc-letters-and-space"),
 ]
 
@@ -107,12 +115,22 @@ def test_clean_text(raw, cleaned):
 @pytest.mark.parametrize(
     "raw, gone",
     [
-        pytest.param("转发微博 http://t.cn/zTh24pG", {"http", "t.cn", "zTh24pG", "ztH24pg"}, id="url"),
+        pytest.param(
+            "转发微博 http://t.cn/zTh24pG",
+            {"http", "t.cn", "zTh24pG", "ztH24pg"},
+            id="url",
+        ),
         pytest.param("我去你大爷的宁波妇儿医院！[泪]", {"泪"}, id="emoticon"),
-        pytest.param("//@吉珠益达男:是朋友就转啊", {"吉珠益达男", "吉珠", "益达"}, id="chain"),
-        pytest.param("@张友平医生 你好", {"张友平", "张友平医生", "医生"}, id="mention"),
+        pytest.param(
+            "//@吉珠益达男:是朋友就转啊", {"吉珠益达男", "吉珠", "益达"}, id="chain"
+        ),
+        pytest.param(
+            "@张友平医生 你好", {"张友平", "张友平医生", "医生"}, id="mention"
+        ),
         pytest.param("call <PHONE> now", {"phone", "PHONE"}, id="placeholder"),
-        pytest.param("【重要提醒！花露水属易燃品】", {"【", "】", "!", "！"}, id="punctuation"),
+        pytest.param(
+            "【重要提醒！花露水属易燃品】", {"【", "】", "!", "！"}, id="punctuation"
+        ),
     ],
 )
 def test_removed_text_never_becomes_a_token(analyzer, raw, gone):
@@ -123,7 +141,9 @@ def test_removed_text_never_becomes_a_token(analyzer, raw, gone):
 
 
 def test_no_punctuation_tokens(each_engine):
-    text = clean_text("【微信收费标准】在工信部、运营商双重压力下……坚决反对收费！大力转!")
+    text = clean_text(
+        "【微信收费标准】在工信部、运营商双重压力下……坚决反对收费！大力转!"
+    )
     for word, _ in each_engine.tag(text):
         assert text_module.is_word(word), word
 
@@ -134,9 +154,15 @@ def test_no_punctuation_tokens(each_engine):
 @pytest.mark.parametrize(
     "text, hashtags",
     [
-        pytest.param("#救救孩子#又一校园悲剧！[蜡烛]师德呢？", ["救救孩子"], id="weibo-pair"),
-        pytest.param("#雅安地震# 成都和重庆都有震感 #雅安地震#", ["雅安地震"], id="twice"),
-        pytest.param("#让红包飞#都说新年短信祝福已经out了", ["让红包飞"], id="verb-phrase"),
+        pytest.param(
+            "#救救孩子#又一校园悲剧！[蜡烛]师德呢？", ["救救孩子"], id="weibo-pair"
+        ),
+        pytest.param(
+            "#雅安地震# 成都和重庆都有震感 #雅安地震#", ["雅安地震"], id="twice"
+        ),
+        pytest.param(
+            "#让红包飞#都说新年短信祝福已经out了", ["让红包飞"], id="verb-phrase"
+        ),
         pytest.param("＃ＢＥＡＭ＃ rocks", ["beam"], id="fullwidth-latin"),
     ],
 )
@@ -159,7 +185,9 @@ def test_split_protected_prefers_longer_terms():
 
 def test_user_dictionary_keeps_terms_whole(tmp_path, each_engine):
     path = tmp_path / "topics.txt"
-    path.write_text("# frequent topic terms\n妇儿医院 nt\n花露水易燃 5\n", encoding="utf-8")
+    path.write_text(
+        "# frequent topic terms\n妇儿医院 nt\n花露水易燃 5\n", encoding="utf-8"
+    )
     assert read_user_dict(path) == [("妇儿医院", None, "nt"), ("花露水易燃", 5, None)]
     analyzer = TextAnalyzer(user_dict_paths=[path], engine=each_engine.engine)
     words = [word for word, _ in analyzer.tag("宁波妇儿医院说花露水易燃")]
@@ -219,9 +247,15 @@ def test_keyword_count_is_configurable():
 @pytest.mark.parametrize(
     "text, expected",
     [
-        pytest.param("我去你大爷的宁波妇儿医院！[泪]", {"宁波妇儿医院"}, id="organisation-ending"),
+        pytest.param(
+            "我去你大爷的宁波妇儿医院！[泪]", {"宁波妇儿医院"}, id="organisation-ending"
+        ),
         pytest.param("回杭州就快要一年了", {"杭州"}, id="place"),
-        pytest.param("今天和张先生去北京看了刘德华的演唱会", {"张先生", "北京", "刘德华"}, id="mixed"),
+        pytest.param(
+            "今天和张先生去北京看了刘德华的演唱会",
+            {"张先生", "北京", "刘德华"},
+            id="mixed",
+        ),
     ],
 )
 def test_entities_of_simple_sentences(each_engine, text, expected):
@@ -244,13 +278,21 @@ def test_stop_names_and_single_characters_are_dropped():
 @pytest.mark.parametrize(
     "tokens, expected",
     [
-        pytest.param([("赵", "nr"), ("新民", "n"), ("说", "v")], [("赵新民", "PER")], id="surname"),
+        pytest.param(
+            [("赵", "nr"), ("新民", "n"), ("说", "v")],
+            [("赵新民", "PER")],
+            id="surname",
+        ),
         pytest.param([("张", "q"), ("先生", "n")], [("张先生", "PER")], id="title"),
         pytest.param(
-            [("宁波", "ns"), ("妇儿", "n"), ("医院", "n")], [("宁波妇儿医院", "ORG")], id="org"
+            [("宁波", "ns"), ("妇儿", "n"), ("医院", "n")],
+            [("宁波妇儿医院", "ORG")],
+            id="org",
         ),
         pytest.param([("东营", "ns"), ("区", "n")], [("东营区", "GPE")], id="place"),
-        pytest.param([("朝阳", "ns"), ("公园", "n")], [("朝阳公园", "LOC")], id="location"),
+        pytest.param(
+            [("朝阳", "ns"), ("公园", "n")], [("朝阳公园", "LOC")], id="location"
+        ),
     ],
 )
 def test_merge_rules(tokens, expected):
@@ -266,12 +308,15 @@ AGREEMENT_SENTENCES = [
     "回杭州就快要一年了，我也常常会想起那段让我热泪盈眶的日子",
 ]
 both_engines = pytest.mark.skipif(
-    not {"rjieba", "jieba"} <= set(ENGINES), reason="needs both rjieba and jieba installed"
+    not {"rjieba", "jieba"} <= set(ENGINES),
+    reason="needs both rjieba and jieba installed",
 )
 
 
 @both_engines
-@pytest.mark.parametrize("sentence", AGREEMENT_SENTENCES, ids=["hospital", "wechat", "hangzhou"])
+@pytest.mark.parametrize(
+    "sentence", AGREEMENT_SENTENCES, ids=["hospital", "wechat", "hangzhou"]
+)
 def test_engines_cut_alike(sentence):
     import jieba
     import rjieba
@@ -281,7 +326,9 @@ def test_engines_cut_alike(sentence):
 
 
 @both_engines
-@pytest.mark.parametrize("sentence", AGREEMENT_SENTENCES[::2], ids=["hospital", "hangzhou"])
+@pytest.mark.parametrize(
+    "sentence", AGREEMENT_SENTENCES[::2], ids=["hospital", "hangzhou"]
+)
 @pytest.mark.parametrize("engine", ["rjieba", "hybrid"])
 def test_engines_agree_on_topics(analyzers, engine, sentence):
     assert analyzers[engine].analyze(sentence) == analyzers["jieba"].analyze(sentence)

@@ -4,21 +4,33 @@ Pure functions first, then one object that owns the segmenter. From a REPL::
 
     >>> clean_text("转发[泪] http://t.cn/zY1QWp0 //@张三: 宁波ＡＢＣ <PHONE>")
     '转发 宁波ABC'
-    >>> analyzer = TextAnalyzer()          # slow: loads dictionaries (~1-2 s)
+    >>> analyzer = TextAnalyzer()          # slow: loads dictionaries (~0.5-2 s)
     >>> analyzer.analyze("#雅安地震# 成都和重庆都有震感", hashtags=["雅安地震"])
-    (['成都', '重庆'], ['雅安地震', '震感', '成都', '重庆'])
+    (['成都', '重庆'], ['震感', '雅安地震', '成都', '重庆'])
 
 A Beam DoFn builds one ``TextAnalyzer`` in ``setup()`` and calls ``analyze`` per
 post: one tagging pass feeds both the entities and the keywords.
 
-Engines. ``rjieba`` (jieba-rs, Rust) and ``jieba`` (pure Python) share jieba's
-dictionary and HMM models; ``engine="auto"`` picks rjieba when it imports and jieba
-otherwise. How far they agree and how fast they run is measured by
-``benchmarks/eval_entities.py --engines`` and written in that script's docstring.
+- ``clean_text``: NFKC, then URLs, ``[emoticons]``, ``//@name:`` repost marks,
+  ``@mentions`` and masked-PII placeholders out; punctuation tokens are dropped later.
+- Entities (``extract_entities``): candidates from part-of-speech tags, merge rules
+  (surname + given name, name + organisation ending...), a user dictionary of names
+  and a gazetteer of places, kept or dropped by a small logistic model trained on
+  WeiboNER train (``benchmarks/build_lexicon.py``). Types PER, ORG, GPE, LOC.
+- Keywords (``score_keywords``): TF-IDF with jieba's IDF table over content tags,
+  less a Weibo-aware stop list, at most ``keyword_count`` a post.
+
+Engines: ``rjieba`` (jieba-rs, Rust; the default), ``jieba`` (pure Python,
+jieba.posseg) and ``hybrid`` (rjieba, with jieba.posseg redoing the stretches where
+rjieba guessed a name). They share jieba's dictionary; rjieba's plain cut equals
+jieba's, and entities agree on 99% of real posts. Agreement, speed and entity scores
+per engine: ``python benchmarks/eval_entities.py`` (figures in its docstring).
 
 Tags follow jieba's set (``nr`` person, ``ns`` place, ``nt`` organisation, ``nz``
 other proper noun, ...) plus one extension for user dictionaries: ``nl``, a location
 name that is not a political unit (a street, park or mountain; WeiboNER's LOC).
+Resources (stop words, places, surnames, the train lexicon and model) ship in
+``transforms/resources/``.
 """
 
 import json
@@ -212,13 +224,16 @@ _LOCATION_ENDINGS = (
     "公园", "广场", "景区", "古镇", "古城", "山庄", "寺", "塔", "宫", "园", "洞", "站",
     "机场", "大厦", "中心", "足球场", "体育场", "体育馆",
 )  # fmt: skip
-_LOCATION_SUFFIXES = frozenset(_LOCATION_ENDINGS) | frozenset("大道 东路 西路 南路 北路".split())
+_LOCATION_SUFFIXES = frozenset(_LOCATION_ENDINGS) | frozenset(
+    "大道 东路 西路 南路 北路".split()
+)
 # Endings that close an organisation name: 宁波/妇儿/医院, 浙江/大学.
 _ORG_SUFFIXES = frozenset(
     "大学 学院 中学 小学 学校 医院 公司 集团 银行 酒店 饭店 宾馆 商场 商城 超市 网 "
     "电视台 电台 日报 晚报 报社 杂志 协会 学会 基金会 研究所 研究院 委员会 政府 法院 "
     "检察院 公安局 派出所 局 厅 部 队 俱乐部 联盟 工作室 旗舰店 专卖店 百货 地产 "
-    "电器 汽车 航空 电力 科技 资讯网 新闻网 论坛 医科大学 师范大学 职业学院 科技大学".split()
+    "电器 汽车 航空 电力 科技 资讯网 新闻网 论坛 医科大学 师范大学 职业学院 "
+    "科技大学".split()
 )
 _PLACE_SUFFIXES = frozenset("省 市 县 区 镇 乡 村 州".split())
 # Titles that make "surname + title" a person's name in Weibo usage (张先生, 宋院长).
@@ -247,8 +262,8 @@ RULE_PLACE = "place"  # 东营/区
 RULE_LOCATION = "location"  # 滨江/森林公园
 # Rules whose candidates are kept without a model; the others need one.
 _RULES_WITHOUT_MODEL = frozenset(
-    (RULE_TAG, RULE_LEXICON, RULE_GAZETTEER, RULE_SURNAME, RULE_TITLE, RULE_ORGANISATION, RULE_PLACE,
-     RULE_LOCATION)
+    (RULE_TAG, RULE_LEXICON, RULE_GAZETTEER, RULE_SURNAME, RULE_TITLE,
+     RULE_ORGANISATION, RULE_PLACE, RULE_LOCATION)
 )  # fmt: skip
 
 
@@ -294,6 +309,9 @@ class EntityRules(NamedTuple):
     starters: frozenset = frozenset()
 
 
+_NO_RULES = EntityRules()
+
+
 def _entity_type(word: str, tag: str, rules: EntityRules) -> str | None:
     if word in rules.places:
         return GEOPOLITICAL
@@ -314,7 +332,9 @@ def _single_candidate(
     if word in rules.places:
         return Candidate(word, GEOPOLITICAL, index, index + 1, RULE_GAZETTEER, tag)
     if word in rules.lexicon:
-        return Candidate(word, _entity_type(word, tag, rules), index, index + 1, RULE_LEXICON, tag)
+        return Candidate(
+            word, _entity_type(word, tag, rules), index, index + 1, RULE_LEXICON, tag
+        )
     entity_type = _entity_type(word, tag, rules)
     if entity_type is not None:
         return Candidate(word, entity_type, index, index + 1, RULE_TAG, tag)
@@ -339,7 +359,9 @@ def _merged_candidate(
     if len(word) == 1 or (len(word) == 2 and word in rules.compound_surnames):
         if word in rules.surnames or word in rules.compound_surnames:
             if following in _TITLES:
-                return Candidate(word + following, PERSON, index, index + 2, RULE_TITLE, tag)
+                return Candidate(
+                    word + following, PERSON, index, index + 2, RULE_TITLE, tag
+                )
             if (
                 tag == "nr"
                 and len(following) <= 2
@@ -355,7 +377,9 @@ def _merged_candidate(
             and len(following) == 1
             and following in rules.surnames
         ):
-            return Candidate(word + following, PERSON, index, index + 2, RULE_PREFIX, tag)
+            return Candidate(
+                word + following, PERSON, index, index + 2, RULE_PREFIX, tag
+            )
         return None
     if (
         entity_type == PERSON
@@ -369,7 +393,9 @@ def _merged_candidate(
     if entity_type is None and tag not in ("j", "nz"):
         return None
     if entity_type == GEOPOLITICAL and following in _PLACE_SUFFIXES:
-        return Candidate(word + following, GEOPOLITICAL, index, index + 2, RULE_PLACE, tag)
+        return Candidate(
+            word + following, GEOPOLITICAL, index, index + 2, RULE_PLACE, tag
+        )
     # Up to two more tokens before an organisation or location ending.
     parts = [word]
     for offset in range(1, 4):
@@ -378,10 +404,14 @@ def _merged_candidate(
         part, part_tag = tokens[index + offset]
         if part in _ORG_SUFFIXES:
             name = "".join(parts) + part
-            return Candidate(name, ORGANISATION, index, index + offset + 1, RULE_ORGANISATION, tag)
+            return Candidate(
+                name, ORGANISATION, index, index + offset + 1, RULE_ORGANISATION, tag
+            )
         if part in _LOCATION_SUFFIXES and (entity_type is not None or offset > 1):
             name = "".join(parts) + part
-            return Candidate(name, LOCATION, index, index + offset + 1, RULE_LOCATION, tag)
+            return Candidate(
+                name, LOCATION, index, index + offset + 1, RULE_LOCATION, tag
+            )
         if not _is_name_part(part, part_tag) or len(part) > 3:
             break
         parts.append(part)
@@ -433,7 +463,10 @@ def candidate_score(
 ) -> float:
     """The model's logit for a candidate (above its threshold: a name)."""
     weights = rules.model.weights
-    return sum(weights.get(feature, 0.0) for feature in candidate_features(tokens, candidate, rules))
+    return sum(
+        weights.get(feature, 0.0)
+        for feature in candidate_features(tokens, candidate, rules)
+    )
 
 
 def _admissible(candidate: Candidate | None, rules: EntityRules) -> bool:
@@ -464,7 +497,7 @@ def entity_candidates(
 
 
 def extract_entities(
-    tokens: Sequence[tuple[str, str]], rules: EntityRules = EntityRules()
+    tokens: Sequence[tuple[str, str]], rules: EntityRules = _NO_RULES
 ) -> list[tuple[str, str]]:
     """Return ``(name, type)`` pairs, in order, from a tagged token sequence.
 
@@ -498,7 +531,10 @@ def extract_entities(
             if (
                 model is None
                 or candidate.rule == RULE_GAZETTEER
-                or (candidate.rule == RULE_ORGANISATION and tokens[index][0] in rules.places)
+                or (
+                    candidate.rule == RULE_ORGANISATION
+                    and tokens[index][0] in rules.places
+                )
                 or candidate_score(tokens, candidate, rules) >= model.threshold
             ):
                 found.append((candidate.name, candidate.type))
@@ -575,8 +611,10 @@ def score_keywords(
     for word, seen in frequency.items():
         weight = idf.get(word)
         if weight is None:
-            if seen < 2 and word not in trusted and (
-                word[0] in _GLUE_CHARS or word[-1] in _GLUE_CHARS
+            if (
+                seen < 2
+                and word not in trusted
+                and (word[0] in _GLUE_CHARS or word[-1] in _GLUE_CHARS)
             ):
                 continue
             weight = default_idf
@@ -586,7 +624,9 @@ def score_keywords(
 
 _CACHE_LIMIT = 500_000
 # Function characters that the HMM glues onto a neighbour (完+别, 人+会, 流干+以).
-_GLUE_CHARS = frozenset("的了着过以会别就也都在是和与而把被让给向从对为之其所但却又才再还很太更最没不人我你他她它这那有要能可将已于")
+_GLUE_CHARS = frozenset(
+    "的了着过以会别就也都在是和与而把被让给向从对为之其所但却又才再还很太更最没不人我你他她它这那有要能可将已于"
+)
 
 
 def _is_keyword_shaped(word: str) -> bool:
@@ -698,7 +738,9 @@ class _HybridEngine:
             while end < count and self._guessed(tokens[end][0]):
                 end += 1
             result.extend(tokens[done:start])
-            result.extend(self._slow.tag("".join(word for word, _ in tokens[start:end])))
+            result.extend(
+                self._slow.tag("".join(word for word, _ in tokens[start:end]))
+            )
             done = index = end
         if not done:
             return tokens
@@ -717,8 +759,8 @@ _HAN_WORD = re.compile(r"[\u4e00-\u9fd5]+")
 def available_engines() -> list[str]:
     """Engines that import here, fastest first (``hybrid`` needs both libraries).
 
-    ``auto`` takes the first: rjieba, whose entities match jieba's on 98.8% of real
-    posts at ~20x the speed (figures in benchmarks/eval_entities.py).
+    ``auto`` takes the first: rjieba, whose entities match jieba's on 99% of real
+    posts at 20-30x the speed (figures in benchmarks/eval_entities.py).
     """
     found = []
     try:
@@ -746,7 +788,9 @@ def _make_engine(engine: str):
         if not engines:
             raise ImportError("neither rjieba nor jieba is installed")
         engine = engines[0]
-    return {"hybrid": _HybridEngine, "rjieba": _RjiebaEngine, "jieba": _JiebaEngine}[engine]()
+    return {"hybrid": _HybridEngine, "rjieba": _RjiebaEngine, "jieba": _JiebaEngine}[
+        engine
+    ]()
 
 
 def _jieba_idf_path() -> Path:
@@ -841,13 +885,17 @@ class TextAnalyzer:
         tag = self._engine.tag
         if not hashtags:
             return [
-                token for token in tag(text) if token[1] not in _SYMBOL_TAGS or is_word(token[0])
+                token
+                for token in tag(text)
+                if token[1] not in _SYMBOL_TAGS or is_word(token[0])
             ]
         tokens: list[tuple[str, str]] = []
         for piece, protected in split_protected(text, hashtags):
             if protected:
                 tagged = tag(piece)
-                tokens.append((piece, tagged[0][1] if len(tagged) == 1 else TAG_HASHTAG))
+                tokens.append(
+                    (piece, tagged[0][1] if len(tagged) == 1 else TAG_HASHTAG)
+                )
             else:
                 tokens += [
                     token
@@ -880,7 +928,9 @@ class TextAnalyzer:
         )
         return entities, keywords
 
-    def analyze(self, text: str, hashtags: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    def analyze(
+        self, text: str, hashtags: Sequence[str] = ()
+    ) -> tuple[list[str], list[str]]:
         """(entities, keywords) of one post, each normalized with normalize_topic,
         deduplicated, in order (entities by appearance, keywords by score)."""
         entities, keywords = self.entities_and_keywords(text, hashtags)
