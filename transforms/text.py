@@ -79,7 +79,6 @@ _EMOTICON = re.compile(r"\[[^\[\]\s]{1,10}\]")
 _REPOST_CHAIN_MARK = re.compile(r"//\s*@[\w\-]{1,30}\s*:?")
 _MENTION = re.compile(r"(?<![A-Za-z0-9_.])@[\w\-]{1,30}")
 _HTML_ENTITY = re.compile(r"&(?:amp|lt|gt|quot|nbsp|#\d{1,5});")
-_WHITESPACE = re.compile(r"\s+")
 # A token is a word when it has a letter or a digit; `_` and punctuation are not.
 _WORD_CHAR = re.compile(r"[^\W_]")
 _DIGITS = re.compile(r"[\d.,%:/\-+]+")
@@ -510,9 +509,10 @@ def extract_entities(
     - with a model, also Latin words, abbreviations and ``老/王``.
 
     A candidate is at least two characters, not a stop name, not only digits, and,
-    when ``rules.model`` is set, scored at or above its threshold. Scanning left to
-    right, the longest accepted candidate wins. Types: PER, ORG, GPE, LOC. Names are
-    returned as written (not normalized).
+    when ``rules.model`` is set, scored at or above its threshold; a known place
+    (``rules.places``) and an organisation name headed by one (``宁波/妇儿/医院``)
+    need no score. Scanning left to right, the longest accepted candidate wins.
+    Types: PER, ORG, GPE, LOC. Names are returned as written (not normalized).
     """
     found: list[tuple[str, str]] = []
     model = rules.model
