@@ -6,6 +6,7 @@ Every option is spelled with dashes (``--topic-kinds``); the underscore form
 """
 
 import os
+import tempfile
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apache_beam.io.filesystems import FileSystems
@@ -100,12 +101,15 @@ def usage_errors(options: VolumeOptions) -> list[str]:
 
 
 def _unwritable(folder: str) -> str | None:
-    """Why ``folder`` cannot take the output, or None when it can."""
-    existing = os.path.abspath(folder)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        return f"{existing} is not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{existing} is not writable"
+    """Why ``folder`` cannot take the output, or None when it can.
+
+    Tried for real (create the folder, write and remove a probe file): permission
+    bits say nothing to root, and a read-only mount shows only on writing.
+    """
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            pass
+    except OSError as error:
+        return f"not writable ({error.strerror or error})"
     return None

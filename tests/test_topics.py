@@ -20,11 +20,12 @@ from transforms.topics import extract_hashtags, extract_mentions, normalize_topi
         ("微博#话题#紧贴中文", ["话题"]),
         ("only one # sign", []),
         ("#Apache Beam# paired Latin", ["apache beam"]),
+        ("@天蝎嗳yue#救救孩子#又一校园", ["救救孩子"]),
     ],
     ids=[
         "paired-weibo", "single-latin", "two-single-latin", "full-width", "trimmed",
         "adjacent-pairs", "repeated-once", "glued-to-word", "url-fragment",
-        "glued-to-chinese", "lone-sign", "paired-latin-with-space",
+        "glued-to-chinese", "lone-sign", "paired-latin-with-space", "after-latin-nickname",
     ],
 )
 def test_extract_hashtags(text, expected):
@@ -43,11 +44,12 @@ def test_extract_hashtags(text, expected):
         ("写信到 a.b@example.com", []),
         ("@丫丫妈妈0903 @丫丫妈妈0903", ["丫丫妈妈0903"]),
         ("看这个 @央视新闻 //@张三: @人民日报 也说了", ["央视新闻", "人民日报"]),
+        ("//@永强的小博 昨天一兄弟言及金融三大板块", []),
     ],
     ids=[
         "chinese-name", "after-chinese-text", "latin-name-lowercased", "repost-chain",
         "fullwidth-colon-chain", "reply-is-a-mention", "email-is-not", "repeated-once",
-        "mention-inside-chain-text",
+        "mention-inside-chain-text", "real-chain-without-colon",
     ],
 )
 def test_extract_mentions(text, expected):

@@ -19,9 +19,9 @@ KIND_ENTITY = "entity"
 KIND_KEYWORD = "keyword"
 TOPIC_KINDS = (KIND_HASHTAG, KIND_MENTION, KIND_ENTITY, KIND_KEYWORD)
 
-# Weibo caps a topic at a few dozen characters; longer "pairs" are two unrelated
-# '#' signs with a sentence between them.
-MAX_HASHTAG_CHARS = 64
+# Weibo renders any `#...#` pair as a topic link, however long (real posts carry
+# 80-character quiz answers as topics); the cap is a classic post's 140 characters.
+MAX_HASHTAG_CHARS = 140
 # Weibo nicknames are 2-30 characters of letters, digits, CJK, '_' and '-'.
 MAX_MENTION_CHARS = 30
 
@@ -33,8 +33,10 @@ _WORD_BEFORE = re.compile(r"[\w/&]")
 # An ASCII word before "@" is an e-mail-like string; CJK before it is ordinary prose
 # ("推荐@程与败").
 _MENTION = re.compile(r"(?<![A-Za-z0-9_.])[@＠]([\w\-]{1,%d})" % MAX_MENTION_CHARS)
-# `//@name:` (ASCII or full-width colon) marks the next author in a repost chain.
-_REPOST_CHAIN_MARK = re.compile(r"//\s*[@＠]([\w\-]{1,%d})\s*[:：]" % MAX_MENTION_CHARS)
+# `//@name:` (ASCII or full-width colon) marks the next author in a repost chain;
+# the `//` is what Weibo's repost box prepends, and real chains lose the colon
+# ("//@永强的小博 昨天..."), so the colon is optional.
+_REPOST_CHAIN_MARK = re.compile(r"//\s*[@＠]([\w\-]{1,%d})\s*[:：]?" % MAX_MENTION_CHARS)
 
 
 def normalize_topic(text: str) -> str:
@@ -76,15 +78,16 @@ def extract_hashtags(text: str) -> list[str]:
         if match is None:
             break
         start = match.start()
-        if start > 0 and _WORD_BEFORE.match(text[start - 1]) and not _is_cjk(text[start - 1]):
-            position = start + 1
-            continue
+        # A '#' glued to a Latin word or URL (`C#`, `page#top`) opens only a Weibo
+        # pair with Chinese text in it (`@name#救救孩子#`), never a Latin tag.
+        glued = start > 0 and _WORD_BEFORE.match(text[start - 1]) and not _is_cjk(text[start - 1])
         closing = _HASH.search(text, start + 1)
-        if closing is not None and _accept_paired(text[start + 1 : closing.start()]):
-            topic = normalize_topic(text[start + 1 : closing.start()])
+        content = text[start + 1 : closing.start()] if closing is not None else ""
+        if closing is not None and _accept_paired(content) and not (glued and content.isascii()):
+            topic = normalize_topic(content)
             position = closing.end()
         else:
-            latin = _LATIN_TAG.match(text, start)
+            latin = None if glued else _LATIN_TAG.match(text, start)
             if latin is None:
                 position = start + 1
                 continue
