@@ -64,8 +64,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: VolumeOptions, root: str, k
         read["posts"]
         | "ExtractTopics"
         >> beam.ParDo(ExtractTopicsFn(parse_kinds(options.topic_kinds), analyzer_config(options)))
-        | "WindowByEventTime" >> beam.WindowInto(window_fn)
-        | "AggregateWindows" >> AggregateWindows(options.sketch_lg_k)
+        | "AggregateWindows" >> AggregateWindows(window_fn, options.sketch_lg_k)
         | "WriteWindowTables" >> WriteWindowTables(root, options.timezone)
     )
     read[DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(root, options.timezone)

@@ -15,7 +15,9 @@ from transforms.aggregate import (
     add_post,
     aggregate_window,
     merge_window_posts,
+    window_bounds,
 )
+from transforms.windows import LocalDayWindows
 
 HASHTAG = ("hashtag", "雅安地震")
 MENTION = ("mention", "人民日报")
@@ -87,14 +89,16 @@ SAMPLE_DATA = [
 ]
 
 
-def test_aggregate_windows_transform_per_window():
+@pytest.mark.parametrize(
+    "windowing", [None, {}], ids=["explicit-window-keys", "beam-windows"]
+)
+def test_aggregate_windows_transform_per_window(windowing):
     with TestPipeline() as pipeline:
         tables = (
             pipeline
             | "Create" >> beam.Create(SAMPLE_DATA)
             | "Stamp" >> beam.Map(lambda pair: TimestampedValue(pair[1], pair[0]))
-            | "Hourly" >> beam.WindowInto(FixedWindows(3600))
-            | "Aggregate" >> AggregateWindows()
+            | "Aggregate" >> AggregateWindows(FixedWindows(3600), windowing=windowing)
         )
         volume = tables | "VolumeRows" >> beam.FlatMap(
             lambda element: [
@@ -118,3 +122,11 @@ def test_aggregate_windows_transform_per_window():
             ]),
             label="Topics",
         )
+
+
+def test_window_bounds_follow_the_window_function():
+    hour = 3_600_000_000
+    assert window_bounds(FixedWindows(3600), 5 * hour + 17) == (5 * hour, 6 * hour)
+    # A Beijing day starts at 16:00 UTC the day before.
+    start, end = window_bounds(LocalDayWindows(1, "Asia/Shanghai"), 20 * hour)
+    assert (start, end) == (16 * hour, 40 * hour)

@@ -37,17 +37,43 @@ def _sample_posts():
     return posts
 
 
-def test_every_row_lands_in_its_own_window_partition(tmp_path):
-    root = str(tmp_path)
+def _write_sample(root: str, windowing: dict | None, per_window: bool) -> None:
     with TestPipeline() as pipeline:
         (
             pipeline
             | beam.Create(_sample_posts())
             | beam.Map(lambda pair: TimestampedValue(pair[1], pair[0]))
-            | beam.WindowInto(FixedWindows(HOUR))
-            | AggregateWindows()
-            | WriteWindowTables(root, "Asia/Shanghai")
+            | AggregateWindows(FixedWindows(HOUR), windowing=windowing)
+            | WriteWindowTables(root, "Asia/Shanghai", per_window=per_window)
         )
+
+
+def _assert_rows_in_their_windows(root: str) -> None:
+    topics = pl.scan_parquet(f"{root}/topics/**/*.parquet", hive_partitioning=True).collect()
+    # Topic t<h> is posted only in hour h: each row's topic names its window.
+    hours = ((topics["window_start"].dt.epoch("s") - BASE) // HOUR).to_list()
+    assert [f"t{hour}" for hour in hours] == topics["topic"].to_list()
+    assert topics["posts"].sum() == WINDOWS * 3
+    local_dates = topics["window_start"].dt.convert_time_zone("Asia/Shanghai").dt.date()
+    assert (local_dates == topics["date"]).all()
+    volume = pl.scan_parquet(f"{root}/volume/**/*.parquet", hive_partitioning=True).collect()
+    assert volume.height == WINDOWS and volume["window_start"].n_unique() == WINDOWS
+
+
+def test_batch_writes_one_file_per_table_and_date(tmp_path):
+    root = str(tmp_path)
+    _write_sample(root, None, per_window=False)
+    for table in ("volume", "topics"):
+        folders = sorted(os.listdir(os.path.join(root, table)))
+        assert folders == ["date=2026-11-20", "date=2026-11-21", "date=2026-11-22"]
+        for folder in folders:
+            assert os.listdir(os.path.join(root, table, folder)) == [folder[5:].replace("-", "") + ".parquet"]
+    _assert_rows_in_their_windows(root)
+
+
+def test_every_row_lands_in_its_own_window_partition(tmp_path):
+    root = str(tmp_path)
+    _write_sample(root, {}, per_window=True)
     for table in ("volume", "topics"):
         files = sorted(pl.Series(os.listdir(os.path.join(root, table))).to_list())
         assert files, table
@@ -64,11 +90,7 @@ def test_every_row_lands_in_its_own_window_partition(tmp_path):
                 assert os.path.basename(dirpath) == f"date={local.isoformat()}"
                 seen_windows += 1
         assert seen_windows == WINDOWS
-    topics = pl.scan_parquet(f"{root}/topics/**/*.parquet", hive_partitioning=True).collect()
-    # Topic t<h> is posted only in hour h: each row's topic names its window.
-    hours = ((topics["window_start"].dt.epoch("s") - BASE) // HOUR).to_list()
-    assert [f"t{hour}" for hour in hours] == topics["topic"].to_list()
-    assert topics["posts"].sum() == WINDOWS * 3
+    _assert_rows_in_their_windows(root)
 
 
 def test_files_carry_the_table_schema_and_zstd(tmp_path):

@@ -14,6 +14,8 @@ from typing import NamedTuple
 
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam.transforms.window import WindowFn
+from apache_beam.utils.timestamp import Timestamp
 
 from schemas import tables
 from schemas.sketch import DEFAULT_LG_K, estimate, new_sketch
@@ -174,6 +176,23 @@ class AggregateWindowFn(beam.CombineFn):
         return aggregate_window(accumulator, self._lg_k)
 
 
+def window_bounds(window_fn: WindowFn, event_time_us: int) -> tuple[int, int]:
+    """The (start, end) in epoch microseconds of the window ``window_fn`` puts an
+    event of that time in (a non-merging window function with one window per event)."""
+    (assigned,) = window_fn.assign(WindowFn.AssignContext(Timestamp(micros=event_time_us)))
+    return assigned.start.micros, assigned.end.micros
+
+
+class KeyByWindowFn(beam.DoFn):
+    """Timestamped element -> ((window_start_us, window_end_us), element)."""
+
+    def __init__(self, window_fn: WindowFn):
+        self._window_fn = window_fn
+
+    def process(self, element, timestamp=beam.DoFn.TimestampParam):
+        yield window_bounds(self._window_fn, timestamp.micros), element
+
+
 class WindowTablesFn(beam.DoFn):
     """WindowAggregate -> (window_start_us, window_end_us, {table: pa.Table}).
 
@@ -187,19 +206,38 @@ class WindowTablesFn(beam.DoFn):
 
 
 class AggregateWindows(beam.PTransform):
-    """Windowed PCollection[PostSummary] -> PCollection[(start_us, end_us, tables)].
+    """PCollection[PostSummary] (timestamped by event time) ->
+    PCollection[(start_us, end_us, {"volume": pa.Table, "topics": pa.Table})],
+    one element per window that has posts (per pane, in streaming).
 
-    One element per window that has posts, holding its ``volume`` and ``topics``.
+    ``windowing`` None (batch): each post is keyed by the bounds of its window under
+    ``window_fn`` and combined per key in the global window. A windowed combine gives
+    the same rows but pays Beam's per-window trigger bookkeeping, which dominated a
+    run over years of real posts (11,447 hourly windows: about 2 minutes, most of it
+    in trigger code). Streaming passes ``windowing`` (the keyword arguments of
+    ``beam.WindowInto``: trigger, allowed lateness, accumulation mode), so windows
+    fire on the watermark as Beam defines it, on every runner.
     """
 
-    def __init__(self, lg_k: int = DEFAULT_LG_K):
+    def __init__(self, window_fn: WindowFn, lg_k: int = DEFAULT_LG_K, windowing: dict | None = None):
         super().__init__()
+        self._window_fn = window_fn
         self._lg_k = lg_k
+        self._windowing = windowing
 
     def expand(self, posts: beam.PCollection) -> beam.PCollection:
+        combine = AggregateWindowFn(self._lg_k)
+        if self._windowing is None:
+            return (
+                posts
+                | "KeyByWindow" >> beam.ParDo(KeyByWindowFn(self._window_fn))
+                | "CombinePerWindowKey" >> beam.CombinePerKey(combine)
+                | "ToTables"
+                >> beam.MapTuple(lambda bounds, aggregate: (*bounds, window_tables(aggregate, *bounds)))
+            )
         return (
             posts
-            | "CombinePerWindow"
-            >> beam.CombineGlobally(AggregateWindowFn(self._lg_k)).without_defaults()
+            | "WindowByEventTime" >> beam.WindowInto(self._window_fn, **self._windowing)
+            | "CombinePerWindow" >> beam.CombineGlobally(combine).without_defaults()
             | "StampWindow" >> beam.ParDo(WindowTablesFn())
         )

@@ -1,12 +1,14 @@
-"""Parquet output: one file per table and window, written whole or not at all.
+"""Parquet output: files per table and date (batch) or window (streaming), each
+written whole or not at all.
 
 Layout (``../shared/CONTRACT.md``): ``ROOT/<table>/date=YYYY-MM-DD/<file>.parquet``,
 ``date`` being the window start's date in the configured timezone. Each file is
 written under a temporary name in its final folder and renamed into place, so a
 reader (polars scanning ``**/*.parquet``) sees either the old file or the new one,
-never a half-written one. A window's file has a name derived from the window alone:
-a later pane of the same window (streaming) replaces it, so readers never count a
-window twice.
+never a half-written one. A batch run writes one file per table and date
+(``20121113.parquet``). A streaming run writes one per window
+(``20121113T080000Z.parquet``), named after the window alone: a later pane of the
+same window replaces it, so readers never count a window twice.
 
 Beam's ``WriteToParquet`` misfiles rows when several windows fire in one bundle and
 names files with brackets; this writer keys every file by its window explicitly.
@@ -176,16 +178,67 @@ class WriteDeadLetters(beam.PTransform):
         )
 
 
-class WriteWindowTables(beam.PTransform):
-    """PCollection[(start_us, end_us, {table: pa.Table})] -> written file paths."""
+def date_file_name(date: str) -> str:
+    """``20121113.parquet``: the file of a batch run holding all windows of one date."""
+    return date.replace("-", "") + ".parquet"
 
-    def __init__(self, root: str, timezone: str):
+
+def concat_window_tables(windows: Iterable[tuple[int, int, dict[str, pa.Table]]]) -> dict[str, pa.Table]:
+    """Many windows' tables -> one table per name, rows in window order."""
+    ordered = sorted(windows, key=lambda element: element[0])
+    names = sorted({name for _, _, by_table in ordered for name in by_table})
+    return {
+        name: pa.concat_tables(
+            [by_table[name].cast(tables.TABLES[name]) for _, _, by_table in ordered if name in by_table]
+        )
+        for name in names
+    }
+
+
+class WriteDateTablesFn(beam.DoFn):
+    """(date, [(start_us, end_us, {table: pa.Table})]) -> one file per table and date."""
+
+    def __init__(self, root: str):
+        self._root = root
+        self._files = Metrics.counter(self.__class__, "files_written")
+
+    def process(self, element) -> Iterable[str]:
+        date, windows = element
+        for name, table in concat_window_tables(windows).items():
+            if table.num_rows == 0:
+                continue
+            path = os.path.join(partition_dir(self._root, name, date), date_file_name(date))
+            write_parquet_atomically(table, path)
+            self._files.inc()
+            yield path
+
+
+class WriteWindowTables(beam.PTransform):
+    """PCollection[(start_us, end_us, {table: pa.Table})] -> written file paths.
+
+    ``per_window`` (streaming): one file per table and window, named after the
+    window, written as each pane arrives; a later pane replaces the earlier file.
+    Otherwise (batch): the windows are grouped by local date and each table gets one
+    file per date, since a run over years of hourly windows would otherwise leave
+    tens of thousands of small files for every scan to open.
+    """
+
+    def __init__(self, root: str, timezone: str, per_window: bool = False):
         super().__init__()
         self._root = root
         self._timezone = timezone
+        self._per_window = per_window
 
     def expand(self, windows: beam.PCollection) -> beam.PCollection:
-        return windows | "WriteWindowFiles" >> beam.ParDo(WriteWindowTablesFn(self._root, self._timezone))
+        if self._per_window:
+            return windows | "WriteWindowFiles" >> beam.ParDo(WriteWindowTablesFn(self._root, self._timezone))
+        timezone = self._timezone
+        return (
+            windows
+            | "ByDate" >> beam.Map(lambda element: (local_date(element[0], timezone), element))
+            | "GroupByDate" >> beam.GroupByKey()
+            | "WriteDateFiles" >> beam.ParDo(WriteDateTablesFn(self._root))
+        )
 
 
 def staging_dir(output: str, run_id: str) -> str:
