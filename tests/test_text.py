@@ -7,6 +7,7 @@ WeiboNER train for the repost chains that file lacks) unless marked otherwise.
 import gzip
 import itertools
 import json
+import unicodedata
 
 import pytest
 
@@ -104,6 +105,25 @@ CLEANING = [
         id="nfkc-mixed",
     ),
     pytest.param("ＬＩＮＥ　好用！", "LINE 好用!", id="nfkc-letters-and-space"),
+    pytest.param(
+        "这新闻来自www.ihateryanair.org,呵呵", "这新闻来自 呵呵", id="www-url"
+    ),
+    pytest.param(
+        "与烟台木有关系的，见：www.fabianbrunsing.de/ 求积极转发帮助辟谣！",
+        "与烟台木有关系的,见: 求积极转发帮助辟谣!",
+        id="www-url-after-colon",
+    ),
+    pytest.param(
+        "牌水饺被检出含有致病菌上海家乐福连夜下架&nbsp;&nbsp;思念公司回应",
+        "牌水饺被检出含有致病菌上海家乐福连夜下架 思念公司回应",
+        id="html-entity",
+    ),
+    pytest.param(
+        # A bare ampersand is text, not an entity.
+        "雷神教母。把忐忑发扬光大有助于全民提高R&B演唱水平。[威武]",
+        "雷神教母。把忐忑发扬光大有助于全民提高R&B演唱水平。",
+        id="ampersand-kept",
+    ),
 ]
 
 
@@ -129,6 +149,14 @@ def test_clean_text(raw, cleaned):
         ),
         pytest.param("call <PHONE> now", {"phone", "PHONE"}, id="placeholder"),
         pytest.param(
+            "这新闻来自www.ihateryanair.org,呵呵",
+            {"www", "ihateryanair", "org"},
+            id="www-url",
+        ),
+        pytest.param(
+            "也是变型利器哦~&nbsp;即刻型动赢500元京东券", {"nbsp"}, id="html-entity"
+        ),
+        pytest.param(
             "【重要提醒！花露水属易燃品】", {"【", "】", "!", "！"}, id="punctuation"
         ),
     ],
@@ -146,6 +174,45 @@ def test_no_punctuation_tokens(each_engine):
     )
     for word, _ in each_engine.tag(text):
         assert text_module.is_word(word), word
+
+
+# --- NFKC folding -----------------------------------------------------------------
+
+FULL_WIDTH_POSTS = [
+    pytest.param("替ＨＴＣ做个广告", "htc", id="latin"),
+    pytest.param(
+        "ＢＩＧＢＡＮＧ实力不解释，都说了咱家有一大堆明星ＶＩＰ了么～",
+        "bigbang",
+        id="latin-long",
+    ),
+    pytest.param(
+        "２０１０年我在南昌看到清洁工为了涨薪水把南昌大桥也堵了。",
+        "南昌",
+        id="digits",
+    ),
+]
+
+
+@pytest.mark.parametrize("post, topic", FULL_WIDTH_POSTS)
+def test_full_and_half_width_forms_give_the_same_topics(each_engine, post, topic):
+    folded = unicodedata.normalize("NFKC", post)
+    assert folded != post
+    entities, keywords = each_engine.analyze(post)
+    assert (entities, keywords) == each_engine.analyze(folded)
+    assert topic in entities + keywords
+
+
+def test_word_lists_are_folded_like_the_text(tmp_path):
+    # Full-width entries in a user's lists match the half-width text, and back.
+    user_dict = tmp_path / "names.txt"
+    user_dict.write_text("宁波妇儿医院 nt\nＢＩＧＢＡＮＧ nt\n", encoding="utf-8")
+    stop_list = tmp_path / "stop.txt"
+    stop_list.write_text("广告\nＨＴＣ\n", encoding="utf-8")
+    analyzer = TextAnalyzer(user_dict_paths=[user_dict], stopword_paths=[stop_list])
+    entities, _ = analyzer.analyze("BIGBANG实力不解释")
+    assert "bigbang" in entities
+    _, keywords = analyzer.analyze("替ＨＴＣ做个广告")
+    assert not {"htc", "广告"} & set(keywords)
 
 
 # --- hashtags and user dictionaries -----------------------------------------------
