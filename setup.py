@@ -25,14 +25,17 @@ EXTRAS = {
         "nbclient>=0.10,<0.12",
         "ipykernel>=6.29,<8",
         "matplotlib>=3.8,<4",
+        # Noto Sans SC (SIL OFL) for Chinese chart labels: reports.fonts selects it.
+        "pylopdf-fonts-zh-cn>=0.1.1,<0.2",
         "ruff>=0.6",
     ],
     "notebook": [
         "jupyterlab>=4,<5",
         "ipykernel>=6.29,<8",
         "matplotlib>=3.8,<4",
+        "pylopdf-fonts-zh-cn>=0.1.1,<0.2",
     ],
-    "report": ["matplotlib>=3.8,<4"],
+    "report": ["matplotlib>=3.8,<4", "pylopdf-fonts-zh-cn>=0.1.1,<0.2"],
     "benchmark": ["psutil>=5.9,<8", "pyinstrument>=4.6,<6"],
 }
 

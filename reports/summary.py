@@ -39,7 +39,13 @@ def summary_text(output: str, top: int = 10) -> str:
         lines.append("Dead letters by reason:")
         lines.append(render_frame(dead_letter_reasons(output)))
     lines.append(f"Top {top} topics by participants (sketches merged over the whole run):")
-    lines.append(render_frame(hot_topics(output, limit=top).drop("peak_window_start")))
+    lines.append(
+        render_frame(
+            hot_topics(output, limit=top).select(
+                "kind", "topic", "participants", "posts", "reposts", "windows"
+            )
+        )
+    )
     burst_rows = bursts(output)
     if burst_rows.is_empty():
         lines.append("Bursts: none flagged.")
