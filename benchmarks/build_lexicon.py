@@ -97,7 +97,9 @@ def write_lexicon(lexicon: dict[str, str], path: Path) -> None:
             handle.write(f"{name} {TYPE_TAGS[lexicon[name]]}\n")
 
 
-def analyzer_with(lexicon: dict[str, str], engine: str) -> TextAnalyzer:
+def analyzer_with(
+    lexicon: dict[str, str], engine: str, disabled: frozenset = frozenset()
+) -> TextAnalyzer:
     """An analyzer with only this lexicon, the hand stop names and no model."""
     with tempfile.NamedTemporaryFile(
         "w", suffix=".txt", encoding="utf-8", delete=False
@@ -109,7 +111,8 @@ def analyzer_with(lexicon: dict[str, str], engine: str) -> TextAnalyzer:
     )
     Path(handle.name).unlink()
     analyzer.rules = analyzer.rules._replace(
-        not_names=frozenset(text_module.read_word_list(text_module.DEFAULT_NOT_NAMES))
+        not_names=frozenset(text_module.read_word_list(text_module.DEFAULT_NOT_NAMES)),
+        disabled=disabled,
     )
     return analyzer
 
@@ -190,6 +193,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine", default="auto", choices=text_module.ENGINES)
     parser.add_argument("--dry-run", action="store_true", help="cross-validate only")
+    parser.add_argument(
+        "--disable",
+        nargs="*",
+        default=[],
+        metavar="RULE",
+        help="candidate rules to switch off (ablation; implies --dry-run)",
+    )
     args = parser.parse_args(argv)
     path = ner_path("train")
     if not path.exists():
@@ -209,7 +219,9 @@ def main(argv=None) -> int:
     offset = 0
     for k in range(FOLDS):
         others = [message for j in range(FOLDS) if j != k for message in folds[j]]
-        analyzer = analyzer_with(build_lexicon(others), args.engine)
+        analyzer = analyzer_with(
+            build_lexicon(others), args.engine, frozenset(args.disable)
+        )
         token_lists, rules, rows = candidates_of(analyzer, folds[k], offset)
         fold_data.append((token_lists, rules, rows))
         offset += len(folds[k])
@@ -255,7 +267,7 @@ def main(argv=None) -> int:
     print(f"CV without the model (cross-fitted lexicon + rules): {prf(*no_model)}")
     print(f"chosen: l2={l2}, threshold={threshold}, CV {figures}")
 
-    if args.dry_run:
+    if args.dry_run or args.disable:
         return 0
     lexicon = build_lexicon(messages)
     write_lexicon(lexicon, LEXICON_FILE)

@@ -268,8 +268,9 @@ def ablation(messages, gold, engine: str) -> list[tuple[str, dict]]:
 
         return extract
 
-    bare_rules = bare.rules._replace(places=frozenset())
-    full_rules = full.rules._replace(places=frozenset())
+    no_trim = frozenset((text_module.RULE_TRIM,))
+    bare_rules = bare.rules._replace(places=frozenset(), disabled=no_trim)
+    full_rules = full.rules._replace(places=frozenset(), disabled=no_trim)
     rows.append(
         (f"{bare.engine} instead of jieba", predict_pairs(plain_tags(False), messages))
     )
@@ -296,8 +297,9 @@ def ablation(messages, gold, engine: str) -> list[tuple[str, dict]]:
         (
             "+ known places kept, whatever the model says",
             full,
-            full.rules,
+            full.rules._replace(disabled=no_trim),
         ),
+        ("+ glued characters trimmed (汤唯去 -> 汤唯)", full, full.rules),
     ]
     for label, analyzer, rules in steps:
         rows.append((label, predict_pairs(typed_entities(analyzer, rules), messages)))

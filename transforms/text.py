@@ -259,6 +259,7 @@ RULE_PREFIX = "prefix"  # 老/王, 阿/袁
 RULE_ORGANISATION = "organisation"  # 宁波/妇儿/医院
 RULE_PLACE = "place"  # 东营/区
 RULE_LOCATION = "location"  # 滨江/森林公园
+RULE_TRIM = "trim"  # 汤唯去/nr -> 汤唯, 看思聪/nr -> 思聪: a function char glued on
 # Rules whose candidates are kept without a model; the others need one.
 _RULES_WITHOUT_MODEL = frozenset(
     (RULE_TAG, RULE_LEXICON, RULE_GAZETTEER, RULE_SURNAME, RULE_TITLE,
@@ -306,6 +307,8 @@ class EntityRules(NamedTuple):
     merge: bool = True
     # candidate_starters(self), precomputed; empty means "compute per call".
     starters: frozenset = frozenset()
+    # Candidate rules switched off (RULE_TRIM...), for ablations.
+    disabled: frozenset = frozenset()
 
 
 _NO_RULES = EntityRules()
@@ -417,6 +420,40 @@ def _merged_candidate(
     return None
 
 
+def _trimmed_candidate(
+    tokens: Sequence[tuple[str, str]], index: int, rules: EntityRules
+) -> Candidate | None:
+    """A person token with a function character glued on, without it (汤唯去)."""
+    word, tag = tokens[index]
+    if (
+        tag not in _PERSON_TAGS
+        or len(word) < 3
+        or rules.model is None
+        or word in rules.lexicon
+        or not _enabled(RULE_TRIM, rules)
+    ):
+        return None
+    if word[-1] in _TRAILING_GLUE:
+        name = word[:-1]
+    elif word[0] in _LEADING_GLUE and word[0] not in rules.surnames:
+        name = word[1:]
+    else:
+        return None
+    return Candidate(name, PERSON, index, index + 1, RULE_TRIM, tag)
+
+
+_PERSON_TAGS = frozenset(("nr", "nrt", "nrfg"))
+# Characters the HMM glues onto a name it guesses: 看/思聪, 找/舟哥, 汤唯/去.
+_LEADING_GLUE = frozenset(
+    "看找去叫说问帮陪请跟给等见送把被让对向和与是在的了我你他她妈节系连"
+)
+_TRAILING_GLUE = frozenset("去要会说和的了也都在是就来吧呢啊呀哦哈心歲岁")
+
+
+def _enabled(rule: str, rules: EntityRules) -> bool:
+    return rule not in rules.disabled
+
+
 def _freq_bucket(freq: int) -> str:
     if freq == 0:
         return "0"
@@ -440,7 +477,7 @@ def candidate_features(
     bucket = _freq_bucket(rules.name_freq.get(name, 0))
     first, last = name[0], name[-1]
     surname = first in rules.surnames or name[:2] in rules.compound_surnames
-    return [
+    features = [
         "bias",
         "r=" + rule,
         "rt=" + rule + tag,
@@ -455,6 +492,9 @@ def candidate_features(
         "lt=" + last + candidate.type,
         "ft=" + first + candidate.type,
     ]
+    features.append("pc=" + previous_word[-1] + candidate.type)
+    features.append("nc=" + next_word[0] + candidate.type)
+    return features
 
 
 def candidate_score(
@@ -492,6 +532,9 @@ def entity_candidates(
     single = _single_candidate(tokens, index, rules)
     if _admissible(single, rules):
         found.append(single)
+    trimmed = _trimmed_candidate(tokens, index, rules)
+    if _admissible(trimmed, rules):
+        found.append(trimmed)
     return found
 
 
