@@ -13,6 +13,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from schemas.sketch import DEFAULT_LG_K
+from transforms.bursts import BurstParams
 from transforms.extract import parse_kinds
 from transforms.topics import TOPIC_KINDS
 from transforms.windows import parse_duration
@@ -52,6 +53,23 @@ class VolumeOptions(PipelineOptions):
         _add(parser, "sketch-lg-k", type=int, default=DEFAULT_LG_K,
              help=f"log2 of HLL sketch buckets, 4..21 (default {DEFAULT_LG_K}: about "
                   "0.8%% relative standard error).")
+        _add(parser, "burst-threshold", type=float, default=BurstParams.threshold,
+             help="Standard deviations above a topic's expected participants that make "
+                  f"a window burst. Default {BurstParams.threshold}.")
+        _add(parser, "burst-min-participants", type=int, default=BurstParams.min_participants,
+             help="Distinct participants a topic needs in a window to burst (minimum "
+                  f"support for new topics). Default {BurstParams.min_participants}.")
+        _add(parser, "burst-min-ratio", type=float, default=BurstParams.min_ratio,
+             help="A bursting window has at least this many times the expected "
+                  f"participants. Default {BurstParams.min_ratio}.")
+        _add(parser, "burst-half-life", default="24h",
+             help="Half-life of a topic's history (a duration, whole windows). Default 24h.")
+        _add(parser, "burst-warmup", default="12h",
+             help="Nothing bursts this long after the stream's first window, while every "
+                  "topic is new. Default 12h.")
+        _add(parser, "burst-idle-expiry", default="7d",
+             help="A topic silent this long forgets its history (its state is freed). "
+                  "Default 7d.")
         _add(parser, "pseudonym-key-file", default=None,
              help="File holding the hex key for author pseudonyms. Default: "
                   "$YUQING_PSEUDONYM_KEY, else ~/.config/yuqing/pseudonym.key "
@@ -90,6 +108,7 @@ def usage_errors(options: VolumeOptions) -> list[str]:
         parse_kinds(options.topic_kinds)
     except ValueError as error:
         problems.append(f"--topic-kinds: {error}")
+    problems.extend(_burst_problems(options))
     if not 4 <= options.sketch_lg_k <= 21:
         problems.append("--sketch-lg-k must be between 4 and 21")
     if options.keywords_per_post < 0:
@@ -97,6 +116,39 @@ def usage_errors(options: VolumeOptions) -> list[str]:
     for path in (options.user_dict or []) + (options.stopwords or []):
         if not os.path.isfile(path):
             problems.append(f"{path}: no such file (given as --user-dict or --stopwords)")
+    return problems
+
+
+def burst_params(options: VolumeOptions) -> BurstParams:
+    """The detector's parameters, durations converted to whole windows (at least 1)."""
+    window = parse_duration(options.window)
+
+    def windows(text: str) -> int:
+        return max(1, round(parse_duration(text) / window))
+
+    return BurstParams(
+        threshold=options.burst_threshold,
+        min_participants=options.burst_min_participants,
+        min_ratio=options.burst_min_ratio,
+        half_life_windows=float(windows(options.burst_half_life)),
+        warmup_windows=windows(options.burst_warmup) if parse_duration(options.burst_warmup) else 0,
+        idle_windows=windows(options.burst_idle_expiry),
+    )
+
+
+def _burst_problems(options: VolumeOptions) -> list[str]:
+    problems = []
+    for flag in ("burst_half_life", "burst_warmup", "burst_idle_expiry"):
+        try:
+            parse_duration(getattr(options, flag))
+        except ValueError as error:
+            problems.append(f"--{flag.replace('_', '-')}: {error}")
+    if options.burst_threshold <= 0:
+        problems.append("--burst-threshold must be positive")
+    if options.burst_min_participants < 1:
+        problems.append("--burst-min-participants must be 1 or more")
+    if options.burst_min_ratio < 1:
+        problems.append("--burst-min-ratio must be 1 or more")
     return problems
 
 

@@ -32,14 +32,16 @@ from zoneinfo import ZoneInfo
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines.options import VolumeOptions, usage_errors
+from pipelines.options import VolumeOptions, burst_params, usage_errors
 from transforms.aggregate import AggregateWindows
+from transforms.bursts import BURSTS_TAG, EPISODES_TAG, DetectBursts, bursts_table, episodes_table
 from transforms.extract import ExtractTopicsFn, parse_kinds
 from transforms.privacy import load_or_create_key
 from transforms.read import DEAD_LETTERS, ReadPosts
 from transforms.windows import parse_duration, window_fn_for
 from transforms.write import (
     WriteDeadLetters,
+    WriteRowsByDate,
     WriteWindowTables,
     publish,
     staging_dir,
@@ -56,17 +58,39 @@ def analyzer_config(options: VolumeOptions) -> dict:
     }
 
 
+def write_bursts(bursts: dict, root: str, timezone: str, firing_seconds: int | None = None) -> None:
+    """The detector's outputs -> the ``bursts`` and ``burst_episodes`` tables."""
+    bursts[BURSTS_TAG] | "WriteBursts" >> WriteRowsByDate(
+        root, "bursts", timezone,
+        instant_of=lambda row: row[1].start_us,
+        to_table=bursts_table,
+        row_key=lambda row: f"{row[0]}{row[1].start_us}",
+        firing_seconds=firing_seconds,
+    )
+    bursts[EPISODES_TAG] | "WriteEpisodes" >> WriteRowsByDate(
+        root, "burst_episodes", timezone,
+        instant_of=lambda row: row[1].onset_us,
+        to_table=episodes_table,
+        row_key=lambda row: f"{row[0]}{row[1].onset_us}",
+        firing_seconds=firing_seconds,
+    )
+
+
 def build_pipeline(pipeline: beam.Pipeline, options: VolumeOptions, root: str, key: bytes) -> None:
-    """Wire the steps: read -> extract topics -> window -> aggregate -> write."""
+    """Wire the steps: read -> extract topics -> aggregate per window -> write, and
+    the windows' topics -> burst detector -> bursts and episodes."""
     read = pipeline | "ReadPosts" >> ReadPosts(options.input, key)
-    window_fn = window_fn_for(parse_duration(options.window), options.timezone)
-    (
+    window_seconds = parse_duration(options.window)
+    window_fn = window_fn_for(window_seconds, options.timezone)
+    windows = (
         read["posts"]
         | "ExtractTopics"
         >> beam.ParDo(ExtractTopicsFn(parse_kinds(options.topic_kinds), analyzer_config(options)))
         | "AggregateWindows" >> AggregateWindows(window_fn, options.sketch_lg_k)
-        | "WriteWindowTables" >> WriteWindowTables(root, options.timezone)
     )
+    windows | "WriteWindowTables" >> WriteWindowTables(root, options.timezone)
+    bursts = windows | "DetectBursts" >> DetectBursts(burst_params(options), window_seconds * 1_000_000)
+    write_bursts(bursts, root, options.timezone)
     read[DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(root, options.timezone)
 
 

@@ -148,6 +148,11 @@ def default_sample_config(seed: int = 7) -> GeneratorConfig:
     )
 
 
+def background_hashtags(config: GeneratorConfig) -> list[str]:
+    """The stationary background hashtags of a config, most popular first."""
+    return _Stream(config).hashtags
+
+
 def zipf_weights(count: int, exponent: float) -> list[float]:
     return [1.0 / (rank ** exponent) for rank in range(1, count + 1)]
 

@@ -241,6 +241,64 @@ class WriteWindowTables(beam.PTransform):
         )
 
 
+class WriteRowsFn(beam.DoFn):
+    """(date, rows) -> one file of ``table`` in that date's partition.
+
+    ``per_firing`` (streaming): the file is named by its rows' content, so each firing
+    adds a file and a retried firing replaces its own; otherwise one file per date.
+    """
+
+    def __init__(self, root: str, table: str, to_table, row_key, per_firing: bool):
+        self._root = root
+        self._table = table
+        self._to_table = to_table
+        self._row_key = row_key
+        self._per_firing = per_firing
+
+    def process(self, element) -> Iterable[str]:
+        date, rows = element
+        rows = list(rows)
+        name = content_file_name(map(self._row_key, rows)) if self._per_firing else date_file_name(date)
+        path = os.path.join(partition_dir(self._root, self._table, date), name)
+        write_parquet_atomically(self._to_table(rows), path)
+        yield path
+
+
+class WriteRowsByDate(beam.PTransform):
+    """PCollection[row] -> files of ``table`` under ``date=<local date of the row>``.
+
+    ``instant_of(row)`` is the row's time in epoch microseconds (its partition date),
+    ``to_table(rows)`` builds the table, ``row_key(row)`` a string unique to the row.
+    In streaming (``firing_seconds`` set) rows are gathered in fixed windows of that
+    many seconds of event time and each window's rows become a file.
+    """
+
+    def __init__(self, root: str, table: str, timezone: str, instant_of, to_table, row_key,
+                 firing_seconds: int | None = None):
+        super().__init__()
+        self._root = root
+        self._table = table
+        self._timezone = timezone
+        self._instant_of = instant_of
+        self._to_table = to_table
+        self._row_key = row_key
+        self._firing_seconds = firing_seconds
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        if self._firing_seconds:
+            rows = rows | "GatherPerWindow" >> beam.WindowInto(window.FixedWindows(self._firing_seconds))
+        timezone, instant_of = self._timezone, self._instant_of
+        return (
+            rows
+            | "ByDate" >> beam.Map(lambda row: (local_date(instant_of(row), timezone), row))
+            | "GroupByDate" >> beam.GroupByKey()
+            | "WriteFiles"
+            >> beam.ParDo(
+                WriteRowsFn(self._root, self._table, self._to_table, self._row_key, bool(self._firing_seconds))
+            )
+        )
+
+
 def staging_dir(output: str, run_id: str) -> str:
     """Where a run writes before it publishes: hidden inside the output folder (same
     filesystem, so publishing is a rename) and invisible to ``<table>/**`` globs."""

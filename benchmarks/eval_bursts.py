@@ -1,0 +1,303 @@
+"""How well does the burst detector find planted bursts, how fast, how rarely wrong?
+
+Runs ``pipelines.volume`` (hashtags only, DirectRunner) on streams from the sample
+generator, each with six planted bursts of the shapes a monitoring centre meets
+(sharp surge on a popular hashtag, slow rise, small-but-clear, overnight, a new
+hashtag, an old hashtag reawakening after silence), at onsets that vary by seed, and
+on a stationary background with no burst at all. It prints, over all seeds:
+
+- recall: planted bursts with a bursting window of their hashtag between onset and
+  the end of the burst;
+- precision: burst episodes (``burst_episodes``, hashtags) that are planted bursts,
+  over all episodes (an episode on a stationary background hashtag is false);
+- latency: from onset to the end of the first flagged window, in windows;
+- false bursting hashtags per simulated day on the background-only stream.
+
+With ``--cascades`` it also runs the pipeline (all topic kinds) on the real Weibo
+cascades and prints, for each cascade, whether a topic of its source post's text
+burst within two windows of the source post's time.
+
+    python benchmarks/eval_bursts.py                       # 5 seeds, about 1 minute
+    python benchmarks/eval_bursts.py --seeds 2 --min-recall 0.9 --min-precision 0.85
+    python benchmarks/eval_bursts.py --cascades ../shared/data/weibo_cascades
+
+Exit status 1 when a ``--min-*`` bound is not met. ``--json`` prints the figures as
+one JSON object as well.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import gzip
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import polars as pl
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sampledata.generator import (  # noqa: E402
+    GeneratorConfig,
+    PlantedBurst,
+    background_hashtags,
+    generate,
+    write_lines,
+)
+
+HOUR = datetime.timedelta(hours=1)
+# A fixed key: the evaluation never sees real people.
+EVAL_KEY = "5eed" * 16
+
+
+def planted_bursts(seed: int, start: datetime.datetime, days: int, posts_per_day: int) -> tuple[PlantedBurst, ...]:
+    """Six bursts, one per shape, at seed-dependent onsets after the first 18 hours.
+
+    Sizes scale with the stream's volume so that a small CI stream keeps the same
+    proportions as the 15,000-posts-a-day sample.
+    """
+    rng = random.Random(seed)
+    base = GeneratorConfig(seed=seed, start=start, days=days)
+    background = background_hashtags(base)
+    scale = posts_per_day / 15_000
+    usable_hours = days * 24 - 18 - 10
+    hours = rng.sample(range(usable_hours), 6)
+    minutes = [rng.randrange(60) for _ in range(6)]
+
+    def onset(index: int, local_hour: int | None = None) -> datetime.datetime:
+        when = start + datetime.timedelta(hours=18 + hours[index])
+        if local_hour is not None:
+            day = min((when - start).days, days - 1)
+            when = start + datetime.timedelta(days=max(day, 1), hours=local_hour)
+        # Onsets fall anywhere in an hour: one late in a window may only show in the next.
+        return when + datetime.timedelta(minutes=minutes[index])
+
+    def size(participants: int) -> int:
+        return max(60, int(participants * scale))
+
+    return (
+        PlantedBurst(background[2 + rng.randrange(4)], onset(0), size(500)),
+        PlantedBurst(background[10 + rng.randrange(10)], onset(1), size(600), shape="ramp", rise_hours=4, hours=10),
+        PlantedBurst(background[30 + rng.randrange(20)], onset(2), size(120)),
+        PlantedBurst(background[50 + rng.randrange(20)], onset(3, local_hour=2), size(200)),
+        PlantedBurst(f"新话题{seed}号", onset(4), size(300), shape="ramp", rise_hours=2, new=True),
+        PlantedBurst(background[20 + rng.randrange(10)], onset(5), size(250), quiet_before_hours=36),
+    )
+
+
+@dataclasses.dataclass
+class SeedResult:
+    seed: int
+    planted: int
+    detected: int
+    latencies: list[float]
+    true_episodes: int
+    false_episodes: int
+    false_hashtags: list[str]
+    missed: list[str]
+
+
+def run_pipeline(inputs: str, output: str, kinds: str, extra: tuple[str, ...] = ()) -> None:
+    env = dict(os.environ, YUQING_PSEUDONYM_KEY=EVAL_KEY)
+    command = [
+        sys.executable, "-m", "pipelines.volume", "--input", inputs, "--output", output,
+        "--topic-kinds", kinds, *extra,
+    ]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"pipeline failed:\n{result.stderr[-3000:]}")
+
+
+def read_table(output: str, name: str) -> pl.DataFrame:
+    return pl.read_parquet(f"{output}/{name}/**/*.parquet", hive_partitioning=True)
+
+
+def score_seed(seed: int, bursts: tuple[PlantedBurst, ...], output: str) -> SeedResult:
+    """Match flagged windows and episodes against the planted bursts."""
+    flagged = read_table(output, "bursts").filter(pl.col("kind") == "hashtag")
+    episodes = read_table(output, "burst_episodes").filter(pl.col("kind") == "hashtag")
+    detected, latencies, missed = 0, [], []
+    active: dict[str, tuple[datetime.datetime, datetime.datetime]] = {}
+    for burst in bursts:
+        onset = burst.onset.astimezone(datetime.timezone.utc)
+        window_start = onset.replace(minute=0, second=0, microsecond=0)
+        end = onset + burst.hours * HOUR
+        active[burst.hashtag.lower()] = (window_start, end)
+        hits = flagged.filter(
+            (pl.col("topic") == burst.hashtag.lower())
+            & (pl.col("window_start") >= window_start)
+            & (pl.col("window_start") < end)
+        )
+        if hits.height:
+            detected += 1
+            first_end = hits["window_end"].min()
+            latencies.append((first_end - onset) / HOUR)
+        else:
+            missed.append(f"{burst.hashtag} ({burst.shape}, {burst.participants}, {burst.onset:%d %H:%M})")
+    true_episodes = false_episodes = 0
+    false_hashtags = []
+    for topic, onset in episodes.select("topic", "onset").iter_rows():
+        window = active.get(topic)
+        if window and window[0] <= onset < window[1]:
+            true_episodes += 1
+        else:
+            false_episodes += 1
+            false_hashtags.append(topic)
+    return SeedResult(seed, len(bursts), detected, latencies, true_episodes, false_episodes, false_hashtags, missed)
+
+
+def evaluate_planted(seeds: int, days: int, posts_per_day: int, work: str, extra: tuple[str, ...]) -> list[SeedResult]:
+    results = []
+    for seed in range(1, seeds + 1):
+        start = GeneratorConfig().start
+        bursts = planted_bursts(seed, start, days, posts_per_day)
+        config = GeneratorConfig(
+            seed=seed, start=start, days=days, posts_per_day=posts_per_day, bursts=bursts,
+            authors=max(2_000, posts_per_day // 2),
+        )
+        lines, _ = generate(config)
+        path = Path(work) / f"seed{seed}" / "posts.jsonl.gz"
+        write_lines(lines, path)
+        output = str(Path(work) / f"seed{seed}" / "out")
+        run_pipeline(str(path), output, "hashtag", extra)
+        result = score_seed(seed, bursts, output)
+        print(
+            f"seed {seed}: detected {result.detected}/{result.planted}, episodes "
+            f"{result.true_episodes} true / {result.false_episodes} false"
+            + (f", missed {result.missed}" if result.missed else "")
+            + (f", false {result.false_hashtags}" if result.false_hashtags else ""),
+            flush=True,
+        )
+        results.append(result)
+    return results
+
+
+def evaluate_background(days: int, posts_per_day: int, work: str, extra: tuple[str, ...]) -> tuple[int, list[str]]:
+    """False bursting hashtags on a stationary stream with a diurnal cycle."""
+    config = GeneratorConfig(seed=99, days=days, posts_per_day=posts_per_day, authors=max(2_000, posts_per_day // 2))
+    lines, _ = generate(config)
+    path = Path(work) / "background" / "posts.jsonl.gz"
+    write_lines(lines, path)
+    output = str(Path(work) / "background" / "out")
+    run_pipeline(str(path), output, "hashtag", extra)
+    flagged = read_table(output, "bursts").filter(pl.col("kind") == "hashtag")
+    return days, sorted(set(flagged["topic"].to_list()))
+
+
+def evaluate_cascades(folder: Path, work: str, extra: tuple[str, ...]) -> list[dict]:
+    """Per cascade: did a topic of its source post burst within two windows?"""
+    from transforms.extract import post_topics
+    from transforms.privacy import mask_pii
+    from transforms.text import TextAnalyzer
+    from transforms.topics import TOPIC_KINDS
+
+    posts_path = folder / "weibo_cascades_dev.jsonl.gz"
+    cascades = json.loads((folder / "weibo_cascades_dev_cascades.json").read_text())["cascades"]
+    output = str(Path(work) / "cascades" / "out")
+    run_pipeline(str(posts_path), output, ",".join(TOPIC_KINDS), extra)
+    flagged = read_table(output, "bursts")
+    texts = {}
+    with gzip.open(posts_path, "rt", encoding="utf-8") as handle:
+        wanted = {cascade["cascade"] for cascade in cascades}
+        for line in handle:
+            record = json.loads(line)
+            if record["id"] in wanted:
+                texts[record["id"]] = record["text"]
+    analyzer = TextAnalyzer()
+    rows = []
+    for cascade in cascades:
+        onset = datetime.datetime.fromisoformat(cascade["onset"]).astimezone(datetime.timezone.utc)
+        window_start = onset.replace(minute=0, second=0, microsecond=0)
+        topics = post_topics(mask_pii(texts.get(cascade["cascade"], "")), TOPIC_KINDS, analyzer)
+        hits = flagged.filter(
+            (pl.col("window_start") >= window_start)
+            & (pl.col("window_start") < window_start + 2 * HOUR)
+            & pl.struct("kind", "topic").is_in([{"kind": kind, "topic": topic} for kind, topic in topics])
+        ).sort("score", descending=True)
+        rows.append(
+            {
+                "cascade": cascade["cascade"],
+                "label": cascade["label"],
+                "onset": cascade["onset"],
+                "participants": cascade["participants"],
+                "burst": hits.height > 0,
+                "topic": f"{hits['kind'][0]}:{hits['topic'][0]}" if hits.height else "",
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--posts-per-day", type=int, default=15_000)
+    parser.add_argument("--cascades", type=Path, default=None, help="Folder of the real cascades")
+    parser.add_argument("--min-recall", type=float, default=None)
+    parser.add_argument("--min-precision", type=float, default=None)
+    parser.add_argument("--json", action="store_true", help="Also print the figures as JSON")
+    parser.add_argument(
+        "pipeline_args", nargs="*",
+        help="Detector options passed to the pipeline after --, e.g. -- --burst-threshold 5",
+    )
+    args = parser.parse_args(argv)
+    extra = tuple(args.pipeline_args)
+
+    with tempfile.TemporaryDirectory(prefix="eval-bursts-") as work:
+        results = evaluate_planted(args.seeds, args.days, args.posts_per_day, work, extra)
+        days, false_background = evaluate_background(args.days, args.posts_per_day, work, extra)
+        cascades = evaluate_cascades(args.cascades, work, extra) if args.cascades else []
+
+    planted = sum(result.planted for result in results)
+    recall = sum(result.detected for result in results) / planted
+    episodes = sum(result.true_episodes + result.false_episodes for result in results)
+    precision = sum(result.true_episodes for result in results) / episodes if episodes else 0.0
+    latencies = [latency for result in results for latency in result.latencies]
+    figures = {
+        "seeds": args.seeds,
+        "days": args.days,
+        "posts_per_day": args.posts_per_day,
+        "detector_args": list(extra),
+        "planted_bursts": planted,
+        "recall": round(recall, 3),
+        "precision": round(precision, 3),
+        "latency_windows_median": round(statistics.median(latencies), 2) if latencies else None,
+        "latency_windows_max": round(max(latencies), 2) if latencies else None,
+        "background_false_hashtags_per_day": round(len(false_background) / days, 2),
+        "background_false_hashtags": false_background,
+    }
+    print()
+    print(f"planted bursts        {planted} over {args.seeds} seeds ({args.days} days, {args.posts_per_day:,} posts/day)")
+    print(f"recall                {recall:.3f}   (target >= 0.95)")
+    print(f"precision             {precision:.3f}   (target >= 0.90)")
+    print(f"latency, windows      median {figures['latency_windows_median']}, max {figures['latency_windows_max']}   (target: median <= 1, none > 2)")
+    print(f"background            {figures['background_false_hashtags_per_day']} false bursting hashtags/day {false_background}   (target <= 1)")
+    if cascades:
+        flagged = sum(row["burst"] for row in cascades)
+        figures["cascades_with_burst"] = flagged
+        figures["cascades"] = len(cascades)
+        print(f"\nreal cascades: a source-post topic burst within two windows for {flagged} of {len(cascades)}")
+        print(f"{'cascade':<11} {'label':<10} {'onset':<26} {'people':>6}  burst")
+        for row in cascades:
+            print(f"{row['cascade']:<11} {row['label']:<10} {row['onset']:<26} {row['participants']:>6}  {row['topic'] or '-'}")
+    if args.json:
+        print(json.dumps(figures, ensure_ascii=False))
+    failed = []
+    if args.min_recall is not None and recall < args.min_recall:
+        failed.append(f"recall {recall:.3f} < {args.min_recall}")
+    if args.min_precision is not None and precision < args.min_precision:
+        failed.append(f"precision {precision:.3f} < {args.min_precision}")
+    if failed:
+        print("FAILED: " + "; ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""Burst detection: the judgement of one window, and the detector as a transform in
+batch and in streaming."""
+
+import math
+
+import apache_beam as beam
+import pyarrow as pa
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import TimestampedValue
+
+from schemas import tables
+from apache_beam.utils.timestamp import Timestamp
+
+from transforms.bursts import (
+    BURSTS_TAG,
+    EPISODES_TAG,
+    BurstParams,
+    DetectBursts,
+    DetectBurstsFn,
+    WindowCount,
+    judge_window,
+    latest_panes,
+)
+
+HOUR_US = 3_600_000_000
+PARAMS = BurstParams(threshold=4.0, min_participants=20, min_ratio=2.0, half_life_windows=24, warmup_windows=12, idle_windows=48)
+# Diurnal totals of all participants per hour, quiet at night, peak in the evening.
+DIURNAL = [300, 200, 120, 80, 60, 70, 130, 250, 400, 500, 550, 600,
+           620, 560, 520, 560, 600, 620, 650, 700, 800, 850, 820, 560]
+
+
+def count(hour: int, participants: int, total: int, stream_start_hour: int = 0) -> WindowCount:
+    return WindowCount(hour * HOUR_US, (hour + 1) * HOUR_US, participants, participants, total, stream_start_hour * HOUR_US)
+
+
+def judge_series(series: list[WindowCount], params: BurstParams = PARAMS):
+    """Judge counts in order; return the bursting hours and all closed episodes."""
+    history, flagged, episodes = None, [], []
+    for item in series:
+        history, burst, closed = judge_window(history, item, params, HOUR_US)
+        episodes.extend(closed)
+        if burst is not None:
+            flagged.append(item.start_us // HOUR_US)
+    return flagged, episodes, history
+
+
+def stationary(hours: int, share: float) -> list[WindowCount]:
+    """A topic holding ``share`` of every window's participants, rounded like counts."""
+    return [count(hour, round(share * DIURNAL[hour % 24]), DIURNAL[hour % 24]) for hour in range(hours)]
+
+
+def test_surge_is_flagged_in_its_first_window():
+    series = stationary(72, 0.02)
+    series[50] = count(50, 120, DIURNAL[50 % 24] + 100)
+    flagged, _, _ = judge_series(series)
+    assert flagged == [50]
+
+
+def test_diurnal_background_is_not_flagged():
+    # Shares stay put while all traffic swings tenfold between 4 am and 9 pm.
+    flagged, _, _ = judge_series(stationary(24 * 7, 0.05))
+    assert flagged == []
+
+
+def test_new_topic_needs_minimum_participants():
+    quiet = [count(hour, 0, DIURNAL[hour % 24]) for hour in range(30)]
+    few = quiet[:20] + [count(20, 12, 800)]
+    many = quiet[:20] + [count(20, 40, 800)]
+    assert judge_series([item for item in few if item.participants])[0] == []
+    assert judge_series([item for item in many if item.participants])[0] == [20]
+
+
+def test_nothing_bursts_during_warmup():
+    flagged, _, _ = judge_series([count(hour, 300, 800) for hour in (3, 4)])
+    assert flagged == []
+
+
+def test_expected_follows_the_window_volume():
+    history = None
+    for item in stationary(48, 0.1):
+        history, _, _ = judge_window(history, item, PARAMS, HOUR_US)
+    quiet_night = count(48, 6, 60)
+    busy_evening = count(48, 85, 850)
+    assert judge_window(history, quiet_night, PARAMS, HOUR_US)[1] is None
+    assert judge_window(history, busy_evening, PARAMS, HOUR_US)[1] is None
+    # Debiased from the stream's start: the expectation is the topic's 10% share.
+    flagged_night = judge_window(history, count(48, 30, 60), PARAMS, HOUR_US)[1]
+    assert flagged_night is not None
+    assert flagged_night.expected == pytest.approx(6, rel=0.05)
+    flagged_evening = judge_window(history, count(48, 200, 850), PARAMS, HOUR_US)[1]
+    assert flagged_evening.expected == pytest.approx(85, rel=0.05)
+    assert math.isclose(flagged_evening.expected / flagged_night.expected, 850 / 60)
+
+
+def test_consecutive_bursting_windows_form_one_episode():
+    series = stationary(60, 0.02)
+    for hour, extra in ((40, 300), (41, 200), (42, 120)):
+        series[hour] = count(hour, extra, DIURNAL[hour % 24] + extra)
+    flagged, episodes, history = judge_series(series)
+    assert flagged == [40, 41, 42]
+    (episode,) = episodes
+    assert (episode.onset_us, episode.end_us, episode.windows) == (40 * HOUR_US, 43 * HOUR_US, 3)
+    assert (episode.peak_start_us, episode.peak_participants) == (40 * HOUR_US, 300)
+    assert history.episode is None
+
+
+def test_idle_topic_starts_afresh():
+    early = [count(hour, 30, 600) for hour in range(20)]
+    flagged, _, history = judge_series(early)
+    assert flagged == [] and history.mean > 0
+    later = count(20 + PARAMS.idle_windows, 30, 600)
+    reset, burst, _ = judge_window(history, later, PARAMS, HOUR_US)
+    assert burst is not None and burst.expected == 0.0  # judged as a new topic
+    within = count(20 + PARAMS.idle_windows - 1, 30, 600)
+    kept, _, _ = judge_window(history, within, PARAMS, HOUR_US)
+    assert kept.mean > reset.mean
+
+
+def test_latest_pane_of_each_window_wins():
+    early = count(3, 10, 100)
+    final = count(3, 25, 180)
+    other = count(1, 5, 90)
+    assert latest_panes([final, other, early]) == [other, final]
+
+
+# --- The transform -----------------------------------------------------------------
+
+
+def window_element(hour: int, total: int, topics: dict[str, int]) -> tuple[int, int, dict[str, pa.Table]]:
+    """A window as ``AggregateWindows`` emits it, with hashtag topics."""
+    start, end = hour * HOUR_US, (hour + 1) * HOUR_US
+    volume = pa.Table.from_pydict(
+        {"window_start": [start], "window_end": [end], "posts": [total], "participants": [total],
+         "reposts": [0], "duplicates": [0], "participants_sketch": [b""]},
+        schema=tables.VOLUME,
+    )
+    names = sorted(topics)
+    rows = len(names)
+    topic_table = pa.Table.from_pydict(
+        {"window_start": [start] * rows, "window_end": [end] * rows, "kind": ["hashtag"] * rows,
+         "topic": names, "posts": [topics[name] for name in names],
+         "participants": [topics[name] for name in names], "participants_sketch": [b""] * rows,
+         "reposts": [0] * rows},
+        schema=tables.TOPICS,
+    )
+    return start, end, {"volume": volume, "topics": topic_table}
+
+
+BASE_HOUR = 24 * 20_000  # an hour in 2024, so timestamps are ordinary
+
+
+def stream_windows() -> list[tuple[int, int, dict[str, pa.Table]]]:
+    """40 hours of a steady topic and a quiet one; a surge of 'quake' at hour 30 and
+    the steady topic silent after hour 32."""
+    elements = []
+    for offset in range(40):
+        hour = BASE_HOUR + offset
+        total = DIURNAL[hour % 24]
+        topics = {"quake": max(1, round(0.01 * total))}
+        if offset < 32:
+            topics["steady"] = round(0.05 * total)
+        if offset == 30:
+            topics["quake"] = 150
+            total += 150
+        elements.append(window_element(hour, total, topics))
+    return elements
+
+
+def rows_of(results):
+    bursts = results[BURSTS_TAG] | "BurstRows" >> beam.MapTuple(lambda key, burst: (key, burst.start_us // HOUR_US - BASE_HOUR))
+    episodes = results[EPISODES_TAG] | "EpisodeRows" >> beam.MapTuple(
+        lambda key, episode: (key, episode.onset_us // HOUR_US - BASE_HOUR, episode.windows)
+    )
+    return bursts, episodes
+
+
+def test_detect_bursts_in_batch():
+    with TestPipeline() as pipeline:
+        results = pipeline | beam.Create(stream_windows()) | DetectBursts(PARAMS, HOUR_US)
+        bursts, episodes = rows_of(results)
+        assert_that(bursts, equal_to([(("hashtag", "quake"), 30)]), label="Bursts")
+        assert_that(episodes, equal_to([(("hashtag", "quake"), 30, 1)]), label="Episodes")
+
+
+def streaming_pipeline(elements) -> TestPipeline:
+    options = PipelineOptions(["--streaming", "--runner=BundleBasedDirectRunner"])
+    pipeline = TestPipeline(options=options)
+    stream = TestStream()
+    # Windows reach the detector as they fire, each once the watermark passes it,
+    # in shuffled order within each group of four.
+    for first in range(0, len(elements), 4):
+        group = elements[first : first + 4]
+        stream = stream.add_elements([TimestampedValue(element, element[1] / 1e6 - 1e-6) for element in reversed(group)])
+        stream = stream.advance_watermark_to(group[-1][1] / 1e6)
+    stream = stream.advance_watermark_to_infinity()
+    return pipeline, pipeline | stream
+
+
+def test_detect_bursts_in_streaming_matches_batch():
+    pipeline, windows = streaming_pipeline(stream_windows())
+    results = windows | DetectBursts(PARAMS, HOUR_US, streaming=True)
+    bursts, episodes = rows_of(results)
+    assert_that(bursts, equal_to([(("hashtag", "quake"), 30)]), label="Bursts")
+    assert_that(episodes, equal_to([(("hashtag", "quake"), 30, 1)]), label="Episodes")
+    pipeline.run().wait_until_finish()
+
+
+class FakeBag:
+    """In-memory stand-ins for Beam's state and timers, to drive the detector's
+    callbacks the way a streaming runner does."""
+
+    def __init__(self):
+        self.items = []
+
+    def add(self, item):
+        self.items.append(item)
+
+    def read(self):
+        return list(self.items)
+
+    def clear(self):
+        self.items = []
+
+
+class FakeValue:
+    def __init__(self):
+        self.value = None
+
+    def read(self):
+        return self.value
+
+    def write(self, value):
+        self.value = value
+
+    def clear(self):
+        self.value = None
+
+
+class FakeTimer:
+    def __init__(self):
+        self.timers = {}
+
+    def set(self, timestamp, dynamic_timer_tag=""):
+        self.timers[dynamic_timer_tag] = timestamp
+
+
+def test_idle_topic_state_is_expired_by_its_timer():
+    detector = DetectBurstsFn(BurstParams(warmup_windows=2, idle_windows=5), HOUR_US)
+    key = ("hashtag", "steady")
+    pending, history, flush, expire = FakeBag(), FakeValue(), FakeTimer(), FakeTimer()
+    for hour in range(3):
+        item = count(hour, 30, 600)
+        detector.process((key, item), pending=pending, flush=flush)
+        list(detector.on_flush(key=key, fired_at=Timestamp(micros=item.end_us), pending=pending,
+                               history_state=history, flush=flush, expire=expire))
+    assert history.value is not None and history.value.last_end_us == 3 * HOUR_US
+    # Five windows after the last count the state is freed.
+    assert expire.timers[""] == Timestamp(micros=(3 + 5) * HOUR_US)
+    list(detector.on_expire(key=key, pending=pending, history_state=history))
+    assert history.value is None and pending.items == []
+
+
+def test_expiry_waits_for_counts_not_yet_judged():
+    detector = DetectBurstsFn(BurstParams(warmup_windows=2, idle_windows=5), HOUR_US)
+    key = ("hashtag", "steady")
+    pending, history = FakeBag(), FakeValue()
+    history.write("kept")
+    pending.add(count(9, 30, 600))
+    list(detector.on_expire(key=key, pending=pending, history_state=history))
+    assert history.value == "kept"
