@@ -124,7 +124,8 @@ def hot_topics(
     peak_window_start (its window with the most participants), previous_participants
     and previous_posts (the same topic in the previous period; 0 when it was absent),
     growth (participants / previous_participants - 1; null when the topic is new).
-    Without a period, the whole folder, and the previous_* and growth columns are null.
+    The previous_* and growth columns are null without a period (the whole folder) and
+    when the folder holds no window of the previous period.
     """
     topics = _in_period(scan(output, "topics"), period)
     if kinds:
@@ -177,6 +178,9 @@ def _previous_figures(output: str, ranked: pl.DataFrame, period: Period | None) 
             pl.lit(None, dtype=pl.Int64).alias("previous_participants"),
             pl.lit(None, dtype=pl.Int64).alias("previous_posts"),
         )
+    covered = _in_period(scan(output, "volume"), period.previous()).select(pl.len()).collect().item()
+    if not covered:  # the folder does not reach back that far: unknown, not zero
+        return _previous_figures(output, ranked, None)
     before = (
         _in_period(scan(output, "topics"), period.previous())
         .join(keys.lazy(), on=["kind", "topic"], how="semi")

@@ -6,21 +6,8 @@ import os
 import polars as pl
 
 from reports.queries import bursts, dead_letter_reasons, hot_topics, volume_totals
+from reports.render import render_frame
 from reports.tables import row_counts
-
-
-def render_frame(frame: pl.DataFrame, max_rows: int = 20) -> str:
-    """A DataFrame as a compact text table for a terminal."""
-    with pl.Config(
-        tbl_rows=max_rows,
-        tbl_cols=-1,
-        tbl_hide_dataframe_shape=True,
-        tbl_hide_column_data_types=True,
-        tbl_formatting="ASCII_MARKDOWN",
-        fmt_str_lengths=40,
-        tbl_width_chars=160,
-    ):
-        return str(frame)
 
 
 def summary_text(output: str, top: int = 10) -> str:
