@@ -16,6 +16,7 @@ and scored with the measure of ``benchmarks/eval_entities.py``. dev is never rea
 
     python benchmarks/build_lexicon.py            # writes the two files, prints CV
     python benchmarks/build_lexicon.py --dry-run  # cross-validation only
+    python benchmarks/build_lexicon.py --disable trim  # CV without a candidate rule
 """
 
 import argparse

@@ -16,7 +16,9 @@ post: one tagging pass feeds both the entities and the keywords.
 - Entities (``extract_entities``): candidates from part-of-speech tags, merge rules
   (surname + given name, name + organisation ending...), a user dictionary of names
   and a gazetteer of places, kept or dropped by a small logistic model trained on
-  WeiboNER train (``benchmarks/build_lexicon.py``). Types PER, ORG, GPE, LOC.
+  WeiboNER train (``benchmarks/build_lexicon.py``; features: the rule, tags, words
+  and characters around the candidate). Types PER, ORG, GPE, LOC. Name F1 on
+  WeiboNER dev: ``benchmarks/entity_scores.json``.
 - Keywords (``score_keywords``): TF-IDF with jieba's IDF table over content tags,
   less a Weibo-aware stop list, at most ``keyword_count`` a post.
 
@@ -549,7 +551,8 @@ def extract_entities(
     - surname + given name or title: ``赵/新民``, ``张/先生`` (PER);
     - name + organisation ending: ``宁波/妇儿/医院``, ``浙江/大学`` (ORG);
     - place + administrative or location ending: ``东营/区``, ``朝阳/公园``;
-    - with a model, also Latin words, abbreviations and ``老/王``.
+    - with a model, also Latin words, abbreviations, ``老/王``, and a person token
+      without the function character the HMM glued on (``汤唯去`` -> ``汤唯``).
 
     A candidate is at least two characters, not a stop name, not only digits, and,
     when ``rules.model`` is set, scored at or above its threshold; a known place
