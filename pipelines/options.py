@@ -10,7 +10,7 @@ import tempfile
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from schemas.sketch import DEFAULT_LG_K
 from transforms.bursts import BurstParams
@@ -74,12 +74,34 @@ class VolumeOptions(PipelineOptions):
              help="File holding the hex key for author pseudonyms. Default: "
                   "$YUQING_PSEUDONYM_KEY, else ~/.config/yuqing/pseudonym.key "
                   "(created once, mode 0600).")
+        # Streaming (with Beam's --streaming); see transforms/landing.py and late.py.
+        _add(parser, "landing", default=None,
+             help="With --streaming: the landing folder to watch instead of --input. "
+                  "Files ending .jsonl, .json, .ndjson, .gz or .parquet (not starting "
+                  "with . or _) are read once each, in order of arrival, as they "
+                  "appear; writers drop them whole (write, then rename). A file named "
+                  "_END ends the stream. Each run reads the folder from the start and "
+                  "replaces the output's tables.")
+        _add(parser, "allowed-lateness", default="6h",
+             help="With --streaming: how long after the watermark passes a window's "
+                  "end a post still counts in it (a LATE pane rewrites the window). "
+                  "Later posts are counted per window in the late_posts table. The "
+                  "watermark is the latest created_at read. Default 6h: crawlers "
+                  "revisit accounts and repost cascades for hours.")
+        _add(parser, "early-results-every", default="30s",
+             help="With --streaming: while a window is open, write its counts so far "
+                  "every this much processing time (0: only when it closes). Must be "
+                  "shorter than --allowed-lateness. Default 30s.")
+        _add(parser, "poll-interval", default="1s",
+             help="With --streaming: how often the landing folder is listed. Default 1s.")
 
 
 def usage_errors(options: VolumeOptions) -> list[str]:
     """Every problem with the options, one line each; empty when the run may start."""
     problems = []
-    if not options.input:
+    if options.view_as(StandardOptions).streaming:
+        problems.extend(_streaming_problems(options))
+    elif not options.input:
         problems.append("--input is required (a glob of post files)")
     else:
         for pattern in options.input:
@@ -149,6 +171,37 @@ def _burst_problems(options: VolumeOptions) -> list[str]:
         problems.append("--burst-min-participants must be 1 or more")
     if options.burst_min_ratio < 1:
         problems.append("--burst-min-ratio must be 1 or more")
+    return problems
+
+
+def duration_or_zero(text: str) -> int:
+    """A duration in seconds like ``parse_duration``, where ``0`` (or ``off``) is 0."""
+    if str(text).strip().lower() in ("0", "0s", "off", "none"):
+        return 0
+    return parse_duration(text)
+
+
+def _streaming_problems(options: VolumeOptions) -> list[str]:
+    problems = []
+    if options.input:
+        problems.append("--input is for batch runs; with --streaming give --landing FOLDER")
+    if not options.landing:
+        problems.append("--streaming needs --landing FOLDER (the folder files are dropped in)")
+    elif not os.path.isdir(options.landing):
+        problems.append(f"--landing {options.landing}: not a folder")
+    durations = {}
+    for flag in ("allowed_lateness", "early_results_every", "poll_interval"):
+        try:
+            durations[flag] = duration_or_zero(getattr(options, flag))
+        except ValueError as error:
+            problems.append(f"--{flag.replace('_', '-')}: {error}")
+    if durations.get("poll_interval") == 0:
+        problems.append("--poll-interval must be positive")
+    early, lateness = durations.get("early_results_every"), durations.get("allowed_lateness")
+    if early and lateness is not None and early >= lateness:
+        # Prism 2.77 crashes when a window closes with an early timer pending
+        # (deploy/prism/README.md, caveat 1); a longer lateness avoids it.
+        problems.append("--early-results-every must be shorter than --allowed-lateness")
     return problems
 
 

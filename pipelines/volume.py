@@ -32,12 +32,16 @@ from zoneinfo import ZoneInfo
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines.options import VolumeOptions, burst_params, usage_errors
+from pipelines.options import VolumeOptions, burst_params, duration_or_zero, usage_errors
+from pipelines.runners import run_until_stopped, streaming_runner_problems, with_local_streaming_runner
 from transforms.aggregate import AggregateWindows
 from transforms.bursts import BURSTS_TAG, EPISODES_TAG, DetectBursts, bursts_table, episodes_table
 from transforms.extract import ExtractTopicsFn, parse_kinds
+from transforms.landing import ReadLanding
+from transforms.late import LATE_POSTS, CountLatePosts, SplitLatePosts, streaming_windowing
 from transforms.privacy import load_or_create_key
 from transforms.read import DEAD_LETTERS, ReadPosts
+from transforms.rolling import WriteRollingTables
 from transforms.windows import parse_duration, window_fn_for
 from transforms.write import (
     WriteDeadLetters,
@@ -79,19 +83,60 @@ def write_bursts(bursts: dict, root: str, timezone: str, firing_seconds: int | N
 def build_pipeline(pipeline: beam.Pipeline, options: VolumeOptions, root: str, key: bytes) -> None:
     """Wire the steps: read -> extract topics -> aggregate per window -> write, and
     the windows' topics -> burst detector -> bursts and episodes."""
-    read = pipeline | "ReadPosts" >> ReadPosts(options.input, key)
+    streaming = bool(options.view_as(StandardOptions).streaming)
     window_seconds = parse_duration(options.window)
     window_fn = window_fn_for(window_seconds, options.timezone)
+    if streaming:
+        read = read_stream(pipeline, options, window_fn, root, key)
+    else:
+        read = pipeline | "ReadPosts" >> ReadPosts(options.input, key)
     windows = (
         read["posts"]
         | "ExtractTopics"
         >> beam.ParDo(ExtractTopicsFn(parse_kinds(options.topic_kinds), analyzer_config(options)))
-        | "AggregateWindows" >> AggregateWindows(window_fn, options.sketch_lg_k)
+        | "AggregateWindows"
+        >> AggregateWindows(window_fn, options.sketch_lg_k, stream_windowing(options) if streaming else None)
     )
-    windows | "WriteWindowTables" >> WriteWindowTables(root, options.timezone)
-    bursts = windows | "DetectBursts" >> DetectBursts(burst_params(options), window_seconds * 1_000_000)
-    write_bursts(bursts, root, options.timezone)
-    read[DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(root, options.timezone)
+    if streaming:
+        windows | "WriteWindowTables" >> WriteRollingTables(root, options.timezone)
+    else:
+        windows | "WriteWindowTables" >> WriteWindowTables(root, options.timezone)
+    bursts = windows | "DetectBursts" >> DetectBursts(
+        burst_params(options), window_seconds * 1_000_000, streaming=streaming
+    )
+    write_bursts(bursts, root, options.timezone, window_seconds if streaming else None)
+    read[DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(
+        root, options.timezone, flush_seconds(options) if streaming else None
+    )
+
+
+def flush_seconds(options: VolumeOptions) -> int:
+    """How often streaming writes dead letters and late-post counts: with the early
+    results, or every 30 s when those are off."""
+    return duration_or_zero(options.early_results_every) or 30
+
+
+def stream_windowing(options: VolumeOptions) -> dict:
+    return streaming_windowing(
+        duration_or_zero(options.allowed_lateness), duration_or_zero(options.early_results_every)
+    )
+
+
+def read_stream(pipeline: beam.Pipeline, options: VolumeOptions, window_fn, root: str, key: bytes) -> dict:
+    """Streaming input: the landing folder's posts and dead letters. Posts beyond the
+    allowed lateness are taken out here and counted into ``late_posts``."""
+    # Before the stream ends, wait out the processing-time triggers (transforms.landing).
+    settle = flush_seconds(options) + duration_or_zero(options.poll_interval) + 2
+    read = pipeline | "ReadLanding" >> ReadLanding(
+        options.landing, key, duration_or_zero(options.poll_interval), settle
+    )
+    split = read["posts"] | "SplitLatePosts" >> SplitLatePosts(window_fn, duration_or_zero(options.allowed_lateness))
+    (
+        split[LATE_POSTS]
+        | "CountLatePosts" >> CountLatePosts(flush_seconds(options))
+        | "WriteLatePosts" >> WriteRollingTables(root, options.timezone)
+    )
+    return {"posts": split["posts"], DEAD_LETTERS: read[DEAD_LETTERS]}
 
 
 def local_runner(options: PipelineOptions):
@@ -120,11 +165,13 @@ def run(argv: list[str] | None = None) -> int:
     """Run the pipeline; return the process exit status."""
     options = PipelineOptions(argv)
     volume = options.view_as(VolumeOptions)
-    problems = usage_errors(volume)
+    problems = usage_errors(volume) + streaming_runner_problems(options)
     if problems:
         print(f"error: {'; '.join(problems)}", file=sys.stderr)
         return 2
     key = load_or_create_key(volume.pseudonym_key_file)
+    if options.view_as(StandardOptions).streaming:
+        return run_streaming(with_local_streaming_runner(argv or [], options), key)
     output = os.path.abspath(volume.output)
     run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     root = staging_dir(output, run_id)
@@ -139,6 +186,25 @@ def run(argv: list[str] | None = None) -> int:
     write_empty_tables(root, today)
     publish(root, output, run_id)
     print(f"tables written to {output}")
+    return 0
+
+
+def run_streaming(options: PipelineOptions, key: bytes) -> int:
+    """Streaming: replace the output's tables with empty ones (readable at once), then
+    write panes straight into them until the stream ends or the process is stopped."""
+    volume = options.view_as(VolumeOptions)
+    output = os.path.abspath(volume.output)
+    run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    staging = staging_dir(output, run_id)
+    os.makedirs(staging)
+    today = datetime.datetime.now(ZoneInfo(volume.timezone)).date().isoformat()
+    write_empty_tables(staging, today)
+    publish(staging, output, run_id)
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, volume, output, key)
+    print(f"streaming from {volume.landing} into {output} (stop with Ctrl-C, or drop _END)", file=sys.stderr)
+    state = run_until_stopped(pipeline)
+    print(f"stream {str(state).lower()}; tables in {output}")
     return 0
 
 

@@ -1,0 +1,119 @@
+"""Which runner a local run uses, and how a streaming job is run and stopped.
+
+Batch on ``DirectRunner`` runs on Beam's FnApiRunner (``pipelines.volume``). A
+streaming run with no runner named (or ``DirectRunner``/``PrismRunner``) runs on
+Prism, Beam's Go runner, from the binary ``deploy/prism/build.sh`` builds once from
+the Go module proxy: Beam would otherwise try to download it at run time. Prism is
+the only local runner that runs an unbounded source, keeps timers' output, and
+can be cancelled (``deploy/prism/README.md`` has the measurements).
+"""
+
+import os
+import signal
+import sys
+import threading
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, PrismRunnerOptions, StandardOptions
+from apache_beam.runners.runner import PipelineState
+
+PRISM_ENV_VAR = "YUQING_PRISM"
+LOCAL_RUNNERS = (None, "DirectRunner", "PrismRunner")
+BUILD_SCRIPT = "deploy/prism/build.sh"
+
+
+def prism_version() -> str:
+    """The Prism release matching the Python SDK: ``v2.77.0`` for apache-beam 2.77.0."""
+    return "v" + beam.__version__.split(".dev")[0].split("rc")[0]
+
+
+def default_prism_path() -> str:
+    """Where ``deploy/prism/build.sh`` puts the binary (``$YUQING_CACHE`` or
+    ``~/.cache/yuqing``, then ``prism/<version>/prism``)."""
+    cache = os.environ.get("YUQING_CACHE") or os.path.expanduser("~/.cache/yuqing")
+    return os.path.join(cache, "prism", prism_version(), "prism")
+
+
+def prism_binary() -> str | None:
+    """The Prism binary to use: ``$YUQING_PRISM``, else the build script's output, if
+    it exists."""
+    path = os.environ.get(PRISM_ENV_VAR) or default_prism_path()
+    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+
+
+def uses_local_streaming_runner(options: PipelineOptions) -> bool:
+    standard = options.view_as(StandardOptions)
+    return bool(standard.streaming) and standard.runner in LOCAL_RUNNERS
+
+
+def streaming_runner_problems(options: PipelineOptions) -> list[str]:
+    """Why a streaming run cannot start on this machine, one line each."""
+    if not uses_local_streaming_runner(options):
+        return []
+    given = options.view_as(PrismRunnerOptions).prism_location
+    if given:
+        return [] if os.path.isfile(given) else [f"--prism_location {given}: no such file"]
+    if prism_binary() is None:
+        return [
+            f"--streaming runs on Prism, not found at {default_prism_path()}: "
+            f"build it once with {BUILD_SCRIPT} (needs Go), or set ${PRISM_ENV_VAR}"
+        ]
+    return []
+
+
+def with_local_streaming_runner(argv: list[str], options: PipelineOptions) -> PipelineOptions:
+    """``options`` with Prism named explicitly for a local streaming run.
+
+    ``DirectRunner`` would switch to Prism only after trying a download, and not at
+    all for pipelines with processing-time triggers: so the runner is named.
+    """
+    if not uses_local_streaming_runner(options):
+        return options
+    extra = ["--runner=PrismRunner"]
+    if not options.view_as(PrismRunnerOptions).prism_location:
+        extra.append(f"--prism_location={prism_binary()}")
+    if not any(arg.startswith(("--prism_log_level", "--prism-log-level")) for arg in argv):
+        extra.append("--prism_log_level=warn")
+    return PipelineOptions([*argv, *extra])
+
+
+def run_until_stopped(pipeline: beam.Pipeline) -> str:
+    """Run an unbounded pipeline until it finishes (the source saw ``_END``) or the
+    process gets SIGINT or SIGTERM, which cancel the job. Returns the final state;
+    a failed job raises as ``wait_until_finish`` does.
+
+    Prism has no drain: a cancelled job stops at once, and windows still open keep
+    the last pane written (early panes make that recent). The job is waited for in a
+    thread: ``wait_until_finish(duration=...)`` can't be called twice on one result.
+    """
+    result = pipeline.run()
+    finished = threading.Event()
+    stop = threading.Event()
+    outcome: dict = {}
+
+    def wait() -> None:
+        try:
+            outcome["state"] = result.wait_until_finish()
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller.
+            outcome["error"] = error
+        finally:
+            finished.set()
+
+    def request_stop(signum, frame) -> None:
+        stop.set()
+
+    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        threading.Thread(target=wait, name="wait_for_job", daemon=True).start()
+        while not finished.wait(0.2):
+            if stop.is_set():
+                print("stopping: cancelling the streaming job", file=sys.stderr)
+                result.cancel()
+                finished.wait(30)
+                return PipelineState.CANCELLED
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["state"]

@@ -1,0 +1,415 @@
+"""The landing folder: an unbounded stream of post files, with an event-time watermark.
+
+Crawlers drop finished files (JSON Lines, ``.gz``, Parquet) into one folder; a
+streaming run reads each file once, as it appears. The protocol, shared by the
+pipeline's source and by ``pipelines.replay``:
+
+- A file is taken when its name ends in one of ``LANDING_SUFFIXES`` and starts with
+  neither ``.`` nor ``_``. Writers drop a file whole: write it under a hidden or
+  ``.tmp`` name, then rename it (``drop_file`` does), so no half-written file is read.
+- A file is read once per run, in order of modification time, then name. A name that
+  leaves the folder is forgotten, so the set of names remembered is bounded by the
+  folder's contents, not by the stream's length.
+- ``_END`` (``END_MARKER``) in the folder ends the stream: the source reads what is
+  left, waits ``settle`` seconds (so processing-time triggers have fired), then lets
+  the watermark go to the end of time; every window fires its final pane and the run
+  finishes by itself. Without it the run goes on until cancelled.
+
+The watermark is the latest ``created_at`` of a valid post read so far, never later
+than the wall clock (a post stamped in the future does not close windows early; a
+line that becomes a dead letter does not move it). Posts of a file are stamped, as
+Beam elements, with the watermark in force *before* the file was read;
+``transforms.late`` compares that stamp with the post's window to tell posts beyond
+the allowed lateness from the rest, before Beam would drop them silently. The source
+parses as it reads: the watermark needs the posts' event times.
+"""
+
+import gzip
+import os
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+
+import apache_beam as beam
+import orjson
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Duration, Timestamp
+
+from transforms.posts import InvalidPost, Post, parse_created_at
+from transforms.read import (
+    CHUNK_LINES,
+    DEAD_LETTERS,
+    STAGE_READ,
+    ParsePostsFn,
+    dead_letter,
+    now_us,
+    read_chunks,
+)
+
+END_MARKER = "_END"
+LANDING_SUFFIXES = (".jsonl", ".json", ".ndjson", ".gz", ".parquet")
+# Files read in one bundle before the source checkpoints (and moves its watermark):
+# a backlog of many files is then read in steps, not in one giant bundle.
+MAX_LINES_PER_BUNDLE = 50_000
+
+
+# --- The folder protocol: plain functions ---------------------------------------
+
+
+def is_landing_file(name: str) -> bool:
+    """Whether a file name is a post file the source takes (not hidden, not a marker,
+    not a temporary name)."""
+    base = os.path.basename(name)
+    return not base.startswith((".", "_")) and base.lower().endswith(LANDING_SUFFIXES)
+
+
+class LandingFile(NamedTuple):
+    path: str
+    modified: float
+
+
+def list_landing(folder: str) -> tuple[list[LandingFile], bool]:
+    """The post files in ``folder`` in reading order, and whether ``_END`` is there."""
+    pattern = FileSystems.join(folder, "*")
+    metadata = FileSystems.match([pattern])[0].metadata_list
+    files = [
+        LandingFile(item.path, item.last_updated_in_seconds or 0.0)
+        for item in metadata
+        if is_landing_file(item.path)
+    ]
+    ended = any(os.path.basename(item.path) == END_MARKER for item in metadata)
+    return sorted(files, key=lambda file: (file.modified, file.path)), ended
+
+
+def drop_file(folder: str, name: str, content: bytes) -> str:
+    """Write ``content`` as ``folder/name`` all at once (temporary name, then rename)."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, name)
+    temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(content)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def end_stream(folder: str) -> str:
+    """Drop the ``_END`` marker: the streaming run finishes after what is there."""
+    return drop_file(folder, END_MARKER, b"")
+
+
+def record_event_time_us(record: bytes | dict) -> int | None:
+    """The event time of one raw record, or None when it has none a post could have
+    (such a record becomes a dead letter downstream; it does not move the watermark)."""
+    try:
+        decoded = record if isinstance(record, dict) else orjson.loads(record)
+        if not isinstance(decoded, dict):
+            return None
+        return parse_created_at(decoded.get("created_at"))
+    except (orjson.JSONDecodeError, InvalidPost, TypeError, ValueError):
+        return None
+
+
+def next_watermark_us(current_us: int, event_times_us: Iterable[int | None], wall_clock_us: int) -> int:
+    """The source's watermark after reading records with these event times: the latest
+    event time so far, capped by the wall clock, never moving back, on whole
+    milliseconds (runners such as Prism keep watermarks in milliseconds)."""
+    latest = max((time for time in event_times_us if time is not None), default=current_us)
+    candidate = min(latest, wall_clock_us) // 1_000 * 1_000
+    return max(current_us, candidate)
+
+
+# --- The splittable DoFn ---------------------------------------------------------
+
+
+class LandingRestriction(NamedTuple):
+    """What the source has done: the names read (still in the folder), when ``_END``
+    was first seen (epoch µs, or None), and whether the stream is over."""
+
+    seen: frozenset
+    end_seen_at_us: int | None = None
+    finished: bool = False
+
+
+# Positions claimed on a LandingTracker: ("read", path), ("forget", path),
+# ("end_seen", epoch_us) and ("finish", None).
+READ, FORGET, END_SEEN, FINISH = "read", "forget", "end_seen", "finish"
+
+
+class LandingTracker(RestrictionTracker):
+    """Tracks a ``LandingRestriction``. The only split is the checkpoint: the primary
+    keeps what was claimed and is finished, the residual goes on from there. Where a
+    runner checkpoints the residual durably, names read survive a restart."""
+
+    def __init__(self, restriction: LandingRestriction):
+        self._seen = set(restriction.seen)
+        self._end_seen_at_us = restriction.end_seen_at_us
+        self._finished = restriction.finished
+        self._checkpointed = False
+
+    def current_restriction(self) -> LandingRestriction:
+        return LandingRestriction(frozenset(self._seen), self._end_seen_at_us, self._finished)
+
+    def current_progress(self) -> RestrictionProgress:
+        return RestrictionProgress(completed=len(self._seen), remaining=0 if self._finished else 1)
+
+    def try_claim(self, position: tuple[str, object]) -> bool:
+        if self._finished or self._checkpointed:
+            return False
+        kind, value = position
+        if kind == READ:
+            self._seen.add(value)
+        elif kind == FORGET:
+            self._seen.discard(value)
+        elif kind == END_SEEN:
+            self._end_seen_at_us = value
+        elif kind == FINISH:
+            self._finished = True
+        else:
+            raise ValueError(f"unknown landing position {position!r}")
+        return True
+
+    def try_split(self, fraction_of_remainder: float):
+        # Only checkpoints (fraction 0) split: the work left is "whatever appears next".
+        if self._finished or self._checkpointed or fraction_of_remainder > 0:
+            return None
+        self._checkpointed = True
+        primary = LandingRestriction(frozenset(self._seen), self._end_seen_at_us, True)
+        residual = LandingRestriction(frozenset(self._seen), self._end_seen_at_us, False)
+        return primary, residual
+
+    def check_done(self) -> bool:
+        return True
+
+    def is_bounded(self) -> bool:
+        return False
+
+
+class LandingRestrictionProvider(RestrictionProvider):
+    def initial_restriction(self, element: str) -> LandingRestriction:
+        return LandingRestriction(frozenset())
+
+    def create_tracker(self, restriction: LandingRestriction) -> LandingTracker:
+        return LandingTracker(restriction)
+
+    def restriction_size(self, element: str, restriction: LandingRestriction) -> int:
+        return 0 if restriction.finished else 1
+
+    def truncate(self, element: str, restriction: LandingRestriction):
+        # On drain (runners that have it), stop watching at once.
+        return None
+
+
+class _ManualWatermarkProvider(WatermarkEstimatorProvider):
+    def initial_estimator_state(self, element, restriction):
+        return None
+
+    def create_watermark_estimator(self, estimator_state) -> ManualWatermarkEstimator:
+        return ManualWatermarkEstimator(estimator_state)
+
+
+class WatchLandingFolderFn(beam.DoFn):
+    """Folder path -> Post of every new file (main output) and DeadLetter of its
+    rejected lines and unreadable files (``DEAD_LETTERS``), each stamped with the
+    watermark before its file was read.
+
+    An unbounded splittable DoFn: each call lists the folder, reads the new files
+    (up to about ``MAX_LINES_PER_BUNDLE`` lines), sets the watermark from the event
+    times read, and defers the rest for ``poll_seconds``.
+    """
+
+    def __init__(
+        self,
+        pseudonym_key: bytes,
+        poll_seconds: float = 1.0,
+        settle_seconds: float = 0.0,
+        chunk_lines: int = CHUNK_LINES,
+    ):
+        self._parser = ParsePostsFn(pseudonym_key)
+        self._poll = poll_seconds
+        self._settle = settle_seconds
+        self._chunk_lines = chunk_lines
+        self._files = Metrics.counter(self.__class__, "files_read")
+        self._lines = Metrics.counter(self.__class__, "lines_read")
+        self._unreadable = Metrics.counter(self.__class__, "unreadable_files")
+
+    def process(
+        self,
+        folder: str,
+        tracker=beam.DoFn.RestrictionParam(LandingRestrictionProvider()),
+        watermark=beam.DoFn.WatermarkEstimatorParam(_ManualWatermarkProvider()),
+    ) -> Iterator:
+        restriction: LandingRestriction = tracker.current_restriction()
+        files, ended = list_landing(folder)
+        present = {file.path for file in files}
+        for gone in sorted(restriction.seen - present):
+            if not tracker.try_claim((FORGET, gone)):
+                return
+        stamp = watermark.current_watermark() or MIN_TIMESTAMP
+        watermark_us = stamp.micros
+        lines = 0
+        for file in files:
+            if file.path in restriction.seen:
+                continue
+            if lines >= MAX_LINES_PER_BUNDLE:
+                # Checkpoint now, come back at once for the rest.
+                self._advance(watermark, watermark_us)
+                tracker.defer_remainder(Duration(seconds=0))
+                return
+            if not tracker.try_claim((READ, file.path)):
+                return
+            for output in self._read(file.path):
+                lines += 1
+                if isinstance(output, Post):
+                    watermark_us = next_watermark_us(watermark_us, [output.event_time_us], now_us())
+                    yield TimestampedValue(output, stamp)
+                else:
+                    yield beam.pvalue.TaggedOutput(DEAD_LETTERS, TimestampedValue(output.value, stamp))
+            self._files.inc()
+        self._advance(watermark, watermark_us)
+        if lines or not ended:
+            tracker.defer_remainder(Duration(seconds=self._poll))
+            return
+        # The stream is over: wait ``settle`` once, so pending processing-time
+        # triggers fire before the windows close, then finish.
+        if restriction.end_seen_at_us is None:
+            tracker.try_claim((END_SEEN, now_us()))
+            tracker.defer_remainder(Duration(seconds=self._settle))
+            return
+        if now_us() < restriction.end_seen_at_us + int(self._settle * 1e6):
+            tracker.defer_remainder(Duration(seconds=self._poll))
+            return
+        if tracker.try_claim((FINISH, None)):
+            watermark.set_watermark(MAX_TIMESTAMP)
+
+    def _read(self, path: str) -> Iterator:
+        """Each line of a file as a Post or a TaggedOutput(DEAD_LETTERS, DeadLetter),
+        then one more dead letter if the file broke off (lines before it are kept)."""
+        next_number = 1
+        try:
+            for chunk in read_chunks(path, self._chunk_lines):
+                next_number = chunk.first_number + len(chunk.records)
+                self._lines.inc(len(chunk.records))
+                yield from self._parser.process(chunk)
+        except (OSError, EOFError, ValueError, gzip.BadGzipFile) as error:
+            self._unreadable.inc()
+            letter = dead_letter(
+                "",
+                f"file unreadable from line {next_number}: {type(error).__name__}: {error}",
+                f"{path}:{next_number}",
+                STAGE_READ,
+                now_us(),
+            )
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
+
+    @staticmethod
+    def _advance(watermark: ManualWatermarkEstimator, watermark_us: int) -> None:
+        current = watermark.current_watermark()
+        if current is None or watermark_us > current.micros:
+            watermark.set_watermark(Timestamp(micros=watermark_us))
+
+
+class ReadLanding(beam.PTransform):
+    """Landing folder -> {"posts": PCollection[Post], "dead_letters": PCollection[DeadLetter]},
+    unbounded. Every element carries, as its timestamp, the source's watermark when its
+    file was read (``transforms.late.SplitLatePosts`` needs it); posts get their event
+    time only after that split.
+    """
+
+    def __init__(
+        self,
+        folder: str,
+        pseudonym_key: bytes,
+        poll_seconds: float = 1.0,
+        settle_seconds: float = 0.0,
+        chunk_lines: int = CHUNK_LINES,
+    ):
+        super().__init__()
+        self._folder = folder
+        self._key = pseudonym_key
+        self._poll = poll_seconds
+        self._settle = settle_seconds
+        self._chunk_lines = chunk_lines
+
+    def expand(self, pipeline: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        read = (
+            pipeline
+            | "Folder" >> beam.Create([self._folder])
+            | "WatchFolder"
+            >> beam.ParDo(
+                WatchLandingFolderFn(self._key, self._poll, self._settle, self._chunk_lines)
+            ).with_outputs(DEAD_LETTERS, main="posts")
+        )
+        return {"posts": read.posts, DEAD_LETTERS: read[DEAD_LETTERS]}
+
+
+def read_records_for_replay(path: str) -> Iterator[bytes]:
+    """The raw lines of a finished JSON Lines file (``.gz`` too), for ``replay``."""
+    for chunk in read_chunks(path):
+        for record in chunk.records:
+            yield record if isinstance(record, bytes) else orjson.dumps(record, default=str) + b"\n"
+
+
+def replay_batches(
+    records: Iterable[bytes], speed: float, batch_seconds: float, batch_lines: int
+) -> Iterator[tuple[float, list[bytes]]]:
+    """Group lines into files to drop, each with its due time in seconds from the start.
+
+    The replay clock follows the latest ``created_at`` so far: a line later than the
+    clock is due when the clock, running ``speed`` times real time, reaches it; a line
+    earlier than the clock (a crawled straggler, a redelivered copy) or without a
+    readable time is due with the lines around it, as the crawler delivered it.
+    ``speed`` 0 means no pacing: files of ``batch_lines`` lines, all due at once.
+    A file closes when ``batch_seconds`` of replay time pass or it has ``batch_lines``.
+    """
+    first_us = clock_us = None
+    batch: list[bytes] = []
+    batch_due = 0.0
+    for record in records:
+        event_us = record_event_time_us(record)
+        if event_us is not None:
+            if first_us is None:
+                first_us = clock_us = event_us
+            clock_us = max(clock_us, event_us)
+        due = 0.0 if not speed or first_us is None else (clock_us - first_us) / 1e6 / speed
+        if batch and (len(batch) >= batch_lines or (speed and due - batch_due >= batch_seconds)):
+            yield batch_due, batch
+            batch = []
+        if not batch:
+            batch_due = due
+        batch.append(record if record.endswith(b"\n") else record + b"\n")
+    if batch:
+        yield batch_due, batch
+
+
+def replay(
+    records: Iterable[bytes],
+    folder: str,
+    speed: float,
+    batch_seconds: float = 1.0,
+    batch_lines: int = 10_000,
+    prefix: str = "replay",
+    sleep=time.sleep,
+    clock=time.monotonic,
+) -> tuple[int, int]:
+    """Drop ``records`` into ``folder`` at ``speed`` times real time; returns
+    (files, lines) dropped. Files are named ``PREFIX-000001.jsonl`` and so on."""
+    start = clock()
+    files = lines = 0
+    for due, batch in replay_batches(records, speed, batch_seconds, batch_lines):
+        wait = start + due - clock()
+        if wait > 0:
+            sleep(wait)
+        files += 1
+        lines += len(batch)
+        drop_file(folder, f"{prefix}-{files:06d}.jsonl", b"".join(batch))
+    return files, lines
