@@ -6,7 +6,7 @@ EXAMPLES
     python -m reports hot --day 2026-11-22                 # the day's hot hashtags
     python -m reports hot --day 2026-11-22 --week          # the week (Mon-Sun) holding it
     python -m reports hot --day 2026-11-22 --kind all --top 20 --format csv --to hot.csv
-    python -m reports hot --format html --to hot.html      # latest day, charts embedded
+    python -m reports hot --format html --to hot.html      # last whole day, charts embedded
     python -m reports timeline '#雅安地震#' --charts charts/  # + PNG charts in charts/
     python -m reports bursts --day 2026-11-22 --format json
     python -m reports volume --week --day 2026-11-22
@@ -48,7 +48,7 @@ def _common(parser: argparse.ArgumentParser, *, period_help: str) -> None:
                         help=f"The pipeline's output folder (default {DEFAULT_OUTPUT}).")
     parser.add_argument("--day", type=_date, help=period_help)
     parser.add_argument("--week", action="store_true",
-                        help="The Monday-to-Sunday week holding --day (default: the latest day's week).")
+                        help="The Monday-to-Sunday week holding --day (default: the last whole day's week).")
     parser.add_argument("--timezone", default=DEFAULT_TIMEZONE,
                         help=f"IANA timezone of days and printed times (default {DEFAULT_TIMEZONE}).")
     parser.add_argument("--format", choices=("table", "csv", "json", "html"), default="table",
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     hot = commands.add_parser("hot", help="Hot topics of a day or week, by distinct participants")
-    _common(hot, period_help="The report day, YYYY-MM-DD (default: the latest day in the output).")
+    _common(hot, period_help="The report day, YYYY-MM-DD (default: the last whole day in the output).")
     hot.add_argument("--kind", action="append", choices=(*KINDS, "all"),
                      help="Topic kind to rank; repeatable; 'all' for every kind (default hashtag).")
     hot.add_argument("--top", type=int, default=10, help="How many topics (default 10).")
@@ -93,11 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _period(args, parser, *, default_latest: bool) -> Period | None:
-    from reports.queries import latest_day
+    from reports.queries import latest_complete_day
 
     day = args.day
     if day is None and (args.week or default_latest):
-        day = latest_day(args.output, args.timezone)
+        day = latest_complete_day(args.output, args.timezone)
         if day is None:
             parser.exit(1, f"{args.output}: the volume table is empty; nothing to report\n")
     if day is None:

@@ -99,7 +99,7 @@ def timeline_chart(timeline: pl.DataFrame, title: str | None = None) -> Figure:
         axes.annotate(f"峰值 peak {peak['participants']:,}", (peak["window_start"], peak["participants"]),
                       xytext=(6, 6), textcoords="offset points", color=PEOPLE_COLOR)
     axes.set_ylabel("每窗口 per window")
-    axes.set_ylim(bottom=0)
+    axes.set_ylim(0, max(1, int(timeline["posts"].max())) * 1.15)  # room for the peak label
     axes.legend(loc="upper left", frameon=False)
     axes.grid(axis="y", alpha=0.3)
     _time_axis(axes, _zone(timeline, "window_start"))

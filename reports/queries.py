@@ -447,6 +447,25 @@ def latest_day(output: str, timezone: str = DEFAULT_TIMEZONE) -> datetime.date |
     return last.astimezone(ZoneInfo(timezone)).date()
 
 
+def latest_complete_day(output: str, timezone: str = DEFAULT_TIMEZONE) -> datetime.date | None:
+    """The last local day that ends before the folder's last window ends: the day a
+    daily report covers (a stream still running, or a sample whose stragglers spill
+    past midnight, leaves a partial day after it). None for an empty folder."""
+    first, last = (
+        scan(output, "volume")
+        .select(pl.col("window_start").min(), pl.col("window_end").max())
+        .collect()
+        .row(0)
+    )
+    if last is None:
+        return None
+    zone = ZoneInfo(timezone)
+    complete = last.astimezone(zone).date() - datetime.timedelta(days=1)
+    if complete < first.astimezone(zone).date():
+        return latest_day(output, timezone)  # less than a whole day: the only one there is
+    return complete
+
+
 def timezone_mismatches(output: str, timezone: str) -> int:
     """How many volume windows sit in a ``date=`` partition other than their local
     date in ``timezone``: non-zero means the run was partitioned in another timezone

@@ -301,8 +301,16 @@ def test_volume_totals_of_a_day(known):
     }
 
 
-def test_latest_day_and_timezone_check(known):
+def test_latest_day_and_timezone_check(known, tmp_path):
     assert latest_day(known) == datetime.date(2026, 11, 23)
+    # The 23rd ends after the folder's last window (10:00): the 22nd is the last whole day.
+    assert queries.latest_complete_day(known) == datetime.date(2026, 11, 22)
+    assert queries.latest_complete_day(known, "UTC") == datetime.date(2026, 11, 22)
+    partial = aggregate([Post(at(23, 9), "e0", ())])
+    from tests.test_reports_fixture import _local_date, _write
+
+    _write(tmp_path, "volume", partial[0], _local_date("window_start"))
+    assert queries.latest_complete_day(str(tmp_path)) == datetime.date(2026, 11, 23)
     assert timezone_mismatches(known, TZ) == 0
     # Only the window at local midnight of the 22nd falls on another date in UTC.
     assert timezone_mismatches(known, "UTC") == 1
@@ -314,6 +322,7 @@ def test_reports_of_an_empty_folder_are_empty_frames_with_columns(tmp_path):
     assert volume_timeline(str(tmp_path), DAY).is_empty()
     assert topic_timeline(str(tmp_path), "雅安地震").is_empty()
     assert latest_day(str(tmp_path)) is None
+    assert queries.latest_complete_day(str(tmp_path)) is None
 
 
 def test_summary_still_reads_the_folder(known):

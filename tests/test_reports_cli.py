@@ -163,11 +163,13 @@ def test_volume_command_by_day_csv(known, capsys):
     ]
 
 
-def test_hot_defaults_to_the_latest_day(known, capsys):
-    assert main(["hot", "--output", known, "--kind", "entity", "--format", "json"]) == 0
+def test_hot_defaults_to_the_last_whole_day(known, capsys):
+    assert main(["hot", "--output", known, "--kind", "mention", "--format", "json"]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert document["period"]["label"] == "2026-11-23"
-    assert [(row["topic"], row["participants"]) for row in document["rows"]] == [("北京", 2)]
+    assert document["period"]["label"] == "2026-11-22"
+    assert [(row["topic"], row["participants"], row["growth"]) for row in document["rows"]] == [
+        ("人民日报", 10, -0.5)
+    ]
 
 
 def test_warns_when_the_folder_was_partitioned_in_another_timezone(known, capsys):
