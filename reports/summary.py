@@ -45,4 +45,9 @@ def summary_text(output: str, top: int = 10) -> str:
                 max_rows=top,
             )
         )
+    lines.append(
+        f"More: python -m reports hot --output {output} [--day YYYY-MM-DD] [--week] "
+        "[--format table|csv|json|html]; timeline TOPIC; bursts; volume; "
+        "notebook: notebooks/hot_topics.ipynb"
+    )
     return "\n".join(lines)
