@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import datetime
 import html
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -123,7 +124,7 @@ def as_json(report: Report) -> str:
 
 
 STYLE = """
-body { font-family: "Noto Sans SC", "PingFang SC", "Microsoft YaHei", sans-serif;
+body { font-family: "Report CJK", "Noto Sans SC", "PingFang SC", "Microsoft YaHei", sans-serif;
        margin: 2em auto; max-width: 1100px; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 2em; }
 table { border-collapse: collapse; font-size: 0.9em; }
@@ -159,12 +160,33 @@ def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def font_face(text: str) -> str:
+    """An ``@font-face`` rule embedding the CJK chart font, cut down to the non-ASCII
+    characters of ``text`` (a few kilobytes), so Chinese shows on a machine without
+    Chinese fonts too. Empty when there is no such character or font."""
+    from reports.fonts import cjk_font_path
+
+    characters = "".join(sorted({char for char in text if ord(char) > 0x7F}))
+    path = cjk_font_path()
+    if not characters or path is None:
+        return ""
+    from fontTools import subset
+
+    options = subset.Options()
+    font = subset.load_font(path, options)
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(text=characters)
+    subsetter.subset(font)
+    buffer = io.BytesIO()
+    subset.save_font(font, buffer, options)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"@font-face {{ font-family: 'Report CJK'; src: url(data:font/otf;base64,{data}) format('opentype'); }}"
+
+
 def as_html(report: Report, pngs: dict[str, bytes]) -> str:
     """One HTML document; ``pngs`` are the report's charts, drawn."""
     parts = [
-        "<!DOCTYPE html>",
-        "<html lang='zh-CN'><head><meta charset='utf-8'>",
-        f"<title>{html.escape(report.title)}</title><style>{STYLE}</style></head><body>",
+        f"<title>{html.escape(report.title)}</title><style>{{fonts}}{STYLE}</style></head><body>",
         f"<h1>{html.escape(report.title)}</h1>",
     ]
     parts.extend(f"<p class='note'>{html.escape(note)}</p>" for note in report.notes)
@@ -177,7 +199,10 @@ def as_html(report: Report, pngs: dict[str, bytes]) -> str:
     generated = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
     parts.append(f"<p class='note'>Generated {generated} by python -m reports {html.escape(report.name)}.</p>")
     parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    head = ["<!DOCTYPE html>", "<html lang='zh-CN'><head><meta charset='utf-8'>"]
+    text_parts = [part for part in parts if not part.startswith("<figure>")]
+    parts[0] = parts[0].replace("{fonts}", font_face("".join(text_parts)), 1)
+    return "\n".join(head + parts) + "\n"
 
 
 def draw_charts(report: Report) -> dict[str, bytes]:

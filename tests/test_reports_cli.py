@@ -10,6 +10,7 @@ import sys
 
 import polars as pl
 import pytest
+from fontTools.ttLib import TTFont
 from polars.testing import assert_frame_equal
 
 from reports.__main__ import main
@@ -113,6 +114,13 @@ def test_hot_writes_a_self_contained_html_report_and_pngs(known, tmp_path):
     cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in rows]
     assert ["2", "hashtag", "雅安地震", "30", "360", "120", "12", "2026-11-22 08:00", "10", "10", "+200%"] in cells
     assert "热门话题 Hot topics 2026-11-22" in page
+    # Chinese text shows without Chinese fonts installed: the page carries the few
+    # glyphs it uses.
+    embedded = re.search(r"url\(data:font/otf;base64,([A-Za-z0-9+/=]+)\)", page)
+    assert embedded is not None
+    charmap = TTFont(io.BytesIO(base64.b64decode(embedded.group(1)))).getBestCmap()
+    assert {ord(char) for char in "热门话题雅安地震法院致歉深夜食堂"} <= set(charmap)
+    assert len(charmap) < 200
 
 
 def test_timeline_command_table_and_csv(known, tmp_path, capsys):
