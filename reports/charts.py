@@ -18,24 +18,18 @@ import polars as pl
 from matplotlib.figure import Figure
 
 from reports.fonts import font_families
+from reports.render import topic_label  # noqa: F401 - charts.topic_label for notebooks
 
 POSTS_COLOR = "#9aa5b1"
 PEOPLE_COLOR = "#c0392b"
 PREVIOUS_COLOR = "#d5d8dc"
 BURST_COLOR = "#f5b041"
-KIND_LABELS = {"hashtag": "#{}#", "mention": "@{}", "entity": "{} · 实体", "keyword": "{} · 关键词"}
 
 
 def use_cjk_font() -> None:
     """Make the CJK font matplotlib's default family (idempotent)."""
     matplotlib.rcParams["font.family"] = font_families()
     matplotlib.rcParams["axes.unicode_minus"] = False
-
-
-def topic_label(kind: str, topic: str) -> str:
-    """A topic as Weibo users write it (``#雅安地震#``, ``@人民日报``); entities and
-    keywords carry their kind, as the same word can be both."""
-    return KIND_LABELS.get(kind, "{}").format(topic)
 
 
 def _zone(frame: pl.DataFrame, column: str) -> ZoneInfo:

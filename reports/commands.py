@@ -6,10 +6,17 @@ import re
 
 import polars as pl
 
-from reports import charts, queries
-from reports.charts import topic_label
+from reports import queries
 from reports.periods import Period
-from reports.render import Report, Section
+from reports.render import Report, Section, topic_label
+
+
+def _charts():
+    """reports.charts, imported when a chart is drawn: table, CSV and JSON output
+    need no matplotlib (the base install has none)."""
+    from reports import charts
+
+    return charts
 
 
 class TopicNotFound(LookupError):
@@ -74,10 +81,10 @@ def hot_report(
         notes=notes,
         sections=[Section("Volume by day", queries.daily_volume(output, period))],
         charts={
-            f"hot-topics-{_stem(period)}": lambda: charts.top_topics_chart(
+            f"hot-topics-{_stem(period)}": lambda: _charts().top_topics_chart(
                 hot, title=f"热门话题 hot topics {period.label}"
             ),
-            f"volume-{_stem(period)}": lambda: charts.volume_chart(
+            f"volume-{_stem(period)}": lambda: _charts().volume_chart(
                 queries.volume_timeline(output, period), title=f"总体声量 overall volume {period.label}"
             ),
         },
@@ -117,7 +124,7 @@ def timeline_report(
         notes=notes,
         sections=[Section("Burst episodes", episodes)],
         charts={
-            f"timeline-{kind}-{_file_part(name)}-{_stem(period)}": lambda: charts.timeline_chart(timeline),
+            f"timeline-{kind}-{_file_part(name)}-{_stem(period)}": lambda: _charts().timeline_chart(timeline),
         },
     )
 
@@ -133,7 +140,7 @@ def bursts_report(
         pl.col("onset", "peak_window_start", "end").dt.convert_time_zone(zone)
     )
     drawn = {
-        f"bursts-{_stem(period)}": lambda: charts.episodes_chart(
+        f"bursts-{_stem(period)}": lambda: _charts().episodes_chart(
             episodes, title=f"爆发事件 burst episodes {period.label if period else ''}".strip()
         )
     }
@@ -142,7 +149,7 @@ def bursts_report(
 
         def strongest():
             timeline = queries.topic_timeline(output, name, kind=kind, period=period)
-            return charts.timeline_chart(
+            return _charts().timeline_chart(
                 timeline.with_columns(pl.col("window_start", "window_end").dt.convert_time_zone(zone))
             )
 
@@ -190,7 +197,7 @@ def volume_report(output: str, period: Period | None = None, timezone: str | Non
             f"(merged over the period), {totals['duplicates']:,} redelivered duplicates dropped.",
         ],
         charts={
-            f"volume-{_stem(period)}": lambda: charts.volume_chart(
+            f"volume-{_stem(period)}": lambda: _charts().volume_chart(
                 queries.volume_timeline(output, period).with_columns(
                     pl.col("window_start", "window_end").dt.convert_time_zone(zone)
                 ),

@@ -206,3 +206,20 @@ def test_summary_command_as_run_local_calls_it(known):
     result = run_reports("summary", "--output", known)
     assert result.returncode == 0, result.stderr
     assert "Input lines 488 = 485 distinct posts + 2 redelivered duplicates + 1 dead letters; 100 participants" in result.stdout
+
+
+def test_table_csv_and_json_need_no_matplotlib(known):
+    """Workers and slim installs have only install_requires (no matplotlib)."""
+    script = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from reports.__main__ import main\n"
+        f"for fmt in ('table', 'csv', 'json'):\n"
+        f"    assert main(['hot', '--day', '2026-11-22', '--output', {known!r}, '--format', fmt]) == 0\n"
+        f"    assert main(['timeline', '雅安地震', '--output', {known!r}, '--format', fmt]) == 0\n"
+        f"    assert main(['bursts', '--output', {known!r}, '--format', fmt]) == 0\n"
+        f"    assert main(['volume', '--output', {known!r}, '--format', fmt]) == 0\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "法院致歉" in result.stdout
