@@ -2,4 +2,12 @@
 
 Everything here reads the Parquet tables (lazily, with hive partitions) and never
 imports Beam.
+
+- ``queries``: one function per question (hot topics of a day or week, a topic's
+  timeline, burst episodes, volume), each returning a polars DataFrame;
+- ``periods``: local calendar days and weeks as UTC bounds;
+- ``charts`` and ``fonts``: matplotlib figures with Chinese labels;
+- ``commands`` and ``render``: the reports of ``python -m reports`` as terminal
+  tables, CSV, JSON or self-contained HTML;
+- ``summary``: what ``run_local.sh`` prints after a run.
 """

@@ -35,6 +35,16 @@ def _date(text: str) -> datetime.date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return value
+
+
 def _kinds(values: list[str] | None, default: tuple[str, ...] | None) -> tuple[str, ...] | None:
     if not values:
         return default
@@ -67,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(hot, period_help="The report day, YYYY-MM-DD (default: the last whole day in the output).")
     hot.add_argument("--kind", action="append", choices=(*KINDS, "all"),
                      help="Topic kind to rank; repeatable; 'all' for every kind (default hashtag).")
-    hot.add_argument("--top", type=int, default=10, help="How many topics (default 10).")
+    hot.add_argument("--top", type=_positive, default=10, help="How many topics (default 10).")
 
     timeline = commands.add_parser("timeline", help="One topic window by window, bursts marked")
     timeline.add_argument("topic", help="The topic as written: 雅安地震, '#雅安地震#', @人民日报...")
@@ -79,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(bursts, period_help="Episodes overlapping this day (default: all).")
     bursts.add_argument("--kind", action="append", choices=(*KINDS, "all"),
                         help="Topic kind; repeatable (default all).")
-    bursts.add_argument("--top", type=int, help="At most this many episodes.")
+    bursts.add_argument("--top", type=_positive, help="At most this many episodes.")
 
     volume = commands.add_parser("volume", help="Overall posts and distinct authors")
     _common(volume, period_help="Only this day (default: everything in the output).")
@@ -88,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     summary = commands.add_parser("summary", help="Row counts, accounting, top topics, bursts")
     summary.add_argument("--output", default=DEFAULT_OUTPUT, help="The pipeline's output folder")
-    summary.add_argument("--top", type=int, default=10)
+    summary.add_argument("--top", type=_positive, default=10)
     return parser
 
 

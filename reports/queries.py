@@ -127,6 +127,8 @@ def hot_topics(
     The previous_* and growth columns are null without a period (the whole folder) and
     when the folder holds no window of the previous period.
     """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1 (or None for all), not {limit}")
     topics = _in_period(scan(output, "topics"), period)
     if kinds:
         topics = topics.filter(pl.col("kind").is_in(list(kinds)))

@@ -191,8 +191,9 @@ def test_warns_when_the_folder_was_partitioned_in_another_timezone(known, capsys
         (["hot", "--day", "22/11/2026"], "not a date (YYYY-MM-DD): '22/11/2026'"),
         (["hot", "--day", "2026-11-22", "--timezone", "Mars/Olympus"], "--timezone Mars/Olympus: unknown timezone"),
         (["hot", "--output", "/nonexistent/out"], "--output /nonexistent/out: no such folder"),
+        (["hot", "--top", "0"], "not a positive whole number: '0'"),
     ],
-    ids=["bad-day", "bad-timezone", "missing-folder"],
+    ids=["bad-day", "bad-timezone", "missing-folder", "zero-top"],
 )
 def test_usage_errors_exit_2_with_one_line(known, args, message):
     if "--output" not in args:
