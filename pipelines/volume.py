@@ -41,7 +41,7 @@ from transforms.landing import ReadLanding
 from transforms.late import LATE_POSTS, CountLatePosts, SplitLatePosts, streaming_windowing
 from transforms.privacy import load_or_create_key
 from transforms.read import DEAD_LETTERS, ReadPosts
-from transforms.rolling import WriteRollingTables
+from transforms.rolling import WriteRollingTables, prune_all_superseded
 from transforms.windows import parse_duration, window_fn_for
 from transforms.write import (
     WriteDeadLetters,
@@ -204,6 +204,8 @@ def run_streaming(options: PipelineOptions, key: bytes) -> int:
     build_pipeline(pipeline, volume, output, key)
     print(f"streaming from {volume.landing} into {output} (stop with Ctrl-C, or drop _END)", file=sys.stderr)
     state = run_until_stopped(pipeline)
+    # The run is over: only each window's latest pane file stays.
+    prune_all_superseded(output)
     print(f"stream {str(state).lower()}; tables in {output}")
     return 0
 

@@ -340,7 +340,7 @@ class ReadLanding(beam.PTransform):
         self._settle = settle_seconds
         self._chunk_lines = chunk_lines
 
-    def expand(self, pipeline: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+    def expand(self, pipeline: beam.pvalue.PBegin):
         read = (
             pipeline
             | "Folder" >> beam.Create([self._folder])

@@ -88,7 +88,7 @@ class SplitLatePosts(beam.PTransform):
         self._window_fn = window_fn
         self._lateness = allowed_lateness_seconds
 
-    def expand(self, posts: beam.PCollection) -> dict[str, beam.PCollection]:
+    def expand(self, posts: beam.PCollection):
         split = posts | "SplitByLateness" >> beam.ParDo(
             SplitLatePostsFn(self._window_fn, self._lateness)
         ).with_outputs(LATE_POSTS, main="posts")

@@ -1,20 +1,31 @@
-"""Rolling Parquet for streaming: one file per table and window, replaced pane by pane.
+"""Rolling Parquet for streaming: one immutable file per table, window and pane.
 
-Each pane of a window is written to ``ROOT/<table>/date=<local date>/<window
-start>.parquet`` (``20121113T080000Z.parquet``), atomically, replacing the window's
-previous file. Panes accumulate (each holds the whole window so far), so the file
-present is always the window's latest result and a reader scanning
-``<table>/**/*.parquet`` counts every window once: there is nothing to deduplicate.
+Each pane of a window is a new file,
+``ROOT/<table>/date=<local date>/<window start>-pane<NNNNNN>.parquet``
+(``20121113T080000Z-pane000003.parquet``), written whole and renamed into place,
+and never changed afterwards. A file is never rewritten in place because a reader
+may be reading it: polars plans a scan from each file's footer and opens the file
+again to read it, and a file replaced in between makes it fail (measured: a Rust
+panic, ``range.end <= self.size``).
+
+Panes accumulate (each holds the whole window so far), so the file with the highest
+pane number is the window's latest result. A pane's file makes the window's earlier
+ones *superseded*; they are deleted ``SUPERSEDED_GRACE_SECONDS`` later (so a scan
+that listed them can still open them), and all at once when the run ends. A reader
+of a running stream takes, per window, the rows of the highest pane
+(``latest_panes_expression``); after the run only that file is left.
 
 Panes of one window can reach the writer out of order when the runner runs bundles
-in parallel. Every file records its pane in the Parquet key-value metadata
-(``yuqing.pane_index``, ``yuqing.pane_timing``: EARLY, ON_TIME or LATE), and a pane
-never replaces a file holding a later one. ``pane_of_file`` reads it back: a window
-whose file says ON_TIME or LATE has seen its watermark pass; EARLY means still open.
+in parallel: a pane is not written when a later one is there already. The pane's
+timing (EARLY, ON_TIME, LATE) is in the Parquet key-value metadata
+(``pane_of_file``); on Prism 2.77 it is not reliable after the first ON_TIME pane,
+the index is.
 """
 
 import os
+import re
 import threading
+import time
 from collections.abc import Iterable
 
 import apache_beam as beam
@@ -35,12 +46,82 @@ TIMING_NAMES = {
     PaneInfoTiming.LATE: "LATE",
     PaneInfoTiming.UNKNOWN: "UNKNOWN",
 }
-# Check-then-replace must not interleave between bundles of one worker process.
-_REPLACE_LOCK = threading.Lock()
+SUPERSEDED_GRACE_SECONDS = 10.0
+# 20121113T080000Z-pane000003.parquet -> window "20121113T080000Z", pane 3.
+PANE_FILE = re.compile(r"^(?P<window>\d{8}T\d{6}Z)-pane(?P<pane>\d+)\.parquet$")
+# The reader's rule, for ``pl.scan_parquet(..., include_file_paths="file")``.
+PANE_OF_PATH_PATTERN = r"-pane(\d+)\.parquet$"
+# Check-then-write and pruning must not interleave between bundles of one process.
+_LOCK = threading.Lock()
+
+
+def pane_file_name(start_us: int, pane_index: int) -> str:
+    """``20121113T080000Z-pane000003.parquet``."""
+    return window_file_name(start_us).removesuffix(".parquet") + f"-pane{pane_index:06d}.parquet"
+
+
+def latest_panes_expression():
+    """A polars filter keeping, per window, the rows of its highest pane, over a scan
+    made with ``include_file_paths="file"`` (files without a pane count as pane 0)::
+
+        frame = pl.scan_parquet(f"{out}/volume/**/*.parquet", hive_partitioning=True,
+                                include_file_paths="file")
+        frame.filter(latest_panes_expression()).drop("file").collect()
+    """
+    import polars as pl
+
+    pane = pl.col("file").str.extract(PANE_OF_PATH_PATTERN, 1).cast(pl.Int64).fill_null(0)
+    return pane == pane.max().over("window_start")
+
+
+def window_panes(folder: str) -> dict[str, list[tuple[int, str]]]:
+    """Window -> [(pane index, file name)] of the pane files in one partition folder."""
+    panes: dict[str, list[tuple[int, str]]] = {}
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return panes
+    for name in names:
+        match = PANE_FILE.match(name)
+        if match:
+            panes.setdefault(match["window"], []).append((int(match["pane"]), name))
+    return panes
+
+
+def prune_superseded(folder: str, grace_seconds: float, now: float | None = None) -> list[str]:
+    """Delete the pane files of ``folder`` superseded (by a later pane of the same
+    window) for at least ``grace_seconds``; returns the names deleted."""
+    now = time.time() if now is None else now
+    deleted = []
+    for panes in window_panes(folder).values():
+        panes.sort()
+        latest = os.path.join(folder, panes[-1][1])
+        try:
+            superseded_for = now - os.path.getmtime(latest)
+        except FileNotFoundError:
+            continue
+        if superseded_for < grace_seconds:
+            continue
+        for _, name in panes[:-1]:
+            try:
+                os.remove(os.path.join(folder, name))
+                deleted.append(name)
+            except FileNotFoundError:
+                pass
+    return deleted
+
+
+def prune_all_superseded(root: str) -> int:
+    """Delete every superseded pane file under ``root`` (at the end of a run)."""
+    deleted = 0
+    with _LOCK:
+        for folder, _, _ in os.walk(root):
+            deleted += len(prune_superseded(folder, grace_seconds=0))
+    return deleted
 
 
 def pane_of_file(path: str) -> tuple[int, str] | None:
-    """(pane index, timing) recorded in a rolling file, or None if it has none."""
+    """(pane index, timing) recorded in a pane file, or None if it has none."""
     try:
         metadata = pq.read_schema(path).metadata or {}
     except (OSError, pa.ArrowInvalid):
@@ -57,18 +138,22 @@ def with_pane(table: pa.Table, pane_index: int, timing: str) -> pa.Table:
     return table.replace_schema_metadata(metadata)
 
 
-def write_pane(table: pa.Table, path: str, pane_index: int, timing: str) -> bool:
-    """Write one pane's table unless ``path`` already holds a later pane; returns
-    whether it was written. An empty table is written only over an existing file."""
-    with _REPLACE_LOCK:
-        exists = os.path.exists(path)
-        if table.num_rows == 0 and not exists:
-            return False
-        current = pane_of_file(path) if exists else None
-        if current is not None and current[0] > pane_index:
-            return False
+def write_pane(
+    table: pa.Table, folder: str, start_us: int, pane_index: int, timing: str,
+    grace_seconds: float = SUPERSEDED_GRACE_SECONDS,
+) -> str | None:
+    """Write one pane of a window into a partition folder, unless a later pane of
+    that window is there; returns the path written, or None. An empty table is
+    written only when it supersedes an earlier pane. Prunes the folder afterwards."""
+    window = window_file_name(start_us).removesuffix(".parquet")
+    with _LOCK:
+        existing = window_panes(folder).get(window, [])
+        if any(index >= pane_index for index, _ in existing) or (table.num_rows == 0 and not existing):
+            return None
+        path = os.path.join(folder, pane_file_name(start_us, pane_index))
         write_parquet_atomically(with_pane(table, pane_index, timing), path)
-        return True
+        prune_superseded(folder, grace_seconds)
+        return path
 
 
 class WritePanesFn(beam.DoFn):
@@ -86,8 +171,9 @@ class WritePanesFn(beam.DoFn):
         pane = pane or PaneInfo(True, True, PaneInfoTiming.UNKNOWN, 0, 0)
         date = local_date(start_us, self._timezone)
         for name, table in sorted(by_table.items()):
-            path = os.path.join(partition_dir(self._root, name, date), window_file_name(start_us))
-            if write_pane(table.cast(tables.TABLES[name]), path, pane.index, TIMING_NAMES[pane.timing]):
+            folder = partition_dir(self._root, name, date)
+            path = write_pane(table.cast(tables.TABLES[name]), folder, start_us, pane.index, TIMING_NAMES[pane.timing])
+            if path:
                 self._written.inc()
                 yield path
             else:
