@@ -59,7 +59,7 @@ class BurstParams:
     """Thresholds and memory of the detector, in windows of the pipeline's size."""
 
     threshold: float = 4.0
-    min_participants: int = 20
+    min_participants: int = 30
     min_ratio: float = 2.0
     half_life_windows: float = 24.0
     warmup_windows: int = 12
