@@ -3,10 +3,15 @@
 #
 #   ./run_local.sh                 # batch, DirectRunner, 2 worker processes
 #   OUT=/tmp/out ./run_local.sh    # elsewhere
+#   ./run_local.sh --streaming     # streaming on Prism: run_streaming.sh
 #
 # Everything it needs comes from PyPI; the sample is generated, no server is needed.
 set -euo pipefail
 cd "$(dirname "$0")"
+if [ "${1:-}" = "--streaming" ]; then
+  shift
+  exec ./run_streaming.sh "$@"
+fi
 scripts/bootstrap.sh test
 
 SAMPLE_DIR=${SAMPLE_DIR:-sample}
