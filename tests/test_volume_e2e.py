@@ -75,6 +75,25 @@ def test_volume_matches_a_plain_python_count(small_stream, small_run):
     assert (got["participants"] - expected["participants"]).abs().max() <= max(1, int(expected["participants"].max() * 0.02))
 
 
+def test_topics_carry_all_four_kinds(small_run):
+    out, _ = small_run
+    kinds = set(read_table(out, "topics")["kind"].unique().to_list())
+    assert kinds == {"hashtag", "mention", "entity", "keyword"}
+
+
+def test_planted_surge_bursts_in_its_first_window(small_stream, small_run):
+    _, truth, _ = small_stream
+    out, _ = small_run
+    (planted,) = truth.bursts
+    onset = datetime.datetime.fromisoformat(planted["onset"]).astimezone(datetime.timezone.utc)
+    hashtags = read_table(out, "bursts").filter(pl.col("kind") == "hashtag")
+    assert hashtags["topic"].unique().to_list() == [planted["hashtag"]]
+    assert hashtags["window_start"].min() == onset.replace(minute=0, second=0, microsecond=0)
+    (episode,) = read_table(out, "burst_episodes").filter(pl.col("kind") == "hashtag").iter_rows(named=True)
+    assert episode["onset"] == hashtags["window_start"].min()
+    assert episode["windows"] == hashtags.height
+
+
 def test_contract_checker_passes(small_run):
     out, _ = small_run
     checker = PROJECT.parent / "shared" / "tools" / "check_contract.py"
@@ -162,8 +181,9 @@ def test_rerun_replaces_tables_and_reads_parquet_input(small_stream, tmp_path):
 @needs_shared(CASCADES)
 def test_real_cascades_accounting_hashtags_and_chains(tmp_path):
     out = tmp_path / "out"
-    result = run_volume(["--input", str(CASCADES), "--output", str(out), "--topic-kinds", "hashtag,mention"])
+    result = run_volume(["--input", str(CASCADES), "--output", str(out)])
     assert result.returncode == 0, result.stderr[-3000:]
+    assert set(read_table(out, "topics")["kind"].unique().to_list()) == {"hashtag", "mention", "entity", "keyword"}
     with gzip.open(CASCADES, "rt", encoding="utf-8") as handle:
         lines = handle.read().splitlines()
     volume = read_table(out, "volume")
