@@ -126,7 +126,7 @@ def score_seed(seed: int, bursts: tuple[PlantedBurst, ...], output: str) -> Seed
     detected, latencies, missed = 0, [], []
     active: dict[str, tuple[datetime.datetime, datetime.datetime]] = {}
     for burst in bursts:
-        onset = burst.onset.astimezone(datetime.timezone.utc)
+        onset = burst.onset.astimezone(datetime.UTC)
         window_start = onset.replace(minute=0, second=0, microsecond=0)
         end = onset + burst.hours * HOUR
         active[burst.hashtag.lower()] = (window_start, end)
@@ -215,7 +215,7 @@ def evaluate_cascades(folder: Path, work: str, extra: tuple[str, ...]) -> list[d
     analyzer = TextAnalyzer()
     rows = []
     for cascade in cascades:
-        onset = datetime.datetime.fromisoformat(cascade["onset"]).astimezone(datetime.timezone.utc)
+        onset = datetime.datetime.fromisoformat(cascade["onset"]).astimezone(datetime.UTC)
         window_start = onset.replace(minute=0, second=0, microsecond=0)
         topics = post_topics(mask_pii(texts.get(cascade["cascade"], "")), TOPIC_KINDS, analyzer)
         hits = flagged.filter(

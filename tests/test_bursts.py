@@ -11,10 +11,9 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
-
-from schemas import tables
 from apache_beam.utils.timestamp import Timestamp
 
+from schemas import tables
 from transforms.bursts import (
     BURSTS_TAG,
     EPISODES_TAG,

@@ -239,6 +239,7 @@ def topic_window_counts(
         topics.column("topic").to_pylist(),
         topics.column("posts").to_pylist(),
         topics.column("participants").to_pylist(),
+        strict=True,
     )
     for kind, topic, posts, participants in columns:
         yield (kind, topic), WindowCount(start_us, end_us, posts, participants, window_participants, stream_start_us)
