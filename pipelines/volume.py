@@ -15,12 +15,20 @@ On a Flink cluster (see deploy/flink/README.md):
         --environment_type EXTERNAL --environment_config localhost:50000 \\
         --setup_file ./setup.py
 
+Streaming, on Prism (built once by ``deploy/prism/build.sh``), from a landing folder
+that crawlers (or ``python -m pipelines.replay``) drop files into; ``_END`` in the
+folder, Ctrl-C or SIGTERM stops it (``run_streaming.sh`` shows it on the sample):
+
+    python -m pipelines.volume --streaming --landing landing --output out \
+        --window 1h --allowed-lateness 6h --early-results-every 30s
+
 Tables land in ``OUTPUT/<table>/date=YYYY-MM-DD/*.parquet`` (``../shared/CONTRACT.md``);
 read them with ``polars.scan_parquet("OUTPUT/topics/**/*.parquet",
 hive_partitioning=True)``. Exit status 0 when the run finished (dead letters or
 not), 2 with a one-line reason on a usage error.
 """
 
+import dataclasses
 import datetime
 import logging
 import os
@@ -50,6 +58,7 @@ from transforms.write import (
     publish,
     staging_dir,
     write_empty_tables,
+    write_run_manifest,
 )
 
 
@@ -161,6 +170,25 @@ def local_runner(options: PipelineOptions):
     return fn_runner.FnApiRunner(provision_info=provision)
 
 
+def run_manifest(options: PipelineOptions, run_id: str, mode: str) -> dict:
+    """What a reader of the tables needs to know about the run that wrote them."""
+    volume = options.view_as(VolumeOptions)
+    return {
+        "run_id": run_id,
+        "mode": mode,
+        "written_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "window": volume.window,
+        "window_seconds": parse_duration(volume.window),
+        "timezone": volume.timezone,
+        "topic_kinds": list(parse_kinds(volume.topic_kinds)),
+        "sketch": {"type": "HLL_4", "lg_k": volume.sketch_lg_k},
+        "burst": dataclasses.asdict(burst_params(volume)),
+        "inputs": list(volume.input or []),
+        "runner": options.view_as(StandardOptions).runner or "DirectRunner",
+        "apache_beam": beam.__version__,
+    }
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the pipeline; return the process exit status."""
     options = PipelineOptions(argv)
@@ -184,6 +212,7 @@ def run(argv: list[str] | None = None) -> int:
         raise
     today = datetime.datetime.now(ZoneInfo(volume.timezone)).date().isoformat()
     write_empty_tables(root, today)
+    write_run_manifest(root, run_manifest(options, run_id, "batch"))
     publish(root, output, run_id)
     print(f"tables written to {output}")
     return 0
@@ -199,6 +228,7 @@ def run_streaming(options: PipelineOptions, key: bytes) -> int:
     os.makedirs(staging)
     today = datetime.datetime.now(ZoneInfo(volume.timezone)).date().isoformat()
     write_empty_tables(staging, today)
+    write_run_manifest(staging, run_manifest(options, run_id, "streaming"))
     publish(staging, output, run_id)
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, volume, output, key)

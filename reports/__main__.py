@@ -59,8 +59,9 @@ def _common(parser: argparse.ArgumentParser, *, period_help: str) -> None:
     parser.add_argument("--day", type=_date, help=period_help)
     parser.add_argument("--week", action="store_true",
                         help="The Monday-to-Sunday week holding --day (default: the last whole day's week).")
-    parser.add_argument("--timezone", default=DEFAULT_TIMEZONE,
-                        help=f"IANA timezone of days and printed times (default {DEFAULT_TIMEZONE}).")
+    parser.add_argument("--timezone", default=None,
+                        help="IANA timezone of days and printed times (default: the pipeline's, "
+                             f"from the output's _run.json, else {DEFAULT_TIMEZONE}).")
     parser.add_argument("--format", choices=("table", "csv", "json", "html"), default="table",
                         help="table (default): readable terminal text; csv: the rows; json: rows "
                              "and context; html: one self-contained file with charts.")
@@ -122,6 +123,10 @@ def _check_output(args, parser) -> None:
 
     if not Path(args.output).is_dir():
         parser.exit(2, f"--output {args.output}: no such folder (run the pipeline or ./run_local.sh first)\n")
+    if args.timezone is None:
+        from reports.tables import run_manifest
+
+        args.timezone = run_manifest(args.output).get("timezone", DEFAULT_TIMEZONE)
     try:
         ZoneInfo(args.timezone)
     except (ZoneInfoNotFoundError, ValueError):

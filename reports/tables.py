@@ -1,10 +1,11 @@
 """Lazy scans of the output tables, as ``../shared/CONTRACT.md`` says to read them."""
 
+import json
 import os
 
 import polars as pl
 
-from schemas.tables import TABLES
+from schemas.tables import RUN_MANIFEST, TABLES
 
 
 def scan(output: str, table: str) -> pl.LazyFrame:
@@ -29,3 +30,13 @@ def row_counts(output: str) -> dict[str, int]:
     return {
         table: scan(output, table).select(pl.len()).collect().item() for table in TABLES
     }
+
+
+def run_manifest(output: str) -> dict:
+    """The ``_run.json`` the pipeline left beside the tables (window, timezone,
+    sketch precision...), or an empty dict for a folder without one."""
+    try:
+        with open(os.path.join(output, RUN_MANIFEST), encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}

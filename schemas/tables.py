@@ -100,3 +100,7 @@ TABLES: dict[str, pa.Schema] = {
     "dead_letters": DEAD_LETTERS,
     "late_posts": LATE_POSTS,
 }
+
+# Beside the tables in the output folder: what the run was (window, timezone,
+# sketch precision, detector settings), as JSON, for readers that must know.
+RUN_MANIFEST = "_run.json"

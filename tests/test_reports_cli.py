@@ -224,3 +224,16 @@ def test_table_csv_and_json_need_no_matplotlib(known):
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "法院致歉" in result.stdout
+
+
+def test_timezone_defaults_to_the_pipelines(known, tmp_path, capsys):
+    # A folder written with --timezone UTC: without --timezone, days are UTC days.
+    import shutil
+
+    copy = tmp_path / "utc"
+    shutil.copytree(known, copy)
+    (copy / "_run.json").write_text(json.dumps({"timezone": "UTC"}))
+    assert main(["volume", "--day", "2026-11-22", "--output", str(copy), "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert "UTC" in json.loads(captured.out)["period"]["timezone"]
+    assert "partitioned by dates of another timezone than UTC" in captured.err

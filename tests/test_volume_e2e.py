@@ -225,3 +225,13 @@ def test_real_cascades_accounting_hashtags_and_chains(tmp_path):
             prose_mentions[name] += 1
     for name in chain_only:
         assert mentions.get(name, 0) == prose_mentions[name], name
+
+
+def test_run_manifest_records_how_the_tables_were_made(small_run):
+    out, _ = small_run
+    manifest = json.loads((out / "_run.json").read_text())
+    assert (manifest["window_seconds"], manifest["timezone"], manifest["sketch"]) == (
+        3600, "Asia/Shanghai", {"type": "HLL_4", "lg_k": 14}
+    )
+    assert manifest["topic_kinds"] == ["hashtag", "mention", "entity", "keyword"]
+    assert manifest["mode"] == "batch" and manifest["apache_beam"].startswith("2.77")

@@ -16,6 +16,7 @@ names files with brackets; this writer keys every file by its window explicitly.
 
 import datetime
 import hashlib
+import json
 import os
 import shutil
 import uuid
@@ -28,6 +29,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms import trigger, window
 
 from schemas import tables
+from schemas.tables import RUN_MANIFEST
 from transforms.read import DeadLetter
 from transforms.windows import local_date
 
@@ -299,6 +301,16 @@ class WriteRowsByDate(beam.PTransform):
         )
 
 
+def write_run_manifest(folder: str, manifest: dict) -> str:
+    """Write ``manifest`` as ``folder/_run.json`` (atomically); return its path."""
+    path = os.path.join(folder, RUN_MANIFEST)
+    temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, ensure_ascii=False, indent=1, sort_keys=True)
+    os.replace(temporary, path)
+    return path
+
+
 def staging_dir(output: str, run_id: str) -> str:
     """Where a run writes before it publishes: hidden inside the output folder (same
     filesystem, so publishing is a rename) and invisible to ``<table>/**`` globs."""
@@ -321,5 +333,8 @@ def publish(staging: str, output: str, run_id: str) -> None:
             os.replace(current, os.path.join(replaced, name))
         if os.path.exists(staged):
             os.replace(staged, current)
+    staged_manifest = os.path.join(staging, RUN_MANIFEST)
+    if os.path.exists(staged_manifest):
+        os.replace(staged_manifest, os.path.join(output, RUN_MANIFEST))
     shutil.rmtree(replaced, ignore_errors=True)
     shutil.rmtree(staging, ignore_errors=True)
