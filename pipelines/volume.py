@@ -40,13 +40,33 @@ from zoneinfo import ZoneInfo
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines.options import VolumeOptions, burst_params, duration_or_zero, usage_errors
-from pipelines.runners import run_until_stopped, streaming_runner_problems, with_local_streaming_runner
+from pipelines.options import (
+    VolumeOptions,
+    burst_params,
+    duration_or_zero,
+    usage_errors,
+)
+from pipelines.runners import (
+    run_until_stopped,
+    streaming_runner_problems,
+    with_local_streaming_runner,
+)
 from transforms.aggregate import AggregateWindows
-from transforms.bursts import BURSTS_TAG, EPISODES_TAG, DetectBursts, bursts_table, episodes_table
+from transforms.bursts import (
+    BURSTS_TAG,
+    EPISODES_TAG,
+    DetectBursts,
+    bursts_table,
+    episodes_table,
+)
 from transforms.extract import ExtractTopicsFn, parse_kinds
 from transforms.landing import ReadLanding
-from transforms.late import LATE_POSTS, CountLatePosts, SplitLatePosts, streaming_windowing
+from transforms.late import (
+    LATE_POSTS,
+    CountLatePosts,
+    SplitLatePosts,
+    streaming_windowing,
+)
 from transforms.privacy import load_or_create_key
 from transforms.read import DEAD_LETTERS, ReadPosts
 from transforms.rolling import WriteRollingTables, prune_all_superseded
@@ -72,21 +92,30 @@ def analyzer_config(options: VolumeOptions) -> dict:
 
 
 def write_bursts(bursts: dict, root: str, timezone: str, firing_seconds: int | None = None) -> None:
-    """The detector's outputs -> the ``bursts`` and ``burst_episodes`` tables."""
-    bursts[BURSTS_TAG] | "WriteBursts" >> WriteRowsByDate(
-        root, "bursts", timezone,
-        instant_of=lambda row: row[1].start_us,
-        to_table=bursts_table,
-        row_key=lambda row: f"{row[0]}{row[1].start_us}",
-        firing_seconds=firing_seconds,
+    """The detector's outputs -> the ``bursts`` and ``burst_episodes`` tables, each
+    row filed under the date of its window (bursts) or onset (episodes)."""
+    outputs = (
+        (BURSTS_TAG, "bursts", bursts_table, "start_us"),
+        (EPISODES_TAG, "burst_episodes", episodes_table, "onset_us"),
     )
-    bursts[EPISODES_TAG] | "WriteEpisodes" >> WriteRowsByDate(
-        root, "burst_episodes", timezone,
-        instant_of=lambda row: row[1].onset_us,
-        to_table=episodes_table,
-        row_key=lambda row: f"{row[0]}{row[1].onset_us}",
-        firing_seconds=firing_seconds,
-    )
+    for tag, table, to_table, instant in outputs:
+        bursts[tag] | f"Write_{table}" >> WriteRowsByDate(
+            root, table, timezone,
+            instant_of=_row_instant(instant),
+            to_table=to_table,
+            row_key=_row_key(instant),
+            firing_seconds=firing_seconds,
+        )
+
+
+def _row_instant(attribute: str):
+    """((kind, topic), row) -> the row's ``attribute`` (epoch microseconds)."""
+    return lambda keyed: getattr(keyed[1], attribute)
+
+
+def _row_key(attribute: str):
+    """((kind, topic), row) -> a string naming the row, for content-named files."""
+    return lambda keyed: f"{keyed[0]}{getattr(keyed[1], attribute)}"
 
 
 def build_pipeline(pipeline: beam.Pipeline, options: VolumeOptions, root: str, key: bytes) -> None:
@@ -176,7 +205,7 @@ def run_manifest(options: PipelineOptions, run_id: str, mode: str) -> dict:
     return {
         "run_id": run_id,
         "mode": mode,
-        "written_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "written_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "window": volume.window,
         "window_seconds": parse_duration(volume.window),
         "timezone": volume.timezone,
@@ -201,7 +230,7 @@ def run(argv: list[str] | None = None) -> int:
     if options.view_as(StandardOptions).streaming:
         return run_streaming(with_local_streaming_runner(argv or [], options), key)
     output = os.path.abspath(volume.output)
-    run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     root = staging_dir(output, run_id)
     os.makedirs(root)
     try:
@@ -223,7 +252,7 @@ def run_streaming(options: PipelineOptions, key: bytes) -> int:
     write panes straight into them until the stream ends or the process is stopped."""
     volume = options.view_as(VolumeOptions)
     output = os.path.abspath(volume.output)
-    run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     staging = staging_dir(output, run_id)
     os.makedirs(staging)
     today = datetime.datetime.now(ZoneInfo(volume.timezone)).date().isoformat()

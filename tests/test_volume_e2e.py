@@ -42,7 +42,7 @@ def _reference_volume(lines: list[str]) -> pl.DataFrame:
         posts[hour][str(record["id"])] = str(record["user_id"])
     rows = [
         {
-            "window_start": datetime.datetime.fromtimestamp(hour, datetime.timezone.utc),
+            "window_start": datetime.datetime.fromtimestamp(hour, datetime.UTC),
             "posts": len(by_id),
             "participants": len(set(by_id.values())),
         }
@@ -85,7 +85,7 @@ def test_planted_surge_bursts_in_its_first_window(small_stream, small_run):
     _, truth, _ = small_stream
     out, _ = small_run
     (planted,) = truth.bursts
-    onset = datetime.datetime.fromisoformat(planted["onset"]).astimezone(datetime.timezone.utc)
+    onset = datetime.datetime.fromisoformat(planted["onset"]).astimezone(datetime.UTC)
     hashtags = read_table(out, "bursts").filter(pl.col("kind") == "hashtag")
     assert hashtags["topic"].unique().to_list() == [planted["hashtag"]]
     assert hashtags["window_start"].min() == onset.replace(minute=0, second=0, microsecond=0)
@@ -122,8 +122,11 @@ def test_no_raw_user_id_or_personal_data_anywhere(small_stream, small_run):
     secrets = set(truth.pii)
     assert secrets, "the sample must carry personal data for this test to mean anything"
     texts = [result.stdout, result.stderr]
-    for table_dir in os.listdir(out):
-        frame = pl.scan_parquet(f"{out}/{table_dir}/**/*.parquet").collect()
+    for entry in sorted(os.listdir(out)):
+        if not (out / entry).is_dir():
+            texts.append((out / entry).read_text(encoding="utf-8"))  # _run.json
+            continue
+        frame = pl.scan_parquet(f"{out}/{entry}/**/*.parquet").collect()
         for column, dtype in frame.schema.items():
             if dtype == pl.String:
                 texts.extend(frame[column].drop_nulls().to_list())
@@ -177,6 +180,16 @@ def test_rerun_replaces_tables_and_reads_parquet_input(small_stream, tmp_path):
     assert [name for name in os.listdir(out) if name.startswith(".")] == []
 
 
+def _distinct_records(lines: list[str]):
+    """The JSON records of ``lines``, each post id once (the first copy)."""
+    seen_ids = set()
+    for line in lines:
+        record = json.loads(line)
+        if record["id"] not in seen_ids:
+            seen_ids.add(record["id"])
+            yield record
+
+
 @pytest.mark.slow
 @needs_shared(CASCADES)
 def test_real_cascades_accounting_hashtags_and_chains(tmp_path):
@@ -195,12 +208,7 @@ def test_real_cascades_accounting_hashtags_and_chains(tmp_path):
     # Independent count: distinct #...# spans per post, by a plain regex.
     expected = collections.Counter()
     chain_only = collections.Counter()
-    seen_ids = set()
-    for line in lines:
-        record = json.loads(line)
-        if record["id"] in seen_ids:
-            continue
-        seen_ids.add(record["id"])
+    for record in _distinct_records(lines):
         spans = re.findall(r"#([^#\n]+)#", unicodedata.normalize("NFKC", record["text"]))
         for tag in {" ".join(span.split()).lower() for span in spans if span.strip()}:
             expected[tag] += 1
@@ -214,12 +222,7 @@ def test_real_cascades_accounting_hashtags_and_chains(tmp_path):
     assert chain_only, "the real data has //@name repost chains"
     # A chain name counts as a mention only in posts that @-mention it in prose.
     prose_mentions = collections.Counter()
-    seen_ids = set()
-    for line in lines:
-        record = json.loads(line)
-        if record["id"] in seen_ids:
-            continue
-        seen_ids.add(record["id"])
+    for record in _distinct_records(lines):
         prose = re.sub(r"//@[\w\-]+", " ", record["text"])
         for name in {name.lower() for name in re.findall(r"@([\w\-]+)", prose)}:
             prose_mentions[name] += 1

@@ -245,39 +245,37 @@ def topic_window_counts(
         yield (kind, topic), WindowCount(start_us, end_us, posts, participants, window_participants, stream_start_us)
 
 
+# Table column -> attribute of the detector's row, per output table.
+BURST_COLUMNS = {
+    "window_start": "start_us", "window_end": "end_us", "posts": "posts",
+    "participants": "participants", "expected": "expected", "score": "score",
+}
+EPISODE_COLUMNS = {
+    "onset": "onset_us", "peak_window_start": "peak_start_us", "end": "end_us",
+    "windows": "windows", "peak_participants": "peak_participants",
+    "peak_score": "peak_score", "posts": "posts",
+}
+
+
+def keyed_rows_table(
+    rows: Iterable[tuple[tuple[str, str], NamedTuple]], schema: pa.Schema, columns: dict[str, str]
+) -> pa.Table:
+    """((kind, topic), row) pairs -> a table of ``schema``, in time order (the first
+    mapped column), then kind and topic; ``columns`` maps column names to row
+    attributes."""
+    first = next(iter(columns.values()))
+    rows = sorted(rows, key=lambda row: (getattr(row[1], first), row[0]))
+    data = {"kind": [key[0] for key, _ in rows], "topic": [key[1] for key, _ in rows]}
+    data.update({column: [getattr(row, name) for _, row in rows] for column, name in columns.items()})
+    return pa.Table.from_pydict(data, schema=schema)
+
+
 def bursts_table(rows: Iterable[tuple[tuple[str, str], Burst]]) -> pa.Table:
-    rows = sorted(rows, key=lambda row: (row[1].start_us, row[0]))
-    return pa.Table.from_pydict(
-        {
-            "kind": [key[0] for key, _ in rows],
-            "topic": [key[1] for key, _ in rows],
-            "window_start": [burst.start_us for _, burst in rows],
-            "window_end": [burst.end_us for _, burst in rows],
-            "posts": [burst.posts for _, burst in rows],
-            "participants": [burst.participants for _, burst in rows],
-            "expected": [burst.expected for _, burst in rows],
-            "score": [burst.score for _, burst in rows],
-        },
-        schema=tables.BURSTS,
-    )
+    return keyed_rows_table(rows, tables.BURSTS, BURST_COLUMNS)
 
 
 def episodes_table(rows: Iterable[tuple[tuple[str, str], Episode]]) -> pa.Table:
-    rows = sorted(rows, key=lambda row: (row[1].onset_us, row[0]))
-    return pa.Table.from_pydict(
-        {
-            "kind": [key[0] for key, _ in rows],
-            "topic": [key[1] for key, _ in rows],
-            "onset": [episode.onset_us for _, episode in rows],
-            "peak_window_start": [episode.peak_start_us for _, episode in rows],
-            "end": [episode.end_us for _, episode in rows],
-            "windows": [episode.windows for _, episode in rows],
-            "peak_participants": [episode.peak_participants for _, episode in rows],
-            "peak_score": [episode.peak_score for _, episode in rows],
-            "posts": [episode.posts for _, episode in rows],
-        },
-        schema=tables.BURST_EPISODES,
-    )
+    return keyed_rows_table(rows, tables.BURST_EPISODES, EPISODE_COLUMNS)
 
 
 class DetectBurstsFn(beam.DoFn):
