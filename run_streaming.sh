@@ -41,14 +41,10 @@ replay=$!
 watch_tables() {
   .venv/bin/python - "$OUT" <<'EOF'
 import sys
-import polars as pl
-from transforms.rolling import latest_panes_expression
+from transforms.rolling import read_latest_panes
 out = sys.argv[1]
-def latest(table):
-    frame = pl.scan_parquet(f"{out}/{table}/**/*.parquet", hive_partitioning=True, include_file_paths="file")
-    return frame.filter(latest_panes_expression()).drop("file").collect()
 try:
-    volume, late = latest("volume"), latest("late_posts")
+    volume, late = read_latest_panes(out, "volume"), read_latest_panes(out, "late_posts")
 except Exception as error:  # the tables appear a moment after the start
     print(f"  (tables not readable yet: {type(error).__name__})")
     sys.exit(0)

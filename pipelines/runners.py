@@ -14,7 +14,11 @@ import sys
 import threading
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, PrismRunnerOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    PipelineOptions,
+    PrismRunnerOptions,
+    StandardOptions,
+)
 from apache_beam.runners.runner import PipelineState
 
 PRISM_ENV_VAR = "YUQING_PRISM"

@@ -20,13 +20,12 @@ import pyarrow as pa
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_stream import TestStream
-from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import window
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from pipelines.runners import default_prism_path, prism_binary
-from schemas import tables
+from tests.conftest import PROJECT
 from transforms.aggregate import AggregateWindows
 from transforms.extract import ExtractTopicsFn
 from transforms.landing import (
@@ -40,10 +39,21 @@ from transforms.landing import (
     replay,
     replay_batches,
 )
-from transforms.late import LATE_POSTS, CountLatePosts, SplitLatePosts, is_beyond_lateness, streaming_windowing
+from transforms.late import (
+    LATE_POSTS,
+    CountLatePosts,
+    SplitLatePosts,
+    is_beyond_lateness,
+    streaming_windowing,
+)
 from transforms.posts import Post
-from transforms.rolling import latest_panes_expression, pane_of_file, prune_superseded, write_pane
-from tests.conftest import PROJECT
+from transforms.rolling import (
+    latest_panes_expression,
+    pane_of_file,
+    prune_superseded,
+    read_latest_panes,
+    write_pane,
+)
 
 HOUR_US = 3_600_000_000
 # 2026-11-20 00:00 UTC.
@@ -130,7 +140,7 @@ def test_landing_tracker_checkpoint_keeps_names_read():
 
 
 def _line(post_id: str, hour: float) -> bytes:
-    moment = datetime.datetime.fromtimestamp(at(hour) / 1e6, datetime.timezone.utc)
+    moment = datetime.datetime.fromtimestamp(at(hour) / 1e6, datetime.UTC)
     return json.dumps({"id": post_id, "user_id": "u1", "created_at": moment.isoformat(), "text": "x"}).encode()
 
 
@@ -195,6 +205,30 @@ def test_a_reader_takes_the_latest_pane_of_each_window(tmp_path):
     assert latest["posts"].to_list() == [5, 7]
     # A plain scan still sees the superseded pane until it is pruned.
     assert frame.collect()["posts"].sum() == 14
+    assert read_latest_panes(str(tmp_path), "volume").sort("window_start")["posts"].to_list() == [5, 7]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["--output", "{tmp}/out"], {}, "--streaming needs --landing FOLDER"),
+        (["--landing", "{tmp}", "--output", "{tmp}/out", "--input", "{tmp}/x.jsonl"], {}, "--input is for batch runs"),
+        (["--landing", "{tmp}", "--output", "{tmp}/out", "--early-results-every", "1h",
+          "--allowed-lateness", "30m"], {}, "--early-results-every must be shorter than --allowed-lateness"),
+        (["--landing", "{tmp}", "--output", "{tmp}/out"], {"YUQING_PRISM": "", "YUQING_CACHE": "{tmp}/cache"},
+         "build it once with deploy/prism/build.sh"),
+    ],
+    ids=["no-landing", "input-given", "early-not-shorter-than-lateness", "prism-not-built"],
+)
+def test_streaming_usage_errors_are_one_line(args, env, expected, tmp_path, monkeypatch, capsys):
+    from pipelines import volume
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(tmp=tmp_path))
+    monkeypatch.setenv("YUQING_PSEUDONYM_KEY", "00" * 32)
+    assert volume.run(["--streaming", *(arg.format(tmp=tmp_path) for arg in args)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "\n" not in error and expected in error, error
 
 
 # --- Event time on Prism ---------------------------------------------------------

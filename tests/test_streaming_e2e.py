@@ -3,7 +3,6 @@ folder, files dropped while it runs, the growing tables read with polars, the ru
 stopped, and the final tables compared with a batch run over the same posts."""
 
 import datetime
-import gzip
 import json
 import os
 import signal
@@ -18,7 +17,7 @@ from polars.testing import assert_frame_equal
 from tests.conftest import PROJECT, TEST_KEY_HEX, run_volume
 from tests.test_streaming import prism  # noqa: F401 - the fixture.
 from transforms.landing import drop_file, end_stream
-from transforms.rolling import latest_panes_expression
+from transforms.rolling import read_latest_panes
 
 pytestmark = [pytest.mark.streaming, pytest.mark.slow]
 
@@ -30,10 +29,7 @@ STRAGGLERS = 5
 
 def scan(out, table: str) -> pl.DataFrame:
     """A table as a reader of a running stream reads it: the latest pane per window."""
-    frame = pl.scan_parquet(f"{out}/{table}/**/*.parquet", hive_partitioning=True, include_file_paths="file")
-    if table in ("dead_letters",):
-        return frame.drop("file").collect()
-    return frame.filter(latest_panes_expression()).drop("file").collect()
+    return read_latest_panes(str(out), table)
 
 
 def totals(out) -> tuple[int, int]:
@@ -92,7 +88,7 @@ def straggler_lines(first_line: str) -> bytes:
     """New posts dated an hour into the stream: beyond a 1 h lateness by the end."""
     record = json.loads(first_line)
     start = datetime.datetime.fromisoformat(record["created_at"]) if isinstance(record["created_at"], str) else None
-    start = start or datetime.datetime.fromtimestamp(record["created_at"], datetime.timezone.utc)
+    start = start or datetime.datetime.fromtimestamp(record["created_at"], datetime.UTC)
     moment = (start + datetime.timedelta(hours=1)).isoformat()
     return b"".join(
         json.dumps({"id": f"straggler-{index}", "user_id": f"s{index}", "created_at": moment,
@@ -112,7 +108,7 @@ def test_growing_tables_end_as_the_batch_run(parts, prism, tmp_path):  # noqa: F
         for path in paths:
             drop_file(str(landing), path.name, path.read_bytes())
             before = seen[-1][0]
-            seen.append(wait_for(lambda: (now := totals(out))[0] > before and now, 60, process,
+            seen.append(wait_for(lambda before=before: (now := totals(out))[0] > before and now, 60, process,
                                  f"{path.name} shows in the tables"))
         drop_file(str(landing), "stragglers.jsonl", straggler_lines(paths[0].read_text().splitlines()[0]))
         wait_for(lambda: totals(out)[1] == STRAGGLERS, 60, process, "late posts are counted")
@@ -135,9 +131,9 @@ def test_growing_tables_end_as_the_batch_run(parts, prism, tmp_path):  # noqa: F
     assert late["posts"].to_list() == [STRAGGLERS]
     # Every line ends in exactly one place.
     assert volume["posts"].sum() + volume["duplicates"].sum() + dead.height + late["posts"].sum() == truth.lines + STRAGGLERS
-    check = subprocess.run([sys.executable, str(PROJECT.parent / "shared" / "tools" / "check_contract.py"), str(out)],
-                           capture_output=True, text=True)
-    if (PROJECT.parent / "shared" / "tools" / "check_contract.py").exists():
+    checker = PROJECT.parent / "shared" / "tools" / "check_contract.py"
+    if checker.exists():
+        check = subprocess.run([sys.executable, str(checker), str(out)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
 
 

@@ -39,7 +39,12 @@ from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.transforms.window import TimestampedValue
-from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Duration, Timestamp
+from apache_beam.utils.timestamp import (
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+    Duration,
+    Timestamp,
+)
 
 from transforms.posts import InvalidPost, Post, parse_created_at
 from transforms.read import (
@@ -245,8 +250,8 @@ class WatchLandingFolderFn(beam.DoFn):
     def process(
         self,
         folder: str,
-        tracker=beam.DoFn.RestrictionParam(LandingRestrictionProvider()),
-        watermark=beam.DoFn.WatermarkEstimatorParam(_ManualWatermarkProvider()),
+        tracker=beam.DoFn.RestrictionParam(LandingRestrictionProvider()),  # noqa: B008 - Beam's idiom.
+        watermark=beam.DoFn.WatermarkEstimatorParam(_ManualWatermarkProvider()),  # noqa: B008
     ) -> Iterator:
         restriction: LandingRestriction = tracker.current_restriction()
         files, ended = list_landing(folder)

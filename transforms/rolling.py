@@ -10,10 +10,12 @@ panic, ``range.end <= self.size``).
 
 Panes accumulate (each holds the whole window so far), so the file with the highest
 pane number is the window's latest result. A pane's file makes the window's earlier
-ones *superseded*; they are deleted ``SUPERSEDED_GRACE_SECONDS`` later (so a scan
-that listed them can still open them), and all at once when the run ends. A reader
-of a running stream takes, per window, the rows of the highest pane
-(``latest_panes_expression``); after the run only that file is left.
+ones *superseded*; they are deleted once superseded for ``SUPERSEDED_GRACE_SECONDS``
+(on the next write into the same folder), and all at once when the run ends. A
+reader of a running stream takes, per window, the rows of the highest pane
+(``latest_panes_expression``), and retries a scan that lost a file to a deletion
+between listing and reading (``read_latest_panes`` does both); after the run only
+the latest file of each window is left, and a plain scan is right.
 
 Panes of one window can reach the writer out of order when the runner runs bundles
 in parallel: a pane is not written when a later one is there already. The pane's
@@ -72,6 +74,29 @@ def latest_panes_expression():
 
     pane = pl.col("file").str.extract(PANE_OF_PATH_PATTERN, 1).cast(pl.Int64).fill_null(0)
     return pane == pane.max().over("window_start")
+
+
+def read_latest_panes(root: str, table: str, attempts: int = 5):
+    """A table of a running (or finished) stream as a ``polars.DataFrame``: per
+    window, the rows of its highest pane. A superseded file can be deleted between
+    the scan's listing and its reading (after ``SUPERSEDED_GRACE_SECONDS``); the scan
+    is then retried. Tables without ``window_start`` (``dead_letters``) are read whole.
+    """
+    import polars as pl
+
+    for attempt in range(attempts):
+        try:
+            frame = pl.scan_parquet(
+                f"{root}/{table}/**/*.parquet", hive_partitioning=True, include_file_paths="file"
+            )
+            if "window_start" in frame.collect_schema().names():
+                frame = frame.filter(latest_panes_expression())
+            return frame.drop("file").collect()
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def window_panes(folder: str) -> dict[str, list[tuple[int, str]]]:

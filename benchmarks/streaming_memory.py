@@ -1,0 +1,186 @@
+#!/usr/bin/env python
+"""Peak memory of a streaming run after 100k and after 1M replayed posts.
+
+    .venv/bin/python benchmarks/streaming_memory.py                  # 100k, then 1M
+    .venv/bin/python benchmarks/streaming_memory.py --checkpoints 100000 250000 500000 750000 1000000
+    .venv/bin/python benchmarks/streaming_memory.py --max-backlog 0  # each phase dropped at once
+    .venv/bin/python benchmarks/streaming_memory.py --topic-kinds hashtag,mention,entity,keyword
+
+A generated stream (``sampledata``: 25,000 posts a day, so 1M posts span 40 days of
+event time and hourly windows keep closing) is replayed, without pacing, into a
+landing folder that ``python -m pipelines.volume --streaming`` watches on Prism.
+At each checkpoint the script waits until every line dropped so far is accounted
+for in the tables (latest panes: posts + duplicates + dead letters + late posts)
+and prints the peak resident memory so far of the Python process (the SDK worker
+runs in it, LOOPBACK) and of Prism, sampled every 0.2 s. Memory that does not grow
+with the posts seen is the claim: state lives only for windows still open (window +
+allowed lateness) and redelivered ids are deduplicated only within them.
+
+Prints one line per checkpoint and the whole result as JSON (``--json-out FILE``).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+from sampledata.generator import BEIJING, GeneratorConfig, generate  # noqa: E402
+from transforms.landing import drop_file, end_stream  # noqa: E402
+from transforms.rolling import read_latest_panes  # noqa: E402
+
+KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+POSTS_PER_DAY = 25_000
+FILE_LINES = 10_000
+
+
+class MemorySampler(threading.Thread):
+    """Samples the RSS of a process and of its children until stopped."""
+
+    def __init__(self, pid: int, every: float = 0.2):
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.every = every
+        self.peak = {"python": 0, "prism": 0, "total": 0}
+        self.current = dict(self.peak)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                python = self.process.memory_info().rss
+                children = self.process.children(recursive=True)
+                prism = sum(child.memory_info().rss for child in children if "prism" in child.name())
+            except psutil.Error:
+                break
+            self.current = {"python": python, "prism": prism, "total": python + prism}
+            for name, value in self.current.items():
+                self.peak[name] = max(self.peak[name], value)
+            self.stopped.wait(self.every)
+
+
+def accounted(out: Path) -> int:
+    """Lines the tables account for now (latest pane of each window)."""
+    volume = read_latest_panes(str(out), "volume")
+    late = read_latest_panes(str(out), "late_posts")
+    dead = read_latest_panes(str(out), "dead_letters")
+    return int(volume["posts"].sum() + volume["duplicates"].sum() + late["posts"].sum()) + dead.height
+
+
+def mib(value: int) -> float:
+    return round(value / 2**20, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoints", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--topic-kinds", default="hashtag,mention")
+    parser.add_argument("--allowed-lateness", default="6h")
+    parser.add_argument("--early-results-every", default="2s")
+    parser.add_argument("--max-backlog", type=int, default=50_000,
+                        help="Lines dropped but not yet in the tables before the next file "
+                             "is held back; 0 drops each phase at once. Default 50000.")
+    parser.add_argument("--timeout", type=float, default=3_600, help="Seconds per checkpoint.")
+    parser.add_argument("--json-out", default=None)
+    args = parser.parse_args(argv)
+
+    total = max(args.checkpoints)
+    days = -(-total // POSTS_PER_DAY)
+    print(f"generating {days} days x {POSTS_PER_DAY} posts", flush=True)
+    # Event time ends before today: the watermark never passes the wall clock, so a
+    # stream dated in the future would keep its windows open.
+    start = datetime.datetime.now(BEIJING).replace(hour=0, minute=0, second=0, microsecond=0)
+    start -= datetime.timedelta(days=days + 1)
+    lines, truth = generate(GeneratorConfig(start=start, days=days, posts_per_day=POSTS_PER_DAY,
+                                            authors=50_000, malformed_lines=days * 2, bursts=()))
+    encoded = [line.encode("utf-8") + b"\n" for line in lines]
+    del lines
+
+    work = Path(tempfile.mkdtemp(prefix="yuqing-stream-bench-"))
+    landing, out = work / "landing", work / "out"
+    landing.mkdir()
+    env = {**os.environ, "YUQING_PSEUDONYM_KEY": KEY, "PYTHONPATH": str(PROJECT)}
+    command = [sys.executable, "-m", "pipelines.volume", "--streaming", "--landing", str(landing),
+               "--output", str(out), "--window", "1h", "--topic-kinds", args.topic_kinds,
+               "--allowed-lateness", args.allowed_lateness,
+               "--early-results-every", args.early_results_every]
+    started = time.monotonic()
+    process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=open(work / "pipeline.log", "w"), start_new_session=True)
+    sampler = MemorySampler(process.pid)
+    sampler.start()
+    results = {"command": " ".join(command), "cpus": os.cpu_count(), "checkpoints": []}
+    dropped = files = 0
+    try:
+        while not (out / "volume").exists():
+            if process.poll() is not None:
+                raise RuntimeError(f"pipeline exited {process.returncode}: see {work}/pipeline.log")
+            time.sleep(0.2)
+        for checkpoint in sorted(args.checkpoints):
+            phase_start = time.monotonic()
+            first = dropped
+            while dropped < min(checkpoint, len(encoded)):
+                # A replay paced by the pipeline: at most --max-backlog lines dropped
+                # and not yet in the tables (0: drop the whole phase at once).
+                while args.max_backlog and dropped - accounted(out) >= args.max_backlog:
+                    if process.poll() is not None:
+                        raise RuntimeError(f"pipeline exited {process.returncode}: see {work}/pipeline.log")
+                    time.sleep(0.5)
+                batch = encoded[dropped:min(dropped + FILE_LINES, checkpoint)]
+                files += 1
+                drop_file(str(landing), f"posts-{files:06d}.jsonl", b"".join(batch))
+                dropped += len(batch)
+            deadline = time.monotonic() + args.timeout
+            while (seen := accounted(out)) < dropped:
+                if process.poll() is not None:
+                    raise RuntimeError(f"pipeline exited {process.returncode}: see {work}/pipeline.log")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"checkpoint {checkpoint}: {seen}/{dropped} lines after {args.timeout} s")
+                time.sleep(1.0)
+            elapsed = time.monotonic() - phase_start
+            row = {
+                "lines": dropped,
+                "peak_mib": {name: mib(value) for name, value in sampler.peak.items()},
+                "current_mib": {name: mib(value) for name, value in sampler.current.items()},
+                "phase_seconds": round(elapsed, 1),
+                "phase_lines_per_second": round((dropped - first) / elapsed),
+                "wall_seconds": round(time.monotonic() - started, 1),
+            }
+            results["checkpoints"].append(row)
+            print(f"after {dropped:>9,} lines: peak RSS python {row['peak_mib']['python']} MiB, "
+                  f"prism {row['peak_mib']['prism']} MiB, total {row['peak_mib']['total']} MiB "
+                  f"(now {row['current_mib']['total']} MiB); {row['phase_lines_per_second']} lines/s "
+                  f"in this phase", flush=True)
+        end_stream(str(landing))
+        process.wait(timeout=300)
+        results["exit_status"] = process.returncode
+    finally:
+        sampler.stopped.set()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        shutil.rmtree(work, ignore_errors=True)
+    results["load_average"] = os.getloadavg()
+    print(json.dumps(results, indent=1))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
