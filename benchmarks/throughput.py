@@ -48,6 +48,7 @@ import gzip
 import json
 import os
 import pstats
+import resource
 import shutil
 import subprocess
 import sys
@@ -204,6 +205,13 @@ class TreeMemory(threading.Thread):
             self.stopped.wait(self.every)
 
 
+def _children_cpu() -> float:
+    """User + system CPU seconds of every waited-for descendant (a pipeline's
+    workers included): less sensitive than wall time to a busy machine."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _vm_hwm(pid: int) -> int:
     with open(f"/proc/{pid}/status", encoding="ascii") as handle:
         for line in handle:
@@ -231,12 +239,14 @@ def run_pipeline(path: Path, out: Path, workers: int, lines: int, profile: Path 
     command += pipeline_command(path, out, workers)
     env = {**os.environ, "YUQING_PSEUDONYM_KEY": KEY_HEX, "PYTHONPATH": str(PROJECT)}
     before = load()
+    cpu_before = _children_cpu()
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     memory = TreeMemory(process.pid)
     memory.start()
     stdout, stderr = process.communicate()
     seconds = time.perf_counter() - started
+    cpu = _children_cpu() - cpu_before
     memory.stopped.set()
     memory.join()
     if process.returncode != 0:
@@ -246,6 +256,7 @@ def run_pipeline(path: Path, out: Path, workers: int, lines: int, profile: Path 
         "mode": "multi_processing" if workers > 1 else "in_memory",
         "seconds": round(seconds, 2),
         "posts_per_s": round(lines / seconds),
+        "cpu_seconds": round(cpu, 2),
         "peak_rss_mb": round(memory.peak_total / MB),
         "peak_rss_parent_mb": round(memory.peak_parent / MB),
         "peak_rss_hwm_sum_mb": round(sum(memory.hwm.values()) / MB),
@@ -298,15 +309,17 @@ def time_loop(path: Path, lines: int, out: Path, repeat: int, profile: Path | No
     started = time.perf_counter()
     analyzer = TextAnalyzer()
     setup = time.perf_counter() - started
-    runs = []
+    runs, cpu = [], []
     before = load()
     for _ in range(repeat):
         shutil.rmtree(out, ignore_errors=True)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         plain_loop(path, key, analyzer, out)
         runs.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)
     result = {
         "seconds": round(min(runs), 2),
+        "cpu_seconds": round(min(cpu), 2),
         "seconds_runs": [round(run, 2) for run in runs],
         "posts_per_s": round(lines / min(runs)),
         "setup_seconds": round(setup, 2),
@@ -421,18 +434,19 @@ def measure_size(args, posts: int, result: dict, profile_here: bool) -> dict:
         size["loop"] = time_loop(path, lines, loop_out, args.repeat, loop_profile)
         loop = size["loop"]
         log(f"  plain loop   {loop['seconds']:>7.2f} s  {loop['posts_per_s']:>7,} posts/s  "
-            f"(runs {loop['seconds_runs']}, setup {loop['setup_seconds']} s, load {loop['load_before']})")
+            f"CPU {loop['cpu_seconds']} s  (runs {loop['seconds_runs']}, setup {loop['setup_seconds']} s, load {loop['load_before']})")
         for workers in args.workers:
             runs = []
             for attempt in range(args.repeat):
                 runs.append(run_pipeline(path, work / f"out-{workers}", workers, lines))
             best = min(runs, key=lambda run: run["seconds"])
             best["seconds_runs"] = [run["seconds"] for run in runs]
+            best["cpu_seconds_runs"] = [run["cpu_seconds"] for run in runs]
             best["peak_rss_mb_max"] = max(run["peak_rss_mb"] for run in runs)
             best["ratio_to_loop"] = round(best["posts_per_s"] / loop["posts_per_s"], 3)
             size[f"pipeline_{workers}"] = best
             log(f"  pipeline w={workers} {best['seconds']:>7.2f} s  {best['posts_per_s']:>7,} posts/s  "
-                f"ratio to loop {best['ratio_to_loop']:.2f}  peak RSS {best['peak_rss_mb']} MB "
+                f"ratio to loop {best['ratio_to_loop']:.2f}  CPU {best['cpu_seconds']} s  peak RSS {best['peak_rss_mb']} MB "
                 f"(parent {best['peak_rss_parent_mb']}, sum of HWM {best['peak_rss_hwm_sum_mb']}, "
                 f"{best['processes']} processes)  runs {best['seconds_runs']}  load {best['load_before']}")
         reference = args.workers[0]

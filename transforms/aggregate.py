@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam.transforms.window import WindowFn
+from apache_beam.transforms.window import FixedWindows, WindowFn
 from apache_beam.utils.timestamp import Timestamp
 
 from schemas import tables
@@ -178,7 +178,15 @@ class AggregateWindowFn(beam.CombineFn):
 
 def window_bounds(window_fn: WindowFn, event_time_us: int) -> tuple[int, int]:
     """The (start, end) in epoch microseconds of the window ``window_fn`` puts an
-    event of that time in (a non-merging window function with one window per event)."""
+    event of that time in (a non-merging window function with one window per event).
+
+    ``FixedWindows`` are computed here with Beam's own formula on integer
+    microseconds: its ``assign`` builds five ``Timestamp`` objects per post.
+    """
+    if type(window_fn) is FixedWindows:
+        size = window_fn.size.micros
+        start = event_time_us - (event_time_us - window_fn.offset.micros) % size
+        return start, start + size
     (assigned,) = window_fn.assign(WindowFn.AssignContext(Timestamp(micros=event_time_us)))
     return assigned.start.micros, assigned.end.micros
 
