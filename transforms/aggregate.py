@@ -33,19 +33,35 @@ class PostSummary(NamedTuple):
 
 class WindowPosts:
     """Accumulator: the distinct posts of a window by id, and how many copies were
-    dropped as redelivered duplicates."""
+    dropped as redelivered duplicates.
 
-    __slots__ = ("posts", "duplicates")
+    A batch run holds every post of the input here until its windows are complete,
+    so posts are kept lean: as plain tuples with ``PostSummary``'s fields (a named
+    tuple costs a Python call each to pickle and to unpickle at the shuffle), and
+    each (kind, topic) pair as one object shared by every post that carries it
+    (pickled once per accumulator, too).
+    """
+
+    __slots__ = ("posts", "duplicates", "_pairs")
 
     def __init__(self) -> None:
-        self.posts: dict[str, PostSummary] = {}
+        # id -> (id, author, is_repost, topics)
+        self.posts: dict[str, tuple] = {}
         self.duplicates = 0
+        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
 
     def __getstate__(self) -> tuple:
         return self.posts, self.duplicates
 
     def __setstate__(self, state: tuple) -> None:
         self.posts, self.duplicates = state
+        self._pairs = {}
+
+    def keep(self, post: tuple) -> None:
+        """Store ``post`` (a ``PostSummary`` or its fields) under its id."""
+        pairs = self._pairs
+        topics = tuple(map(pairs.setdefault, post[3], post[3]))
+        self.posts[post[0]] = (post[0], post[1], post[2], topics)
 
 
 class WindowAggregate(NamedTuple):
@@ -65,13 +81,13 @@ def add_post(accumulator: WindowPosts, post: PostSummary) -> WindowPosts:
     When copies differ, the smaller summary is kept, so the result does not depend on
     which copy arrived first.
     """
-    kept = accumulator.posts.get(post.id)
+    kept = accumulator.posts.get(post[0])
     if kept is None:
-        accumulator.posts[post.id] = post
+        accumulator.keep(post)
     else:
         accumulator.duplicates += 1
-        if post < kept:
-            accumulator.posts[post.id] = post
+        if tuple(post) < kept:
+            accumulator.keep(post)
     return accumulator
 
 
@@ -97,16 +113,16 @@ def aggregate_window(accumulator: WindowPosts, lg_k: int = DEFAULT_LG_K) -> Wind
     everyone = new_sketch(lg_k)
     reposts = 0
     per_topic: dict[tuple[str, str], list] = {}
-    for post in accumulator.posts.values():
-        everyone.update(post.author)
-        reposts += post.is_repost
-        for key in post.topics:
+    for _, author, is_repost, topics in accumulator.posts.values():
+        everyone.update(author)
+        reposts += is_repost
+        for key in topics:
             entry = per_topic.get(key)
             if entry is None:
                 entry = per_topic[key] = [0, 0, new_sketch(lg_k)]
             entry[0] += 1
-            entry[1] += post.is_repost
-            entry[2].update(post.author)
+            entry[1] += is_repost
+            entry[2].update(author)
     rows = sorted(
         ((key, entry, estimate(entry[2])) for key, entry in per_topic.items()),
         key=lambda row: (row[0][0], -row[2], row[0][1]),
