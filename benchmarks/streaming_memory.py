@@ -166,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         end_stream(str(landing))
         process.wait(timeout=300)
         results["exit_status"] = process.returncode
+    except RuntimeError:
+        kept = Path(tempfile.gettempdir()) / "yuqing-streaming-memory-pipeline.log"
+        shutil.copy(work / "pipeline.log", kept)
+        print(f"the pipeline's log: {kept}", file=sys.stderr)
+        raise
     finally:
         sampler.stopped.set()
         if process.poll() is None:

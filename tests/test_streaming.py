@@ -22,7 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms import window
 from apache_beam.transforms.window import TimestampedValue
-from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from pipelines.runners import default_prism_path, prism_binary
 from tests.conftest import PROJECT
@@ -30,6 +30,7 @@ from transforms.aggregate import AggregateWindows
 from transforms.extract import ExtractTopicsFn
 from transforms.landing import (
     END_MARKER,
+    LaggingWatermarkEstimator,
     LandingRestriction,
     LandingTracker,
     drop_file,
@@ -137,6 +138,24 @@ def test_landing_tracker_checkpoint_keeps_names_read():
     # After the checkpoint nothing more may be claimed in this bundle.
     assert not tracker.try_claim(("read", "/l/later.jsonl"))
     assert tracker.try_split(0.5) is None
+
+
+def test_the_watermark_is_reported_a_lag_after_it_is_proposed():
+    clock = [0]
+    estimator = LaggingWatermarkEstimator((None, (), 5_000_000), clock=lambda: clock[0])
+    estimator.propose(Timestamp(micros=at(8)))
+    clock[0] = 2_000_000
+    estimator.propose(Timestamp(micros=at(9)))
+    estimator.propose(Timestamp(micros=at(8.5)))  # never back
+    assert estimator.current_watermark() is None
+    assert estimator.latest() == Timestamp(micros=at(9))
+    clock[0] = 5_000_000
+    assert estimator.current_watermark() == Timestamp(micros=at(8))
+    # The state survives a checkpoint.
+    restored = LaggingWatermarkEstimator(estimator.get_estimator_state(), clock=lambda: 7_000_000)
+    assert restored.current_watermark() == Timestamp(micros=at(9))
+    restored.finish()
+    assert restored.current_watermark() == MAX_TIMESTAMP
 
 
 def _line(post_id: str, hour: float) -> bytes:

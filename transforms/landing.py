@@ -15,13 +15,17 @@ pipeline's source and by ``pipelines.replay``:
   the watermark go to the end of time; every window fires its final pane and the run
   finishes by itself. Without it the run goes on until cancelled.
 
-The watermark is the latest ``created_at`` of a valid post read so far, never later
-than the wall clock (a post stamped in the future does not close windows early; a
-line that becomes a dead letter does not move it). Posts of a file are stamped, as
-Beam elements, with the watermark in force *before* the file was read;
-``transforms.late`` compares that stamp with the post's window to tell posts beyond
-the allowed lateness from the rest, before Beam would drop them silently. The source
-parses as it reads: the watermark needs the posts' event times.
+The watermark follows the latest ``created_at`` of a valid post read so far, never
+later than the wall clock (a post stamped in the future does not close windows
+early; a line that becomes a dead letter does not move it), and ``lag`` seconds of
+processing time behind it: a window that gets a post stays open at least that long,
+so its early-results timer fires before the window closes (Prism 2.77 crashes
+otherwise, ``deploy/prism/README.md`` caveat 1; a backlog read at thousands of posts a
+second moves event time by days within seconds). Posts of a file are stamped, as
+Beam elements, with the latest event time read *before* the file (the watermark to
+be); ``transforms.late`` compares that stamp with the post's window to tell posts
+beyond the allowed lateness from the rest, before Beam would drop them silently. The
+source parses as it reads: the watermark needs the posts' event times.
 """
 
 import gzip
@@ -34,8 +38,11 @@ from typing import NamedTuple
 import apache_beam as beam
 import orjson
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker
-from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.io.iobase import (
+    RestrictionProgress,
+    RestrictionTracker,
+    WatermarkEstimator,
+)
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.transforms.window import TimestampedValue
@@ -214,22 +221,64 @@ class LandingRestrictionProvider(RestrictionProvider):
         return None
 
 
-class _ManualWatermarkProvider(WatermarkEstimatorProvider):
-    def initial_estimator_state(self, element, restriction):
-        return None
+class LaggingWatermarkEstimator(WatermarkEstimator):
+    """A watermark set by the DoFn, reported ``lag_us`` of processing time later.
 
-    def create_watermark_estimator(self, estimator_state) -> ManualWatermarkEstimator:
-        return ManualWatermarkEstimator(estimator_state)
+    State: (reported watermark or None, ((wall_us, proposed Timestamp), ...), lag_us).
+    """
+
+    def __init__(self, state: tuple | None, clock=None):
+        reported, pending, lag_us = state
+        self._reported = reported
+        self._pending = list(pending)
+        self._lag_us = lag_us
+        self._clock = clock or now_us
+
+    def observe_timestamp(self, timestamp: Timestamp) -> None:
+        pass
+
+    def latest(self) -> Timestamp:
+        """The latest watermark proposed, reported or not."""
+        if self._pending:
+            return self._pending[-1][1]
+        return self._reported or MIN_TIMESTAMP
+
+    def propose(self, watermark: Timestamp) -> None:
+        if watermark > self.latest():
+            self._pending.append((self._clock(), watermark))
+
+    def finish(self) -> None:
+        self._pending.clear()
+        self._reported = MAX_TIMESTAMP
+
+    def current_watermark(self) -> Timestamp | None:
+        now = self._clock()
+        while self._pending and self._pending[0][0] + self._lag_us <= now:
+            self._reported = self._pending.pop(0)[1]
+        return self._reported
+
+    def get_estimator_state(self) -> tuple:
+        return self._reported, tuple(self._pending), self._lag_us
+
+
+class _LaggingWatermarkProvider(WatermarkEstimatorProvider):
+    """The lag comes with the element: (folder, lag_seconds)."""
+
+    def initial_estimator_state(self, element: tuple[str, float], restriction):
+        return None, (), int(element[1] * 1_000_000)
+
+    def create_watermark_estimator(self, estimator_state) -> LaggingWatermarkEstimator:
+        return LaggingWatermarkEstimator(estimator_state)
 
 
 class WatchLandingFolderFn(beam.DoFn):
-    """Folder path -> Post of every new file (main output) and DeadLetter of its
-    rejected lines and unreadable files (``DEAD_LETTERS``), each stamped with the
-    watermark before its file was read.
+    """(folder, watermark lag in seconds) -> Post of every new file (main output) and
+    DeadLetter of its rejected lines and unreadable files (``DEAD_LETTERS``), each
+    stamped with the latest event time read before its file.
 
     An unbounded splittable DoFn: each call lists the folder, reads the new files
-    (up to about ``MAX_LINES_PER_BUNDLE`` lines), sets the watermark from the event
-    times read, and defers the rest for ``poll_seconds``.
+    (up to about ``MAX_LINES_PER_BUNDLE`` lines), proposes the watermark from the
+    event times read, and defers the rest for ``poll_seconds``.
     """
 
     def __init__(
@@ -249,17 +298,18 @@ class WatchLandingFolderFn(beam.DoFn):
 
     def process(
         self,
-        folder: str,
+        element: tuple[str, float],
         tracker=beam.DoFn.RestrictionParam(LandingRestrictionProvider()),  # noqa: B008 - Beam's idiom.
-        watermark=beam.DoFn.WatermarkEstimatorParam(_ManualWatermarkProvider()),  # noqa: B008
+        watermark=beam.DoFn.WatermarkEstimatorParam(_LaggingWatermarkProvider()),  # noqa: B008
     ) -> Iterator:
+        folder, _ = element
         restriction: LandingRestriction = tracker.current_restriction()
         files, ended = list_landing(folder)
         present = {file.path for file in files}
         for gone in sorted(restriction.seen - present):
             if not tracker.try_claim((FORGET, gone)):
                 return
-        stamp = watermark.current_watermark() or MIN_TIMESTAMP
+        stamp = watermark.latest()
         watermark_us = stamp.micros
         lines = 0
         for file in files:
@@ -294,7 +344,7 @@ class WatchLandingFolderFn(beam.DoFn):
             tracker.defer_remainder(Duration(seconds=self._poll))
             return
         if tracker.try_claim((FINISH, None)):
-            watermark.set_watermark(MAX_TIMESTAMP)
+            watermark.finish()
 
     def _read(self, path: str) -> Iterator:
         """Each line of a file as a Post or a TaggedOutput(DEAD_LETTERS, DeadLetter),
@@ -317,17 +367,16 @@ class WatchLandingFolderFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
 
     @staticmethod
-    def _advance(watermark: ManualWatermarkEstimator, watermark_us: int) -> None:
-        current = watermark.current_watermark()
-        if current is None or watermark_us > current.micros:
-            watermark.set_watermark(Timestamp(micros=watermark_us))
+    def _advance(watermark: LaggingWatermarkEstimator, watermark_us: int) -> None:
+        watermark.propose(Timestamp(micros=watermark_us))
 
 
 class ReadLanding(beam.PTransform):
     """Landing folder -> {"posts": PCollection[Post], "dead_letters": PCollection[DeadLetter]},
-    unbounded. Every element carries, as its timestamp, the source's watermark when its
-    file was read (``transforms.late.SplitLatePosts`` needs it); posts get their event
-    time only after that split.
+    unbounded. Every element carries, as its timestamp, the latest event time read
+    before its file, the watermark the source is moving to
+    (``transforms.late.SplitLatePosts`` needs it); posts get their event time only
+    after that split.
     """
 
     def __init__(
@@ -338,6 +387,9 @@ class ReadLanding(beam.PTransform):
         settle_seconds: float = 0.0,
         chunk_lines: int = CHUNK_LINES,
     ):
+        """``settle_seconds``: how far the watermark lags behind the event times read
+        (and how long the end of the stream waits); longer than the early-results
+        interval."""
         super().__init__()
         self._folder = folder
         self._key = pseudonym_key
@@ -348,7 +400,7 @@ class ReadLanding(beam.PTransform):
     def expand(self, pipeline: beam.pvalue.PBegin):
         read = (
             pipeline
-            | "Folder" >> beam.Create([self._folder])
+            | "Folder" >> beam.Create([(self._folder, self._settle)])
             | "WatchFolder"
             >> beam.ParDo(
                 WatchLandingFolderFn(self._key, self._poll, self._settle, self._chunk_lines)

@@ -11,9 +11,11 @@ the ``late_posts`` table. Every input line therefore ends in exactly one place:
 A post that is late but within the lateness is counted normally: its window fires
 again (a LATE pane) and the window's files are rewritten with it included.
 
-The split needs the watermark a post was read under: ``transforms.landing`` stamps it
-on every element as its Beam timestamp. Posts keep that stamp through this split and
-get their event time afterwards (``ExtractTopicsFn``).
+The split needs the watermark a post was read under: ``transforms.landing`` stamps,
+as every element's Beam timestamp, the latest event time read before the post's file
+(the watermark it reports a few seconds later; the runner's watermark is never
+ahead of it, so a post the split lets through is never dropped). Posts keep that
+stamp through this split and get their event time afterwards (``ExtractTopicsFn``).
 """
 
 from collections.abc import Iterable
