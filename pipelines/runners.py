@@ -24,6 +24,8 @@ from apache_beam.runners.runner import PipelineState
 PRISM_ENV_VAR = "YUQING_PRISM"
 LOCAL_RUNNERS = (None, "DirectRunner", "PrismRunner")
 BUILD_SCRIPT = "deploy/prism/build.sh"
+# Ten years: the life of a monitoring job, not a request's.
+STREAM_DEADLINE_SECONDS = 10 * 365 * 86_400
 
 
 def prism_version() -> str:
@@ -78,6 +80,10 @@ def with_local_streaming_runner(argv: list[str], options: PipelineOptions) -> Pi
         extra.append(f"--prism_location={prism_binary()}")
     if not any(arg.startswith(("--prism_log_level", "--prism-log-level")) for arg in argv):
         extra.append("--prism_log_level=warn")
+    if not any(arg.startswith(("--job_server_timeout", "--job-server-timeout")) for arg in argv):
+        # Beam puts this deadline (300 s by default) on the job's state and message
+        # streams too: a streaming run would fail after five minutes.
+        extra.append(f"--job_server_timeout={STREAM_DEADLINE_SECONDS}")
     return PipelineOptions([*argv, *extra])
 
 

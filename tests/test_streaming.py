@@ -250,6 +250,27 @@ def test_streaming_usage_errors_are_one_line(args, env, expected, tmp_path, monk
     assert error.startswith("error: ") and "\n" not in error and expected in error, error
 
 
+def test_a_local_streaming_run_is_named_for_prism_without_a_five_minute_deadline(tmp_path):
+    from apache_beam.options.pipeline_options import (
+        PortableOptions,
+        PrismRunnerOptions,
+        StandardOptions,
+    )
+
+    from pipelines.runners import STREAM_DEADLINE_SECONDS, with_local_streaming_runner
+
+    binary = tmp_path / "prism"
+    argv = ["--streaming", f"--prism_location={binary}"]
+    options = with_local_streaming_runner(argv, PipelineOptions(argv))
+    assert options.view_as(StandardOptions).runner == "PrismRunner"
+    assert options.view_as(PrismRunnerOptions).prism_location == str(binary)
+    # Beam's default (300 s) also bounds the job's state stream: a longer streaming
+    # run failed with DEADLINE_EXCEEDED after five minutes.
+    assert options.view_as(PortableOptions).job_server_timeout == STREAM_DEADLINE_SECONDS
+    batch = PipelineOptions(["--runner=DirectRunner"])
+    assert with_local_streaming_runner([], batch) is batch
+
+
 # --- Event time on Prism ---------------------------------------------------------
 
 

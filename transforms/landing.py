@@ -309,12 +309,12 @@ class WatchLandingFolderFn(beam.DoFn):
         for gone in sorted(restriction.seen - present):
             if not tracker.try_claim((FORGET, gone)):
                 return
-        stamp = watermark.latest()
-        watermark_us = stamp.micros
+        watermark_us = watermark.latest().micros
         lines = 0
         for file in files:
             if file.path in restriction.seen:
                 continue
+            stamp = Timestamp(micros=watermark_us)
             if lines >= MAX_LINES_PER_BUNDLE:
                 # Checkpoint now, come back at once for the rest.
                 self._advance(watermark, watermark_us)
