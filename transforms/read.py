@@ -8,6 +8,7 @@ masked raw line, a reason and ``file:line``. Nothing is logged and dropped.
 import gzip
 import io
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
@@ -30,15 +31,41 @@ STAGE_PARSE = "parse"
 CHUNK_LINES = 2_000
 MAX_RAW_BYTES = 10 * 1024
 PARQUET_SUFFIX = ".parquet"
+# Chunks cross the reshuffle and wait in the runner's buffers until every file is
+# read, so a batch run held the whole input in memory as Python bytes objects;
+# zlib at level 1 packs JSON lines about 5:1 for about 1 s of CPU per 200 MB.
+PACK_LEVEL = 1
 
 
 class RecordChunk(NamedTuple):
-    """Consecutive records of one file: JSON lines as bytes, or Parquet rows as dicts."""
+    """Consecutive records of one file: JSON lines as bytes (``PackedLines`` once
+    ``ReadChunksFn`` has packed them for the shuffle), or Parquet rows as dicts."""
 
     path: str
     first_number: int  # 1-based line (or row) number of records[0]
-    records: list
+    records: list  # or PackedLines
     read_at_us: int
+
+
+class PackedLines(NamedTuple):
+    """A chunk's JSON lines as one zlib-compressed block (each line ends with ``\\n``
+    but perhaps the file's last)."""
+
+    data: bytes
+
+
+def pack_lines(lines: list[bytes]) -> PackedLines:
+    return PackedLines(zlib.compress(b"".join(lines), PACK_LEVEL))
+
+
+def unpack_lines(packed: PackedLines) -> list[bytes]:
+    """The lines ``pack_lines`` was given, byte for byte."""
+    pieces = zlib.decompress(packed.data).split(b"\n")
+    last = pieces.pop()  # b"" when the last line ended with a newline
+    lines = [piece + b"\n" for piece in pieces]
+    if last:
+        lines.append(last)
+    return lines
 
 
 class DeadLetter(NamedTuple):
@@ -151,6 +178,8 @@ class ReadChunksFn(beam.DoFn):
         try:
             for chunk in read_chunks(path, self._chunk_lines):
                 next_number = chunk.first_number + len(chunk.records)
+                if chunk.records and isinstance(chunk.records[0], bytes):
+                    chunk = chunk._replace(records=pack_lines(chunk.records))
                 yield chunk
         except Exception as error:  # noqa: BLE001 - any I/O or format error of a file.
             self._unreadable.inc()
@@ -179,7 +208,10 @@ class ParsePostsFn(beam.DoFn):
 
     def process(self, chunk: RecordChunk) -> Iterable:
         posts = 0
-        for offset, record in enumerate(chunk.records):
+        records = chunk.records
+        if isinstance(records, PackedLines):
+            records = unpack_lines(records)
+        for offset, record in enumerate(records):
             try:
                 decoded = record if isinstance(record, dict) else decode_json_line(record)
                 post = parse_post(decoded, self._key)
