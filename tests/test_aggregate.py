@@ -130,3 +130,14 @@ def test_window_bounds_follow_the_window_function():
     # A Beijing day starts at 16:00 UTC the day before.
     start, end = window_bounds(LocalDayWindows(1, "Asia/Shanghai"), 20 * hour)
     assert (start, end) == (16 * hour, 40 * hour)
+
+
+def test_sketches_do_not_depend_on_arrival_order_or_bundling():
+    # Enough authors that the sketches leave DataSketches' exact coupon modes.
+    posts = [PostSummary(f"p{i:05d}", i * 7919 % 50_021, i % 3 == 0, (HASHTAG,)) for i in range(5_000)]
+    in_order = aggregate_window(_posts(*posts))
+    reversed_order = aggregate_window(_posts(*reversed(posts)))
+    bundled = aggregate_window(merge_window_posts([_posts(*posts[1::2]), _posts(*posts[::2])]))
+    for result in (reversed_order, bundled):
+        assert result.participants_sketch == in_order.participants_sketch
+        assert result.topic_columns == in_order.topic_columns

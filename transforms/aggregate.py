@@ -109,11 +109,18 @@ def aggregate_window(accumulator: WindowPosts, lg_k: int = DEFAULT_LG_K) -> Wind
     error about 1.04 / sqrt(2 ** lg_k)); below a few hundred authors DataSketches
     keeps a list of coupons and the estimate is exact in practice. Topic rows come
     sorted by kind, then participants descending, then topic.
+
+    Authors enter the sketches in post-id order: an HLL sketch's bytes (and its HIP
+    estimate) depend on the order of updates, and the order posts reach the
+    accumulator depends on how the runner split the bundles, so without it one and
+    two workers would write different sketches for the same posts.
     """
     everyone = new_sketch(lg_k)
     reposts = 0
     per_topic: dict[tuple[str, str], list] = {}
-    for _, author, is_repost, topics in accumulator.posts.values():
+    posts = accumulator.posts
+    for post_id in sorted(posts):
+        _, author, is_repost, topics = posts[post_id]
         everyone.update(author)
         reposts += is_repost
         for key in topics:
