@@ -21,6 +21,7 @@ from transforms.bursts import (
     DetectBursts,
     DetectBurstsFn,
     WindowCount,
+    judge_topic,
     judge_window,
     latest_panes,
 )
@@ -117,6 +118,19 @@ def test_idle_topic_starts_afresh():
     within = count(20 + PARAMS.idle_windows - 1, 30, 600)
     kept, _, _ = judge_window(history, within, PARAMS, HOUR_US)
     assert kept.mean > reset.mean
+
+
+def test_judge_topic_orders_the_windows_and_closes_the_last_episode():
+    series = stationary(60, 0.02)
+    for hour, extra in ((40, 300), (58, 250), (59, 200)):
+        series[hour] = count(hour, extra, DIURNAL[hour % 24] + extra)
+    flagged, closed, history = judge_series(series)
+    shuffled = series[1::2] + series[::2]
+    bursts, episodes = judge_topic(shuffled, PARAMS, HOUR_US)
+    assert [burst.start_us // HOUR_US for burst in bursts] == flagged == [40, 58, 59]
+    # The episode still open after hour 59 is closed at the end of the input.
+    assert episodes == closed + [history.episode]
+    assert [(episode.onset_us // HOUR_US, episode.windows) for episode in episodes] == [(40, 1), (58, 2)]
 
 
 def test_latest_pane_of_each_window_wins():

@@ -245,6 +245,23 @@ def topic_window_counts(
         yield (kind, topic), WindowCount(start_us, end_us, posts, participants, window_participants, stream_start_us)
 
 
+def judge_topic(
+    counts: Iterable[WindowCount], params: BurstParams, window_us: int
+) -> tuple[list[Burst], list[Episode]]:
+    """All windows of one topic, in any order -> its bursts and its episodes (one
+    still open at the end closed there): what the streaming detector emits once the
+    watermark has passed them all."""
+    history, bursts, episodes = None, [], []
+    for count in latest_panes(counts):
+        history, burst, closed = judge_window(history, count, params, window_us)
+        episodes.extend(closed)
+        if burst is not None:
+            bursts.append(burst)
+    if history is not None and history.episode is not None:
+        episodes.append(history.episode)
+    return bursts, episodes
+
+
 # Table column -> attribute of the detector's row, per output table.
 BURST_COLUMNS = {
     "window_start": "start_us", "window_end": "end_us", "posts": "posts",
@@ -282,13 +299,13 @@ class DetectBurstsFn(beam.DoFn):
     """((kind, topic), WindowCount) -> ((kind, topic), Burst) on the main output and
     ((kind, topic), Episode) on ``EPISODES_TAG``.
 
-    Counts wait in a bag until the watermark passes their window's end (an event-time
-    timer per window, so windows are judged in event-time order however they arrive),
-    then are judged against the history in state. ``flush_at_end`` (batch) sets one
-    timer at the end of time instead: the same judgement over the same sorted
-    counts, without a timer per topic and window. A timer one window after a burst
-    closes its episode when the topic falls silent; a timer ``idle_windows`` after
-    the last count frees the state of an idle topic.
+    Streaming. Counts wait in a bag until the watermark passes their window's end
+    (an event-time timer per window, so windows are judged in event-time order
+    however they arrive), then are judged against the history in state. A timer one
+    window after a burst closes its episode when the topic falls silent; a timer
+    ``idle_windows`` after the last count frees the state of an idle topic. (Batch
+    runs judge each topic's grouped counts with ``judge_topic`` instead: keyed state
+    costs Beam's state cache a size estimate per access, 28% of a batch run.)
     """
 
     PENDING = userstate.BagStateSpec("pending", PickleCoder())
@@ -296,10 +313,9 @@ class DetectBurstsFn(beam.DoFn):
     FLUSH = userstate.TimerSpec("flush", userstate.TimeDomain.WATERMARK)
     EXPIRE = userstate.TimerSpec("expire", userstate.TimeDomain.WATERMARK)
 
-    def __init__(self, params: BurstParams, window_us: int, flush_at_end: bool = False):
+    def __init__(self, params: BurstParams, window_us: int):
         self._params = params
         self._window_us = window_us
-        self._flush_at_end = flush_at_end
         self._bursts = Metrics.counter(self.__class__, "bursting_windows")
         self._late = Metrics.counter(self.__class__, "counts_after_judgement")
         self._expired = Metrics.counter(self.__class__, "topics_expired")
@@ -312,10 +328,7 @@ class DetectBurstsFn(beam.DoFn):
     ):
         _, count = element
         pending.add(count)
-        if self._flush_at_end:
-            flush.set(GlobalWindow().max_timestamp())
-        else:
-            flush.set(Timestamp(micros=count.end_us), dynamic_timer_tag=str(count.end_us))
+        flush.set(Timestamp(micros=count.end_us), dynamic_timer_tag=str(count.end_us))
 
     @userstate.on_timer(FLUSH)
     def on_flush(
@@ -356,8 +369,7 @@ class DetectBurstsFn(beam.DoFn):
                 next_end = history.episode.end_us + self._window_us
                 flush.set(Timestamp(micros=next_end), dynamic_timer_tag=str(next_end))
         history_state.write(history)
-        if not self._flush_at_end:
-            expire.set(Timestamp(micros=history.last_end_us + self._params.idle_windows * self._window_us))
+        expire.set(Timestamp(micros=history.last_end_us + self._params.idle_windows * self._window_us))
 
     @userstate.on_timer(EXPIRE)
     def on_expire(
@@ -373,6 +385,25 @@ class DetectBurstsFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(EPISODES_TAG, (key, history.episode))
         history_state.clear()
         self._expired.inc()
+
+
+class JudgeTopicFn(beam.DoFn):
+    """((kind, topic), [WindowCount]) -> ((kind, topic), Burst) on the main output and
+    ((kind, topic), Episode) on ``EPISODES_TAG``: batch, all windows of a topic at once."""
+
+    def __init__(self, params: BurstParams, window_us: int):
+        self._params = params
+        self._window_us = window_us
+        self._bursts = Metrics.counter(self.__class__, "bursting_windows")
+
+    def process(self, element):
+        key, counts = element
+        bursts, episodes = judge_topic(counts, self._params, self._window_us)
+        self._bursts.inc(len(bursts))
+        for burst in bursts:
+            yield key, burst
+        for episode in episodes:
+            yield beam.pvalue.TaggedOutput(EPISODES_TAG, (key, episode))
 
 
 class StampStreamStartFn(beam.DoFn):
@@ -399,9 +430,10 @@ class DetectBursts(beam.PTransform):
     "episodes": ((kind, topic), Episode)}.
 
     ``streaming`` False: the stream's start is the earliest window (a side input)
-    and each topic is judged once, after all its windows are in. True: windows are
-    judged as the watermark passes them and the stream starts at the first window
-    that fires.
+    and each topic's windows are grouped and judged in one go (``judge_topic``).
+    True: windows are judged as the watermark passes them (``DetectBurstsFn``) and
+    the stream starts at the first window that fires. Both judge with
+    ``judge_window`` in event-time order, so both give the same rows.
     """
 
     def __init__(self, params: BurstParams, window_us: int, streaming: bool = False):
@@ -427,20 +459,18 @@ class DetectBursts(beam.PTransform):
             stamped = global_windows | "StampStreamStart" >> beam.Map(
                 lambda element, start: (start, element), start=beam.pvalue.AsSingleton(first)
             )
-        results = (
-            stamped
-            | "TopicCounts"
-            >> beam.FlatMapTuple(
-                lambda start, element: (
-                    TimestampedValue(pair, Timestamp(micros=pair[1].end_us - 1))
-                    for pair in topic_window_counts(element, start)
-                )
+        counts = stamped | "TopicCounts" >> beam.FlatMapTuple(
+            lambda start, element: (
+                TimestampedValue(pair, Timestamp(micros=pair[1].end_us - 1))
+                for pair in topic_window_counts(element, start)
             )
-            | "Judge"
-            >> beam.ParDo(
-                DetectBurstsFn(self._params, self._window_us, flush_at_end=not self._streaming)
-            )
-            .with_input_types(tuple[tuple[str, str], WindowCount])
-            .with_outputs(EPISODES_TAG, main=BURSTS_TAG)
         )
+        if self._streaming:
+            judge = beam.ParDo(DetectBurstsFn(self._params, self._window_us)).with_input_types(
+                tuple[tuple[str, str], WindowCount]
+            )
+        else:
+            counts = counts | "GroupByTopic" >> beam.GroupByKey()
+            judge = beam.ParDo(JudgeTopicFn(self._params, self._window_us))
+        results = counts | "Judge" >> judge.with_outputs(EPISODES_TAG, main=BURSTS_TAG)
         return {BURSTS_TAG: results[BURSTS_TAG], EPISODES_TAG: results[EPISODES_TAG]}
