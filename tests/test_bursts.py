@@ -285,3 +285,44 @@ def test_expiry_waits_for_counts_not_yet_judged():
     pending.add(count(9, 30, 600))
     list(detector.on_expire(key=key, pending=pending, history_state=history))
     assert history.value == "kept"
+
+
+# --- On Prism, the local streaming runner -------------------------------------------
+
+from tests.test_streaming import prism, streaming_options  # noqa: E402,F401  (fixture)
+
+
+def prism_stream(prism_path: str, params: BurstParams):
+    """The windows of ``stream_windows`` through the streaming detector on Prism,
+    groups of four per watermark step; returns (pipeline, results)."""
+    pipeline = beam.Pipeline(options=streaming_options(prism_path))
+    stream = TestStream()
+    elements = stream_windows()
+    for first in range(0, len(elements), 4):
+        group = elements[first : first + 4]
+        stream = stream.add_elements([TimestampedValue(element, element[1] / 1e6 - 1e-6) for element in reversed(group)])
+        stream = stream.advance_watermark_to(group[-1][1] / 1e6)
+    stream = stream.advance_watermark_to_infinity()
+    return pipeline, pipeline | stream | DetectBursts(params, HOUR_US, streaming=True)
+
+
+@pytest.mark.streaming
+def test_streaming_detector_on_prism_matches_batch(prism):
+    pipeline, results = prism_stream(prism, PARAMS)
+    bursts, episodes = rows_of(results)
+    assert_that(bursts, equal_to([(("hashtag", "quake"), 30)]), label="Bursts")
+    assert_that(episodes, equal_to([(("hashtag", "quake"), 30, 1)]), label="Episodes")
+    pipeline.run().wait_until_finish()
+
+
+@pytest.mark.streaming
+def test_idle_topics_are_expired_on_prism(prism):
+    from apache_beam.metrics.metric import MetricsFilter
+
+    pipeline, _ = prism_stream(prism, BurstParams(warmup_windows=2, idle_windows=5))
+    result = pipeline.run()
+    result.wait_until_finish()
+    expired = result.metrics().query(MetricsFilter().with_name("topics_expired"))["counters"]
+    # 'steady' falls silent after hour 32 and is expired 5 windows later; 'quake' when
+    # the watermark reaches the end of the stream.
+    assert sum(counter.committed for counter in expired) == 2
