@@ -407,15 +407,17 @@ def daily_volume(output: str, period: Period | None = None, timezone: str | None
 
 
 def volume_totals(output: str, period: Period | None = None) -> dict[str, int]:
-    """Distinct posts, redelivered duplicates, dead letters, input lines and merged
-    participants of the period (dead letters and input lines: of the whole run, as
-    rejected lines have no event time)."""
+    """Distinct posts, redelivered duplicates, dead letters, late posts (streaming:
+    beyond the allowed lateness), input lines and merged participants of the period
+    (dead letters and input lines: of the whole run, as rejected lines have no event
+    time)."""
     volume = (
         _in_period(scan(output, "volume"), period)
         .select("posts", "duplicates", "participants_sketch")
         .collect()
     )
     dead = scan(output, "dead_letters").select(pl.len()).collect().item()
+    late = int(_in_period(scan(output, "late_posts"), period).select(pl.col("posts").sum()).collect().item() or 0)
     posts = int(volume["posts"].sum())
     duplicates = int(volume["duplicates"].sum())
     sketches = volume["participants_sketch"].to_list()
@@ -423,7 +425,8 @@ def volume_totals(output: str, period: Period | None = None) -> dict[str, int]:
         "posts": posts,
         "duplicates": duplicates,
         "dead_letters": dead,
-        "input_lines": posts + duplicates + dead,
+        "late_posts": late,
+        "input_lines": posts + duplicates + dead + late,
         "participants": merged_estimate(sketches, _lg_k(sketches)),
     }
 

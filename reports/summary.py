@@ -19,8 +19,9 @@ def summary_text(output: str, top: int = 10) -> str:
     totals = volume_totals(output)
     lines.append(
         f"Input lines {totals['input_lines']:,} = {totals['posts']:,} distinct posts "
-        f"+ {totals['duplicates']:,} redelivered duplicates + {totals['dead_letters']:,} dead letters; "
-        f"{totals['participants']:,} participants"
+        f"+ {totals['duplicates']:,} redelivered duplicates + {totals['dead_letters']:,} dead letters"
+        + (f" + {totals['late_posts']:,} late posts" if totals["late_posts"] else "")
+        + f"; {totals['participants']:,} participants"
     )
     if totals["dead_letters"]:
         lines.append("Dead letters by reason:")

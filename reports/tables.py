@@ -5,14 +5,15 @@ import os
 
 import polars as pl
 
-from schemas.tables import RUN_MANIFEST, TABLES
+from schemas.tables import PANE_OF_PATH_PATTERN, RUN_MANIFEST, TABLES
 
 
 def scan(output: str, table: str) -> pl.LazyFrame:
     """``table`` of ``output`` as a LazyFrame with its ``date`` partition column.
 
     A table with no files (a run that never wrote it) scans as an empty frame of the
-    table's schema, so queries need no special case.
+    table's schema, so queries need no special case. Windowed tables of a running
+    stream keep only each window's latest pane (``schemas.tables.PANE_OF_PATH_PATTERN``).
     """
     pattern = os.path.join(output, table, "**", "*.parquet")
     folder = os.path.join(output, table)
@@ -22,7 +23,13 @@ def scan(output: str, table: str) -> pl.LazyFrame:
     if not has_files:
         empty = pl.from_arrow(TABLES[table].empty_table())
         return empty.lazy().with_columns(pl.lit(None, dtype=pl.Date).alias("date"))
-    return pl.scan_parquet(pattern, hive_partitioning=True)
+    if "window_start" not in TABLES[table].names:
+        return pl.scan_parquet(pattern, hive_partitioning=True)
+    # While a streaming run goes on, a window can have several pane files: each holds
+    # the whole window so far, so only the highest pane's rows count.
+    frame = pl.scan_parquet(pattern, hive_partitioning=True, include_file_paths="_file")
+    pane = pl.col("_file").str.extract(PANE_OF_PATH_PATTERN, 1).cast(pl.Int64).fill_null(0)
+    return frame.filter(pane == pane.max().over("window_start")).drop("_file")
 
 
 def row_counts(output: str) -> dict[str, int]:

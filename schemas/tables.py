@@ -104,3 +104,8 @@ TABLES: dict[str, pa.Schema] = {
 # Beside the tables in the output folder: what the run was (window, timezone,
 # sketch precision, detector settings), as JSON, for readers that must know.
 RUN_MANIFEST = "_run.json"
+
+# A streaming run writes each pane of a window as a new file whose name ends in
+# "-pane<NNNNNN>.parquet"; the highest pane of a window is its latest result (files
+# without the suffix count as pane 0). The capture group is the pane number.
+PANE_OF_PATH_PATTERN = r"-pane(\d+)\.parquet$"

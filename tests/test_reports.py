@@ -5,6 +5,8 @@ import datetime
 import random
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -24,6 +26,7 @@ from reports.queries import (
     volume_totals,
 )
 from reports.summary import summary_text
+from schemas.tables import TABLES
 from tests.test_reports_fixture import (
     HOURLY_AUTHORS,
     HOURLY_TAG,
@@ -297,8 +300,36 @@ def test_daily_volume_merges_participants_per_local_day(known):
 
 def test_volume_totals_of_a_day(known):
     assert volume_totals(known, DAY) == {
-        "posts": 445, "duplicates": 2, "dead_letters": 1, "input_lines": 448, "participants": 85,
+        "posts": 445, "duplicates": 2, "dead_letters": 1, "late_posts": 0, "input_lines": 448,
+        "participants": 85,
     }
+
+
+def test_a_running_streams_windows_count_their_latest_pane_only(tmp_path):
+    # A streaming run writes each pane of a window as a new file; a reader between a
+    # window's early pane and its final pane must count the final one only.
+    from tests.test_reports_fixture import _local_date
+
+    window = datetime.datetime(2026, 11, 24, 10, tzinfo=datetime.UTC)
+    panes = []
+    for posts in (12, 40):
+        volume, _ = aggregate([Post(window + datetime.timedelta(minutes=i % 60), f"a{i % 7}", ())
+                               for i in range(posts)])
+        panes.append(volume)
+    folder = tmp_path / "volume" / f"date={_local_date('window_start')(panes[0][0]).isoformat()}"
+    folder.mkdir(parents=True)
+    for pane, rows in enumerate(panes):
+        pq.write_table(pa.Table.from_pylist(rows, schema=TABLES["volume"]),
+                       folder / f"20261124T100000Z-pane{pane:06d}.parquet")
+    (tmp_path / "late_posts" / "date=2026-11-24").mkdir(parents=True)
+    pq.write_table(
+        pa.Table.from_pylist([{"window_start": window - datetime.timedelta(hours=1),
+                               "window_end": window, "posts": 3}], schema=TABLES["late_posts"]),
+        tmp_path / "late_posts" / "date=2026-11-24" / "20261124T090000Z-pane000000.parquet",
+    )
+    totals = volume_totals(str(tmp_path))
+    assert (totals["posts"], totals["participants"], totals["late_posts"]) == (40, 7, 3)
+    assert totals["input_lines"] == 40 + 3
 
 
 def test_latest_day_and_timezone_check(known, tmp_path):

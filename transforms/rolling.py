@@ -37,6 +37,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import PaneInfo, PaneInfoTiming
 
 from schemas import tables
+from schemas.tables import PANE_OF_PATH_PATTERN
 from transforms.windows import local_date
 from transforms.write import partition_dir, window_file_name, write_parquet_atomically
 
@@ -51,8 +52,6 @@ TIMING_NAMES = {
 SUPERSEDED_GRACE_SECONDS = 10.0
 # 20121113T080000Z-pane000003.parquet -> window "20121113T080000Z", pane 3.
 PANE_FILE = re.compile(r"^(?P<window>\d{8}T\d{6}Z)-pane(?P<pane>\d+)\.parquet$")
-# The reader's rule, for ``pl.scan_parquet(..., include_file_paths="file")``.
-PANE_OF_PATH_PATTERN = r"-pane(\d+)\.parquet$"
 # Check-then-write and pruning must not interleave between bundles of one process.
 _LOCK = threading.Lock()
 
