@@ -117,13 +117,10 @@ def expected_counts(posts: list[str]) -> dict[tuple[int, str], int]:
 
 def build_pipeline(p, posts, streaming: bool, out_dir: str, batch: int, early: bool = True):
     import apache_beam as beam
-    from apache_beam.coders import StrUtf8Coder
-    from apache_beam.coders import VarIntCoder
-    from apache_beam.transforms import trigger
-    from apache_beam.transforms import userstate
+    from apache_beam.coders import StrUtf8Coder, VarIntCoder
+    from apache_beam.transforms import trigger, userstate
     from apache_beam.transforms.timeutil import TimeDomain
-    from apache_beam.transforms.window import FixedWindows
-    from apache_beam.transforms.window import TimestampedValue
+    from apache_beam.transforms.window import FixedWindows, TimestampedValue
 
     class Record(beam.DoFn):
         """Appends what it sees to a JSON-lines file (works in any local runner:
@@ -208,8 +205,8 @@ def check(posts, out_dir):
     exp = expected_counts(posts)
     panes_path = os.path.join(out_dir, "panes.jsonl")
     timer_path = os.path.join(out_dir, "timer.jsonl")
-    panes = [json.loads(l) for l in open(panes_path, encoding="utf-8")] if os.path.exists(panes_path) else []
-    timer = [json.loads(l) for l in open(timer_path, encoding="utf-8")] if os.path.exists(timer_path) else []
+    panes = [json.loads(line) for line in open(panes_path, encoding="utf-8")] if os.path.exists(panes_path) else []
+    timer = [json.loads(line) for line in open(timer_path, encoding="utf-8")] if os.path.exists(timer_path) else []
 
     summed: dict[tuple[int, str], int] = collections.Counter()
     timing_names = {0: "EARLY", 1: "ON_TIME", 2: "LATE", 3: "UNKNOWN"}

@@ -160,7 +160,7 @@ def zipf_weights(count: int, exponent: float) -> list[float]:
 def valid_id_card(rng: random.Random) -> str:
     body = f"{rng.choice(('110105', '510100', '330203'))}19{rng.randint(60, 99)}"
     body += f"{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}{rng.randint(100, 999)}"
-    total = sum(int(digit) * weight for digit, weight in zip(body, _ID_CARD_WEIGHTS))
+    total = sum(int(digit) * weight for digit, weight in zip(body, _ID_CARD_WEIGHTS, strict=True))
     return body + "10X98765432"[total % 11]
 
 
@@ -331,7 +331,7 @@ def generate(config: GeneratorConfig) -> tuple[list[str], Truth]:
         for burst in config.bursts
         if burst.quiet_before_hours
     }
-    start = config.start.astimezone(datetime.timezone.utc)
+    start = config.start.astimezone(datetime.UTC)
     for hour in range(hours):
         hour_start = start + datetime.timedelta(hours=hour)
         local_hour = hour_start.astimezone(BEIJING).hour
@@ -355,7 +355,7 @@ def generate(config: GeneratorConfig) -> tuple[list[str], Truth]:
         rng.shuffle(extra)
         weights = burst.hourly_weights()
         cursor = 0
-        onset = burst.onset.astimezone(datetime.timezone.utc)
+        onset = burst.onset.astimezone(datetime.UTC)
         for hour, weight in enumerate(weights):
             in_hour = int(round(weight * posts)) if hour < len(weights) - 1 else posts - cursor
             for when in _hour_times(rng, onset + datetime.timedelta(hours=hour), in_hour):

@@ -35,8 +35,14 @@ def run_volume(args: list[str], env: dict | None = None, timeout: int = 900) -> 
 @pytest.fixture(scope="session")
 def small_stream(tmp_path_factory):
     """A small generated stream (2 days, one planted surge) and its truth."""
-    from sampledata.generator import GeneratorConfig, PlantedBurst, generate, write_lines
     import datetime
+
+    from sampledata.generator import (
+        GeneratorConfig,
+        PlantedBurst,
+        generate,
+        write_lines,
+    )
 
     start = GeneratorConfig().start
     config = GeneratorConfig(
@@ -82,3 +88,32 @@ def pytest_configure(config):
     from apache_beam.testing.test_pipeline import TestPipeline
 
     TestPipeline.pytest_test_pipeline_options = config.getoption("--test-pipeline-options")
+
+
+@pytest.fixture(scope="session")
+def prism() -> str:
+    """The Prism binary (the local streaming runner), built once by the project's own
+    setup step, ``deploy/prism/build.sh``, if it is missing."""
+    import shutil
+
+    from pipelines.runners import default_prism_path, prism_binary
+
+    path = prism_binary()
+    if path is None:
+        if shutil.which("go") is None:
+            pytest.skip(f"Prism is not built ({default_prism_path()}) and the Go toolchain is "
+                        "absent: run deploy/prism/build.sh where Go >= 1.24 is installed")
+        subprocess.run([str(PROJECT / "deploy" / "prism" / "build.sh")], check=True,
+                       capture_output=True, timeout=1_200)
+        path = prism_binary()
+    assert path is not None
+    return path
+
+
+def streaming_options(prism: str):
+    """Pipeline options for a TestStream pipeline on Prism."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    return PipelineOptions([
+        "--runner=PrismRunner", f"--prism_location={prism}", "--prism_log_level=error", "--streaming",
+    ])

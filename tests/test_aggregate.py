@@ -1,8 +1,8 @@
 """Per-window aggregates: dedup, counts, sketches; pure functions and the transform."""
 
+import apache_beam as beam
 import datasketches
 import pytest
-import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import FixedWindows, TimestampedValue
@@ -35,7 +35,7 @@ def test_duplicates_count_once_and_are_tallied():
     accumulator = _posts(post, post, PostSummary("p2", 2, True, (HASHTAG, MENTION)))
     result = aggregate_window(accumulator)
     assert (result.posts, result.duplicates, result.reposts, result.participants) == (2, 1, 1, 2)
-    topics = dict(zip(zip(result.topic_columns["kind"], result.topic_columns["topic"]), result.topic_columns["posts"]))
+    topics = dict(zip(zip(result.topic_columns["kind"], result.topic_columns["topic"], strict=True), result.topic_columns["posts"], strict=True))
     assert topics == {HASHTAG: 2, MENTION: 1}
 
 

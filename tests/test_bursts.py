@@ -289,7 +289,7 @@ def test_expiry_waits_for_counts_not_yet_judged():
 
 # --- On Prism, the local streaming runner -------------------------------------------
 
-from tests.test_streaming import prism, streaming_options  # noqa: E402,F401  (fixture)
+from tests.conftest import streaming_options  # noqa: E402
 
 
 def prism_stream(prism_path: str, params: BurstParams):

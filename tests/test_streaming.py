@@ -10,8 +10,6 @@ import datetime
 import gzip
 import json
 import os
-import shutil
-import subprocess
 import time
 
 import apache_beam as beam
@@ -24,8 +22,7 @@ from apache_beam.transforms import window
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
-from pipelines.runners import default_prism_path, prism_binary
-from tests.conftest import PROJECT
+from tests.conftest import streaming_options
 from transforms.aggregate import AggregateWindows
 from transforms.extract import ExtractTopicsFn
 from transforms.landing import (
@@ -272,27 +269,6 @@ def test_a_local_streaming_run_is_named_for_prism_without_a_five_minute_deadline
 
 
 # --- Event time on Prism ---------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def prism() -> str:
-    """The Prism binary, built once by the project's setup step if it is missing."""
-    path = prism_binary()
-    if path is None:
-        if shutil.which("go") is None:
-            pytest.skip(f"Prism is not built ({default_prism_path()}) and the Go toolchain is "
-                        "absent: run deploy/prism/build.sh where Go >= 1.24 is installed")
-        subprocess.run([str(PROJECT / "deploy" / "prism" / "build.sh")], check=True,
-                       capture_output=True, timeout=1_200)
-        path = prism_binary()
-    assert path is not None
-    return path
-
-
-def streaming_options(prism: str) -> PipelineOptions:
-    return PipelineOptions([
-        "--runner=PrismRunner", f"--prism_location={prism}", "--prism_log_level=error", "--streaming",
-    ])
 
 
 def post(post_id: str, hour: float, author: int = 1, text: str = "#a#") -> Post:

@@ -2,7 +2,12 @@
 
 import pytest
 
-from transforms.topics import extract_hashtags, extract_mentions, normalize_topic, repost_chain_names
+from transforms.topics import (
+    extract_hashtags,
+    extract_mentions,
+    normalize_topic,
+    repost_chain_names,
+)
 
 
 @pytest.mark.parametrize(

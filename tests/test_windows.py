@@ -7,7 +7,12 @@ import pytest
 from apache_beam.transforms import window
 from apache_beam.utils.timestamp import Timestamp
 
-from transforms.windows import LocalDayWindows, local_date, parse_duration, window_fn_for
+from transforms.windows import (
+    LocalDayWindows,
+    local_date,
+    parse_duration,
+    window_fn_for,
+)
 
 
 @pytest.mark.parametrize(
@@ -26,7 +31,7 @@ def test_parse_duration_rejects(text):
 
 
 def _assign(window_fn, moment: datetime.datetime):
-    context = window.WindowFn.AssignContext(Timestamp.from_utc_datetime(moment.astimezone(datetime.timezone.utc)))
+    context = window.WindowFn.AssignContext(Timestamp.from_utc_datetime(moment.astimezone(datetime.UTC)))
     (assigned,) = window_fn.assign(context)
     return (assigned.start.to_utc_datetime(has_tz=True), assigned.end.to_utc_datetime(has_tz=True))
 
@@ -65,6 +70,6 @@ def test_longer_than_a_day_must_be_whole_days():
 
 def test_local_date_uses_timezone():
     # 2026-11-21T17:00Z is already the 22nd in Beijing.
-    micros = int(datetime.datetime(2026, 11, 21, 17, tzinfo=datetime.timezone.utc).timestamp() * 1e6)
+    micros = int(datetime.datetime(2026, 11, 21, 17, tzinfo=datetime.UTC).timestamp() * 1e6)
     assert local_date(micros, "Asia/Shanghai") == "2026-11-22"
     assert local_date(micros, "UTC") == "2026-11-21"

@@ -28,7 +28,7 @@ HOUR = 3600
 # 50 windows, spanning three Beijing dates, posts out of order so that one bundle
 # carries many windows (the case where Beam's WriteToParquet misfiles rows).
 WINDOWS = 50
-BASE = int(datetime.datetime(2026, 11, 20, 10, tzinfo=datetime.timezone.utc).timestamp())
+BASE = int(datetime.datetime(2026, 11, 20, 10, tzinfo=datetime.UTC).timestamp())
 
 
 def _sample_posts():

@@ -141,7 +141,7 @@ def parse_created_at(value: Any) -> int:
 def _aware_micros(moment: datetime.datetime, original: Any) -> int:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise InvalidPost(f"created_at: {_quote(original)} has no UTC offset")
-    delta = moment - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    delta = moment - datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 

@@ -51,7 +51,7 @@ def is_valid_id_card(number: str) -> bool:
     """Whether an 18-character string passes GB 11643's ISO 7064 MOD 11-2 checksum."""
     if len(number) != 18 or not number[:17].isdigit():
         return False
-    total = sum(int(digit) * weight for digit, weight in zip(number[:17], _ID_CARD_WEIGHTS))
+    total = sum(int(digit) * weight for digit, weight in zip(number[:17], _ID_CARD_WEIGHTS, strict=True))
     return _ID_CARD_CHECK_CHARS[total % 11] == number[17].upper()
 
 

@@ -20,7 +20,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from transforms.posts import InvalidPost, Post, decode_json_line, parse_post
+from transforms.posts import InvalidPost, decode_json_line, parse_post
 from transforms.privacy import mask_raw_line
 
 DEAD_LETTERS = "dead_letters"

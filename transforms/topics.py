@@ -32,11 +32,11 @@ _LATIN_TAG = re.compile(r"[#＃]([A-Za-z0-9_\u00C0-\u024F]*[A-Za-z\u00C0-\u024F]
 _WORD_BEFORE = re.compile(r"[\w/&]")
 # An ASCII word before "@" is an e-mail-like string; CJK before it is ordinary prose
 # ("推荐@程与败").
-_MENTION = re.compile(r"(?<![A-Za-z0-9_.])[@＠]([\w\-]{1,%d})" % MAX_MENTION_CHARS)
+_MENTION = re.compile(rf"(?<![A-Za-z0-9_.])[@＠]([\w\-]{{1,{MAX_MENTION_CHARS}}})")
 # `//@name:` (ASCII or full-width colon) marks the next author in a repost chain;
 # the `//` is what Weibo's repost box prepends, and real chains lose the colon
 # ("//@永强的小博 昨天..."), so the colon is optional.
-_REPOST_CHAIN_MARK = re.compile(r"//\s*[@＠]([\w\-]{1,%d})\s*[:：]?" % MAX_MENTION_CHARS)
+_REPOST_CHAIN_MARK = re.compile(rf"//\s*[@＠]([\w\-]{{1,{MAX_MENTION_CHARS}}})\s*[:：]?")
 
 
 def normalize_topic(text: str) -> str:

@@ -41,7 +41,7 @@ def parse_duration(text: str) -> int:
 
 def micros_to_datetime(micros: int) -> datetime.datetime:
     """Microseconds since the epoch -> aware UTC datetime."""
-    return datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(
+    return datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(
         microseconds=micros
     )
 
@@ -67,7 +67,7 @@ class LocalDayWindows(window.NonMergingWindowFn):
 
     def _midnight(self, date: datetime.date) -> Timestamp:
         local = datetime.datetime.combine(date, datetime.time(), ZoneInfo(self.timezone))
-        return Timestamp.from_utc_datetime(local.astimezone(datetime.timezone.utc))
+        return Timestamp.from_utc_datetime(local.astimezone(datetime.UTC))
 
     def assign(self, context: window.WindowFn.AssignContext) -> list[window.IntervalWindow]:
         moment = context.timestamp.to_utc_datetime(has_tz=True).astimezone(ZoneInfo(self.timezone))

@@ -20,7 +20,6 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -64,7 +63,7 @@ def recorder(path):
 def read(path):
     if not os.path.exists(path):
         return []
-    return [json.loads(l) for l in open(path, encoding="utf-8")]
+    return [json.loads(line) for line in open(path, encoding="utf-8")]
 
 
 TIMING = {0: "EARLY", 1: "ON_TIME", 2: "LATE", 3: "UNKNOWN"}
@@ -190,6 +189,7 @@ def probe_early_count_race(runner, binary, tmp):
 
 def _race(runner, binary, tmp, early):
     import random
+
     import apache_beam as beam
     from apache_beam.testing.test_stream import TestStream
     from apache_beam.transforms.window import TimestampedValue
@@ -420,7 +420,7 @@ def probe_match_continuously_event_time(runner, binary, tmp):
     _ = (p | fileio.MatchContinuously(os.path.join(data, "*.jsonl"), interval=1.0)
          | fileio.ReadMatches()
          | beam.FlatMap(lambda rf: rf.read_utf8().splitlines())
-         | beam.Map(lambda l: TimestampedValue(("n", 1), json.loads(l)["ts"]))
+         | beam.Map(lambda line: TimestampedValue(("n", 1), json.loads(line)["ts"]))
          | beam.WindowInto(FixedWindows(3600))
          | beam.CombinePerKey(sum) | recorder(out))
     result = p.run()
@@ -442,6 +442,7 @@ def probe_which_runner(runner, binary, tmp):
     """Which engine does --runner DirectRunner --prism_location BIN --streaming pick,
     with and without a TestStream? (read from the runner's log)."""
     import logging
+
     import apache_beam as beam
     from apache_beam.testing.test_stream import TestStream
     msgs = []
@@ -492,7 +493,7 @@ def child(name, runner, binary, tmp, result_path):
         ok, evidence = fn(runner, binary, tmp)
         res = {"ok": ok, "evidence": evidence}
     except Exception as e:  # noqa: BLE001 - the failure is the finding
-        lines = [l for l in str(e).strip().splitlines() if l.strip()]
+        lines = [line for line in str(e).strip().splitlines() if line.strip()]
         res = {"ok": False, "error": f"{type(e).__name__}: {lines[0][:300] if lines else ''}"}
     res["seconds"] = round(time.time() - t0, 1)
     with open(result_path, "w") as f:
