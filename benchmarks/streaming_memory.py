@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/streaming_memory.py --checkpoints 100000 250000 500000 750000 1000000
     .venv/bin/python benchmarks/streaming_memory.py --max-backlog 0  # each phase dropped at once
     .venv/bin/python benchmarks/streaming_memory.py --topic-kinds hashtag,mention,entity,keyword
+    .venv/bin/python benchmarks/streaming_memory.py -- --burst-idle-expiry 12h  # extra pipeline options
 
 A generated stream (``sampledata``: 25,000 posts a day, so 1M posts span 40 days of
 event time and hourly windows keep closing) is replayed, without pacing, into a
@@ -15,6 +16,12 @@ and prints the peak resident memory so far of the Python process (the SDK worker
 runs in it, LOOPBACK) and of Prism, sampled every 0.2 s. Memory that does not grow
 with the posts seen is the claim: state lives only for windows still open (window +
 allowed lateness) and redelivered ids are deduplicated only within them.
+
+Each checkpoint also reports the event time the replayed lines span and the
+burst detector's topic keys, counted from the generated posts: (kind, topic) keys
+seen so far, and keys with a count within the last ``--burst-idle-expiry`` of event
+time (the keys whose state the detector still holds; the rest have expired).
+Options after ``--`` go to the pipeline as they are.
 
 Prints one line per checkpoint and the whole result as JSON (``--json-out FILE``).
 """
@@ -40,6 +47,8 @@ sys.path.insert(0, str(PROJECT))
 from sampledata.generator import BEIJING, GeneratorConfig, generate  # noqa: E402
 from transforms.landing import drop_file, end_stream  # noqa: E402
 from transforms.rolling import read_latest_panes  # noqa: E402
+from transforms.topics import extract_hashtags, extract_mentions  # noqa: E402
+from transforms.windows import parse_duration  # noqa: E402
 
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 POSTS_PER_DAY = 25_000
@@ -83,6 +92,57 @@ def mib(value: int) -> float:
     return round(value / 2**20, 1)
 
 
+def option_value(options: list[str], name: str, default: str) -> str:
+    """The value of ``--name VALUE`` or ``--name=VALUE`` in ``options`` (last wins)."""
+    value = default
+    for index, option in enumerate(options):
+        if option == f"--{name}" and index + 1 < len(options):
+            value = options[index + 1]
+        elif option.startswith(f"--{name}="):
+            value = option.split("=", 1)[1]
+    return value
+
+
+class TopicKeys:
+    """Counts the detector's (kind, topic) keys in the lines fed to it so far:
+    keys seen, and keys last seen within ``horizon_s`` of the newest event time."""
+
+    def __init__(self, kinds: set[str], horizon_s: int):
+        self.kinds = kinds
+        self.horizon_s = horizon_s
+        self.last_seen: dict[tuple[str, str], float] = {}
+        self.first_time = self.last_time = None
+
+    def feed(self, lines: list[bytes]) -> None:
+        for line in lines:
+            try:
+                post = json.loads(line)
+                when = datetime.datetime.fromisoformat(post["created_at"]).timestamp()
+                text = post["text"]
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # malformed lines become dead letters
+            if not isinstance(text, str) or str(post.get("id", "")).startswith("bad"):
+                continue  # the generator's malformed lines (dead letters)
+            self.first_time = when if self.first_time is None else min(self.first_time, when)
+            self.last_time = when if self.last_time is None else max(self.last_time, when)
+            if "hashtag" in self.kinds:
+                for topic in extract_hashtags(text):
+                    self.last_seen[("hashtag", topic)] = max(when, self.last_seen.get(("hashtag", topic), when))
+            if "mention" in self.kinds:
+                for topic in extract_mentions(text):
+                    self.last_seen[("mention", topic)] = max(when, self.last_seen.get(("mention", topic), when))
+
+    def summary(self) -> dict:
+        live = sum(1 for when in self.last_seen.values() if when > self.last_time - self.horizon_s)
+        return {
+            "event_time_first": datetime.datetime.fromtimestamp(self.first_time, BEIJING).isoformat(),
+            "event_time_last": datetime.datetime.fromtimestamp(self.last_time, BEIJING).isoformat(),
+            "event_time_span_days": round((self.last_time - self.first_time) / 86_400, 2),
+            "topic_keys_seen": len(self.last_seen),
+            "topic_keys_within_expiry": live,
+        }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoints", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -94,7 +154,18 @@ def main(argv: list[str] | None = None) -> int:
                              "is held back; 0 drops each phase at once. Default 50000.")
     parser.add_argument("--timeout", type=float, default=3_600, help="Seconds per checkpoint.")
     parser.add_argument("--json-out", default=None)
+    parser.add_argument("--keep-log", default=None,
+                        help="Copy the pipeline's log (Prism's too) here at the end; with "
+                             "GODEBUG=gctrace=1 in the environment it shows Prism's live Go heap.")
+    parser.add_argument("pipeline_options", nargs=argparse.REMAINDER,
+                        help="After --: options passed to the pipeline as they are, "
+                             "e.g. -- --burst-idle-expiry 12h")
     args = parser.parse_args(argv)
+    extra = args.pipeline_options
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    expiry = option_value(extra, "burst-idle-expiry", "7d")
+    keys = TopicKeys(set(args.topic_kinds.split(",")), parse_duration(expiry))
 
     total = max(args.checkpoints)
     days = -(-total // POSTS_PER_DAY)
@@ -107,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
                                             authors=50_000, malformed_lines=days * 2, bursts=()))
     encoded = [line.encode("utf-8") + b"\n" for line in lines]
     del lines
+    # Counted before the pipeline starts, so as not to take CPU from it.
+    key_counts, fed = {}, 0
+    for checkpoint in sorted(args.checkpoints):
+        keys.feed(encoded[fed:min(checkpoint, len(encoded))])
+        fed = min(checkpoint, len(encoded))
+        key_counts[checkpoint] = keys.summary()
 
     work = Path(tempfile.mkdtemp(prefix="yuqing-stream-bench-"))
     landing, out = work / "landing", work / "out"
@@ -115,13 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     command = [sys.executable, "-m", "pipelines.volume", "--streaming", "--landing", str(landing),
                "--output", str(out), "--window", "1h", "--topic-kinds", args.topic_kinds,
                "--allowed-lateness", args.allowed_lateness,
-               "--early-results-every", args.early_results_every]
+               "--early-results-every", args.early_results_every, *extra]
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL,
                                stderr=open(work / "pipeline.log", "w"), start_new_session=True)
     sampler = MemorySampler(process.pid)
     sampler.start()
-    results = {"command": " ".join(command), "cpus": os.cpu_count(), "checkpoints": []}
+    results = {"command": " ".join(command), "burst_idle_expiry": expiry, "cpus": os.cpu_count(),
+               "checkpoints": []}
     dropped = files = 0
     try:
         while not (out / "volume").exists():
@@ -157,12 +235,15 @@ def main(argv: list[str] | None = None) -> int:
                 "phase_seconds": round(elapsed, 1),
                 "phase_lines_per_second": round((dropped - first) / elapsed),
                 "wall_seconds": round(time.monotonic() - started, 1),
+                **key_counts[checkpoint],
             }
             results["checkpoints"].append(row)
             print(f"after {dropped:>9,} lines: peak RSS python {row['peak_mib']['python']} MiB, "
                   f"prism {row['peak_mib']['prism']} MiB, total {row['peak_mib']['total']} MiB "
                   f"(now {row['current_mib']['total']} MiB); {row['phase_lines_per_second']} lines/s "
-                  f"in this phase", flush=True)
+                  f"in this phase; event time {row['event_time_span_days']} days, topic keys "
+                  f"{row['topic_keys_seen']:,} seen, {row['topic_keys_within_expiry']:,} within "
+                  f"{expiry}", flush=True)
         end_stream(str(landing))
         process.wait(timeout=300)
         results["exit_status"] = process.returncode
@@ -173,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         raise
     finally:
         sampler.stopped.set()
+        if args.keep_log:
+            shutil.copy(work / "pipeline.log", args.keep_log)
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
             try:
