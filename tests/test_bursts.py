@@ -199,18 +199,21 @@ def test_detect_bursts_in_batch():
         assert_that(episodes, equal_to([(("hashtag", "quake"), 30, 1)]), label="Episodes")
 
 
-def streaming_pipeline(elements) -> TestPipeline:
-    options = PipelineOptions(["--streaming", "--runner=BundleBasedDirectRunner"])
-    pipeline = TestPipeline(options=options)
+def windows_as_they_fire(elements) -> TestStream:
+    """Windows reaching the detector as they fire: in groups of four, the watermark
+    passing each group's last window, in reverse order within a group."""
     stream = TestStream()
-    # Windows reach the detector as they fire, each once the watermark passes it,
-    # in shuffled order within each group of four.
     for first in range(0, len(elements), 4):
         group = elements[first : first + 4]
         stream = stream.add_elements([TimestampedValue(element, element[1] / 1e6 - 1e-6) for element in reversed(group)])
         stream = stream.advance_watermark_to(group[-1][1] / 1e6)
-    stream = stream.advance_watermark_to_infinity()
-    return pipeline, pipeline | stream
+    return stream.advance_watermark_to_infinity()
+
+
+def streaming_pipeline(elements) -> TestPipeline:
+    options = PipelineOptions(["--streaming", "--runner=BundleBasedDirectRunner"])
+    pipeline = TestPipeline(options=options)
+    return pipeline, pipeline | windows_as_they_fire(elements)
 
 
 def test_detect_bursts_in_streaming_matches_batch():
@@ -293,17 +296,11 @@ from tests.conftest import streaming_options  # noqa: E402
 
 
 def prism_stream(prism_path: str, params: BurstParams):
-    """The windows of ``stream_windows`` through the streaming detector on Prism,
-    groups of four per watermark step; returns (pipeline, results)."""
+    """The windows of ``stream_windows`` through the streaming detector on Prism;
+    returns (pipeline, results)."""
     pipeline = beam.Pipeline(options=streaming_options(prism_path))
-    stream = TestStream()
-    elements = stream_windows()
-    for first in range(0, len(elements), 4):
-        group = elements[first : first + 4]
-        stream = stream.add_elements([TimestampedValue(element, element[1] / 1e6 - 1e-6) for element in reversed(group)])
-        stream = stream.advance_watermark_to(group[-1][1] / 1e6)
-    stream = stream.advance_watermark_to_infinity()
-    return pipeline, pipeline | stream | DetectBursts(params, HOUR_US, streaming=True)
+    windows = pipeline | windows_as_they_fire(stream_windows())
+    return pipeline, windows | DetectBursts(params, HOUR_US, streaming=True)
 
 
 @pytest.mark.streaming

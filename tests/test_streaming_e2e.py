@@ -15,7 +15,6 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from tests.conftest import PROJECT, TEST_KEY_HEX, run_volume
-from tests.test_streaming import prism  # noqa: F401 - the fixture.
 from transforms.landing import drop_file, end_stream
 from transforms.rolling import read_latest_panes
 
