@@ -14,11 +14,11 @@ from apache_beam.transforms.window import FixedWindows, TimestampedValue
 
 from schemas import tables
 from transforms.aggregate import AggregateWindows, PostSummary
+from transforms.rolling import WriteRollingTables, pane_file_name
 from transforms.write import (
     WriteWindowTables,
     publish,
     staging_dir,
-    window_file_name,
     write_empty_tables,
     write_parquet_atomically,
     write_run_manifest,
@@ -39,14 +39,14 @@ def _sample_posts():
     return posts
 
 
-def _write_sample(root: str, windowing: dict | None, per_window: bool) -> None:
+def _write_sample(root: str, windowing: dict | None, writer: beam.PTransform) -> None:
     with TestPipeline() as pipeline:
         (
             pipeline
             | beam.Create(_sample_posts())
             | beam.Map(lambda pair: TimestampedValue(pair[1], pair[0]))
             | AggregateWindows(FixedWindows(HOUR), windowing=windowing)
-            | WriteWindowTables(root, "Asia/Shanghai", per_window=per_window)
+            | writer
         )
 
 
@@ -64,7 +64,7 @@ def _assert_rows_in_their_windows(root: str) -> None:
 
 def test_batch_writes_one_file_per_table_and_date(tmp_path):
     root = str(tmp_path)
-    _write_sample(root, None, per_window=False)
+    _write_sample(root, None, WriteWindowTables(root, "Asia/Shanghai"))
     for table in ("volume", "topics"):
         folders = sorted(os.listdir(os.path.join(root, table)))
         assert folders == ["date=2026-11-20", "date=2026-11-21", "date=2026-11-22"]
@@ -75,19 +75,20 @@ def test_batch_writes_one_file_per_table_and_date(tmp_path):
 
 def test_every_row_lands_in_its_own_window_partition(tmp_path):
     root = str(tmp_path)
-    _write_sample(root, {}, per_window=True)
+    # The streaming writer: each window's pane is a file of its own.
+    _write_sample(root, {}, WriteRollingTables(root, "Asia/Shanghai"))
     for table in ("volume", "topics"):
         files = sorted(pl.Series(os.listdir(os.path.join(root, table))).to_list())
         assert files, table
         seen_windows = 0
         for dirpath, _, names in os.walk(os.path.join(root, table)):
             for name in names:
-                assert re.fullmatch(r"\d{8}T\d{6}Z\.parquet", name), name
+                assert re.fullmatch(r"\d{8}T\d{6}Z-pane\d{6}\.parquet", name), name
                 frame = pl.read_parquet(os.path.join(dirpath, name))
                 starts = frame["window_start"].unique().to_list()
                 assert len(starts) == 1, f"{name} holds rows of {len(starts)} windows"
                 micros = int(starts[0].timestamp() * 1_000_000)
-                assert window_file_name(micros) == name
+                assert pane_file_name(micros, 0) == name
                 local = starts[0].astimezone(datetime.timezone(datetime.timedelta(hours=8))).date()
                 assert os.path.basename(dirpath) == f"date={local.isoformat()}"
                 seen_windows += 1

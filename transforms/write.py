@@ -6,9 +6,8 @@ Layout (``../shared/CONTRACT.md``): ``ROOT/<table>/date=YYYY-MM-DD/<file>.parque
 written under a temporary name in its final folder and renamed into place, so a
 reader (polars scanning ``**/*.parquet``) sees either the old file or the new one,
 never a half-written one. A batch run writes one file per table and date
-(``20121113.parquet``). A streaming run writes one per window
-(``20121113T080000Z.parquet``), named after the window alone: a later pane of the
-same window replaces it, so readers never count a window twice.
+(``20121113.parquet``); a streaming run writes one immutable file per window and
+pane (``transforms/rolling.py``, named from ``window_file_name``).
 
 Beam's ``WriteToParquet`` misfiles rows when several windows fire in one bundle and
 names files with brackets; this writer keys every file by its window explicitly.
@@ -109,30 +108,6 @@ def write_empty_tables(root: str, date: str) -> list[str]:
     return filled
 
 
-class WriteWindowTablesFn(beam.DoFn):
-    """(window_start_us, window_end_us, {table: pa.Table}) -> written file paths.
-
-    Empty tables write nothing; the file name is the window's, so a later pane of the
-    same window replaces the earlier one.
-    """
-
-    def __init__(self, root: str, timezone: str):
-        self._root = root
-        self._timezone = timezone
-        self._files = Metrics.counter(self.__class__, "files_written")
-
-    def process(self, element: tuple[int, int, dict[str, pa.Table]]) -> Iterable[str]:
-        start_us, _, by_table = element
-        date = local_date(start_us, self._timezone)
-        for name, table in sorted(by_table.items()):
-            if table.num_rows == 0:
-                continue
-            path = os.path.join(partition_dir(self._root, name, date), window_file_name(start_us))
-            write_parquet_atomically(table.cast(tables.TABLES[name]), path)
-            self._files.inc()
-            yield path
-
-
 class WriteDeadLettersFn(beam.DoFn):
     """(date, [DeadLetter]) -> the file written for that date's dead letters."""
 
@@ -216,24 +191,19 @@ class WriteDateTablesFn(beam.DoFn):
 
 
 class WriteWindowTables(beam.PTransform):
-    """PCollection[(start_us, end_us, {table: pa.Table})] -> written file paths.
-
-    ``per_window`` (streaming): one file per table and window, named after the
-    window, written as each pane arrives; a later pane replaces the earlier file.
-    Otherwise (batch): the windows are grouped by local date and each table gets one
-    file per date, since a run over years of hourly windows would otherwise leave
-    tens of thousands of small files for every scan to open.
+    """PCollection[(start_us, end_us, {table: pa.Table})] -> written file paths, in
+    batch: the windows are grouped by local date and each table gets one file per
+    date, since a run over years of hourly windows would otherwise leave tens of
+    thousands of small files for every scan to open. (Streaming writes each pane as
+    it fires: ``transforms.rolling.WriteRollingTables``.)
     """
 
-    def __init__(self, root: str, timezone: str, per_window: bool = False):
+    def __init__(self, root: str, timezone: str):
         super().__init__()
         self._root = root
         self._timezone = timezone
-        self._per_window = per_window
 
     def expand(self, windows: beam.PCollection) -> beam.PCollection:
-        if self._per_window:
-            return windows | "WriteWindowFiles" >> beam.ParDo(WriteWindowTablesFn(self._root, self._timezone))
         timezone = self._timezone
         return (
             windows
