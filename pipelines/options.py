@@ -153,7 +153,7 @@ def burst_params(options: VolumeOptions) -> BurstParams:
         min_participants=options.burst_min_participants,
         min_ratio=options.burst_min_ratio,
         half_life_windows=float(windows(options.burst_half_life)),
-        warmup_windows=windows(options.burst_warmup) if parse_duration(options.burst_warmup) else 0,
+        warmup_windows=windows(options.burst_warmup),
         idle_windows=windows(options.burst_idle_expiry),
     )
 

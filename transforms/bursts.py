@@ -42,7 +42,7 @@ import pyarrow as pa
 from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import userstate
-from apache_beam.transforms.window import GlobalWindow, GlobalWindows, TimestampedValue
+from apache_beam.transforms.window import GlobalWindows, TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from schemas import tables
@@ -361,7 +361,7 @@ class DetectBurstsFn(beam.DoFn):
         if history is None:
             return
         if history.episode is not None:
-            if history.episode.end_us < fired_at.micros or fired_at >= GlobalWindow().max_timestamp():
+            if history.episode.end_us < fired_at.micros:
                 # The window after the episode's last one passed without a burst.
                 yield beam.pvalue.TaggedOutput(EPISODES_TAG, (key, history.episode))
                 history = history._replace(episode=None)
