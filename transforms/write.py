@@ -46,19 +46,26 @@ def partition_dir(root: str, table: str, date: str) -> str:
     return os.path.join(root, table, f"date={date}")
 
 
-def write_parquet_atomically(table: pa.Table, path: str) -> None:
-    """Write ``table`` to ``path`` via a temporary sibling and an atomic rename.
+def replace_atomically(path: str, write) -> None:
+    """Create or replace ``path`` whole: ``write(temporary)`` writes a temporary
+    sibling, which is then renamed into place (and removed if writing fails).
 
-    The temporary name does not end in ``.parquet``, so no reader's glob picks it up.
+    The temporary name ends in ``.tmp``, so no reader's ``*.parquet`` or ``*.json``
+    glob picks it up.
     """
     os.makedirs(os.path.dirname(path), exist_ok=True)
     temporary = f"{path}.{uuid.uuid4().hex}.tmp"
     try:
-        pq.write_table(table, temporary, compression=COMPRESSION)
+        write(temporary)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def write_parquet_atomically(table: pa.Table, path: str) -> None:
+    """Write ``table`` to ``path`` (zstd), whole or not at all."""
+    replace_atomically(path, lambda temporary: pq.write_table(table, temporary, compression=COMPRESSION))
 
 
 def _source_order(letter: DeadLetter) -> tuple[str, int]:
@@ -274,10 +281,12 @@ class WriteRowsByDate(beam.PTransform):
 def write_run_manifest(folder: str, manifest: dict) -> str:
     """Write ``manifest`` as ``folder/_run.json`` (atomically); return its path."""
     path = os.path.join(folder, RUN_MANIFEST)
-    temporary = f"{path}.{uuid.uuid4().hex}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, ensure_ascii=False, indent=1, sort_keys=True)
-    os.replace(temporary, path)
+
+    def dump(temporary: str) -> None:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, ensure_ascii=False, indent=1, sort_keys=True)
+
+    replace_atomically(path, dump)
     return path
 
 
