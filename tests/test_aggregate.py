@@ -1,5 +1,7 @@
 """Per-window aggregates: dedup, counts, sketches; pure functions and the transform."""
 
+import pickle
+
 import apache_beam as beam
 import datasketches
 import pytest
@@ -15,6 +17,7 @@ from transforms.aggregate import (
     add_post,
     aggregate_window,
     merge_window_posts,
+    post_id_key,
     window_bounds,
 )
 from transforms.windows import LocalDayWindows
@@ -40,17 +43,43 @@ def test_duplicates_count_once_and_are_tallied():
 
 
 def test_merge_counts_overlaps_as_duplicates():
-    left = _posts(PostSummary("p1", 1, False, ()), PostSummary("p2", 2, False, ()))
-    right = _posts(PostSummary("p2", 2, False, ()), PostSummary("p3", 3, False, ()))
-    merged = merge_window_posts([left, right])
-    assert sorted(merged.posts) == ["p1", "p2", "p3"]
-    assert merged.duplicates == 1
+    left = _posts(PostSummary("p1", 1, False, (HASHTAG,)), PostSummary("p2", 2, False, (HASHTAG,)))
+    right = _posts(PostSummary("p2", 2, False, (HASHTAG,)), PostSummary("p3", 3, False, (MENTION,)))
+    result = aggregate_window(merge_window_posts([left, right]))
+    assert (result.posts, result.duplicates, result.participants) == (3, 1, 3)
+    assert result.topic_columns["posts"] == [2, 1]
 
 
 def test_differing_copies_keep_the_same_one_whatever_the_order():
     small = PostSummary("p1", 1, False, (HASHTAG,))
     large = PostSummary("p1", 9, True, (MENTION,))
-    assert _posts(small, large).posts["p1"] == _posts(large, small).posts["p1"] == small
+    expected = aggregate_window(_posts(small))
+    for copies in ([small, large], [large, small]):
+        result = aggregate_window(_posts(*copies))
+        assert (result.posts, result.duplicates) == (1, 1)
+        assert result.topic_columns == expected.topic_columns
+        assert result.participants_sketch == expected.participants_sketch
+    bundled = aggregate_window(merge_window_posts([_posts(large), _posts(small)]))
+    assert bundled.topic_columns == expected.topic_columns
+
+
+def test_post_id_keys_tell_every_distinct_id_apart():
+    ids = ["0", "7", "007", "3500000070034102", "999999999999999999", "1000000000000000000", "１２", "12", "a1", "微博1"]
+    keys = [post_id_key(post_id) for post_id in ids]
+    assert len(set(keys)) == len(ids)
+    # Weibo's decimal ids are their own keys; anything else gets a negative one.
+    assert keys[:2] == [0, 7] and keys[3] == 3500000070034102 and keys[7] == 12
+    assert all(key < 0 for key in (keys[2], keys[5], keys[6], keys[8], keys[9]))
+    assert post_id_key("a1") == post_id_key("a1")
+
+
+def test_accumulator_survives_pickling_between_bundles():
+    accumulator = _posts(PostSummary("p1", 1, True, (HASHTAG, MENTION)), PostSummary("p2", 2, False, (MENTION,)))
+    restored = pickle.loads(pickle.dumps(accumulator))
+    add_post(restored, PostSummary("p3", 3, False, (MENTION,)))
+    result = aggregate_window(restored)
+    assert (result.posts, result.reposts) == (3, 1)
+    assert dict(zip(result.topic_columns["topic"], result.topic_columns["posts"], strict=True)) == {"雅安地震": 1, "人民日报": 3}
 
 
 def test_same_author_many_posts_is_one_participant():

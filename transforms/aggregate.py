@@ -1,18 +1,21 @@
 """Per-window aggregates: distinct posts, participants and topics of one window.
 
-The logic is plain functions over a ``WindowPosts`` accumulator (a dict of the
-window's distinct posts by id); ``AggregateWindowFn`` wraps them as a Beam
-``CombineFn`` so the runner lifts it: each bundle first folds its posts into one
-accumulator per window (dropping redelivered copies there), only those accumulators
-cross the shuffle, and the tables are built once per window. A windowed GroupByKey
-keyed per topic would shuffle one element per topic mention and pay Beam's per-key
-trigger bookkeeping for each; this shuffles one element per bundle and window.
+The logic is plain functions over a ``WindowPosts`` accumulator (a window's posts,
+column-wise); ``AggregateWindowFn`` wraps them as a Beam ``CombineFn`` so the runner
+lifts it: each bundle first folds its posts into one accumulator per window, only
+those accumulators cross the shuffle, and the tables are built once per window. A
+windowed GroupByKey keyed per topic would shuffle one element per topic mention and
+pay Beam's per-key trigger bookkeeping for each; this shuffles one element per bundle
+and window.
 """
 
-from collections.abc import Iterable
+import hashlib
+from array import array
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 from apache_beam.transforms.window import FixedWindows, WindowFn
 from apache_beam.utils.timestamp import Timestamp
@@ -31,37 +34,97 @@ class PostSummary(NamedTuple):
     topics: tuple[tuple[str, str], ...]
 
 
-class WindowPosts:
-    """Accumulator: the distinct posts of a window by id, and how many copies were
-    dropped as redelivered duplicates.
+# The largest decimal id kept as itself: 18 digits always fit a signed 64-bit integer.
+_MAX_DECIMAL_ID_DIGITS = 18
 
-    A batch run holds every post of the input here until its windows are complete,
-    so posts are kept lean: as plain tuples with ``PostSummary``'s fields (a named
-    tuple costs a Python call each to pickle and to unpickle at the shuffle), and
-    each (kind, topic) pair as one object shared by every post that carries it
-    (pickled once per accumulator, too).
+
+def post_id_key(post_id: str) -> int:
+    """A post id as a signed 64-bit integer that stands for it in de-duplication.
+
+    Weibo's ids are decimal numbers: a canonical decimal id of up to 18 digits is its
+    own value (0 and up), so no two such ids share a key. Any other id ("007", "a1",
+    a 19-digit number) takes a negative key from a 63-bit BLAKE2b digest: two such ids
+    share one with probability about n**2 / 2**64 in a window of n of them, which is
+    below one in ten million for a million posts in one window.
+    """
+    if (
+        post_id.isascii()
+        and post_id.isdigit()
+        and len(post_id) <= _MAX_DECIMAL_ID_DIGITS
+        and (post_id[0] != "0" or post_id == "0")
+    ):
+        return int(post_id)
+    digest = hashlib.blake2b(post_id.encode("utf-8"), digest_size=8).digest()
+    return -1 - (int.from_bytes(digest, "big") >> 1)
+
+
+class WindowPosts:
+    """Accumulator: the posts of a window, column-wise, redelivered copies included.
+
+    A batch run holds every post of its input here until its windows are complete,
+    so a post costs a few machine words, not Python objects: its id key
+    (``post_id_key``), pseudonymous author and repost flag in typed arrays, and its
+    topics as codes into ``pairs``, the window's distinct (kind, topic) pairs. About
+    40 bytes a post against some 330 as a dict of summaries; the arrays pickle as
+    raw bytes at the shuffle too. Copies of one id are resolved when the window is
+    aggregated, whichever bundles they arrived in.
     """
 
-    __slots__ = ("posts", "duplicates", "_pairs")
+    __slots__ = ("ids", "authors", "reposts", "topic_ends", "topic_codes", "pairs", "_codes")
 
     def __init__(self) -> None:
-        # id -> (id, author, is_repost, topics)
-        self.posts: dict[str, tuple] = {}
-        self.duplicates = 0
-        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
+        self.ids = array("q")
+        self.authors = array("q")
+        self.reposts = bytearray()
+        # Row i's topic codes are topic_codes[topic_ends[i - 1]:topic_ends[i]].
+        self.topic_ends = array("q")
+        self.topic_codes = array("i")
+        self.pairs: list[tuple[str, str]] = []
+        self._codes: dict[tuple[str, str], int] = {}
 
     def __getstate__(self) -> tuple:
-        return self.posts, self.duplicates
+        return self.ids, self.authors, self.reposts, self.topic_ends, self.topic_codes, self.pairs
 
     def __setstate__(self, state: tuple) -> None:
-        self.posts, self.duplicates = state
-        self._pairs = {}
+        self.ids, self.authors, self.reposts, self.topic_ends, self.topic_codes, self.pairs = state
+        self._codes = {pair: code for code, pair in enumerate(self.pairs)}
 
-    def keep(self, post: tuple) -> None:
-        """Store ``post`` (a ``PostSummary`` or its fields) under its id."""
-        pairs = self._pairs
-        topics = tuple(map(pairs.setdefault, post[3], post[3]))
-        self.posts[post[0]] = (post[0], post[1], post[2], topics)
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def code(self, pair: tuple[str, str]) -> int:
+        """The code of a (kind, topic) pair in this accumulator, added if new."""
+        code = self._codes.get(pair)
+        if code is None:
+            code = self._codes[pair] = len(self.pairs)
+            self.pairs.append(pair)
+        return code
+
+    def append(self, id_key: int, author: int, is_repost: bool, topics: Iterable[tuple[str, str]]) -> None:
+        """Add one post (a copy of an id already here included)."""
+        self.ids.append(id_key)
+        self.authors.append(author)
+        self.reposts.append(bool(is_repost))
+        self.topic_codes.extend(map(self.code, topics))
+        self.topic_ends.append(len(self.topic_codes))
+
+    def extend(self, other: "WindowPosts") -> None:
+        """Add every row of ``other``, its topic codes translated to this one's."""
+        recode = [self.code(pair) for pair in other.pairs]
+        offset = len(self.topic_codes)
+        self.ids.extend(other.ids)
+        self.authors.extend(other.authors)
+        self.reposts.extend(other.reposts)
+        self.topic_codes.extend(recode[code] for code in other.topic_codes)
+        self.topic_ends.extend(end + offset for end in other.topic_ends)
+
+    def row_topics(self, row: int) -> Sequence[int]:
+        """The topic codes of row ``row``."""
+        return self.topic_codes[self.topic_ends[row - 1] if row else 0 : self.topic_ends[row]]
+
+    def row_summary(self, row: int) -> tuple:
+        """Row ``row`` as (author, is_repost, (kind, topic) pairs): what copies compare by."""
+        return self.authors[row], bool(self.reposts[row]), tuple(self.pairs[code] for code in self.row_topics(row))
 
 
 class WindowAggregate(NamedTuple):
@@ -76,30 +139,39 @@ class WindowAggregate(NamedTuple):
 
 
 def add_post(accumulator: WindowPosts, post: PostSummary) -> WindowPosts:
-    """Fold one post into the accumulator; a second copy of an id counts as duplicate.
-
-    When copies differ, the smaller summary is kept, so the result does not depend on
-    which copy arrived first.
-    """
-    kept = accumulator.posts.get(post[0])
-    if kept is None:
-        accumulator.keep(post)
-    else:
-        accumulator.duplicates += 1
-        if tuple(post) < kept:
-            accumulator.keep(post)
+    """Fold one post into the accumulator (copies are resolved by ``distinct_rows``)."""
+    accumulator.append(post_id_key(post[0]), post[1], post[2], post[3])
     return accumulator
 
 
 def merge_window_posts(accumulators: Iterable[WindowPosts]) -> WindowPosts:
-    """Merge accumulators: union of posts by id, every overlap is one more duplicate."""
+    """Merge accumulators into the first: all their rows, copies included."""
     iterator = iter(accumulators)
     merged = next(iterator, None) or WindowPosts()
     for other in iterator:
-        merged.duplicates += other.duplicates
-        for post in other.posts.values():
-            add_post(merged, post)
+        merged.extend(other)
     return merged
+
+
+def distinct_rows(accumulator: WindowPosts) -> list[int]:
+    """One row per distinct post id, in ascending id-key order.
+
+    Of copies that differ, the one with the smallest (author, repost flag, topics)
+    is kept, so the result does not depend on which copy arrived first or in which
+    bundle.
+    """
+    if not len(accumulator):
+        return []
+    ids = np.frombuffer(accumulator.ids, dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_ids[1:] != sorted_ids[:-1])))
+    rows = order[starts].tolist()
+    sizes = np.diff(np.append(starts, len(ids)))
+    for group in np.flatnonzero(sizes > 1).tolist():
+        copies = order[starts[group] : starts[group] + sizes[group]].tolist()
+        rows[group] = min(copies, key=accumulator.row_summary)
+    return rows
 
 
 def aggregate_window(accumulator: WindowPosts, lg_k: int = DEFAULT_LG_K) -> WindowAggregate:
@@ -115,37 +187,46 @@ def aggregate_window(accumulator: WindowPosts, lg_k: int = DEFAULT_LG_K) -> Wind
     accumulator depends on how the runner split the bundles, so without it one and
     two workers would write different sketches for the same posts.
     """
+    rows = distinct_rows(accumulator)
+    authors, reposts, ends, codes = (
+        accumulator.authors,
+        accumulator.reposts,
+        accumulator.topic_ends,
+        accumulator.topic_codes,
+    )
     everyone = new_sketch(lg_k)
-    reposts = 0
-    per_topic: dict[tuple[str, str], list] = {}
-    posts = accumulator.posts
-    for post_id in sorted(posts):
-        _, author, is_repost, topics = posts[post_id]
+    repost_total = 0
+    # Per topic code: [posts, reposts, sketch].
+    per_code: list[list | None] = [None] * len(accumulator.pairs)
+    for row in rows:
+        author = authors[row]
+        is_repost = reposts[row]
         everyone.update(author)
-        reposts += is_repost
-        for key in topics:
-            entry = per_topic.get(key)
+        repost_total += is_repost
+        for code in codes[ends[row - 1] if row else 0 : ends[row]]:
+            entry = per_code[code]
             if entry is None:
-                entry = per_topic[key] = [0, 0, new_sketch(lg_k)]
+                entry = per_code[code] = [0, 0, new_sketch(lg_k)]
             entry[0] += 1
             entry[1] += is_repost
             entry[2].update(author)
-    rows = sorted(
-        ((key, entry, estimate(entry[2])) for key, entry in per_topic.items()),
+    pairs = accumulator.pairs
+    found = sorted(
+        ((pairs[code], entry, estimate(entry[2])) for code, entry in enumerate(per_code) if entry is not None),
         key=lambda row: (row[0][0], -row[2], row[0][1]),
     )
     columns: dict[str, list] = {
-        "kind": [key[0] for key, _, _ in rows],
-        "topic": [key[1] for key, _, _ in rows],
-        "posts": [entry[0] for _, entry, _ in rows],
-        "participants": [participants for _, _, participants in rows],
-        "participants_sketch": [entry[2].serialize_compact() for _, entry, _ in rows],
-        "reposts": [entry[1] for _, entry, _ in rows],
+        "kind": [key[0] for key, _, _ in found],
+        "topic": [key[1] for key, _, _ in found],
+        "posts": [entry[0] for _, entry, _ in found],
+        "participants": [participants for _, _, participants in found],
+        "participants_sketch": [entry[2].serialize_compact() for _, entry, _ in found],
+        "reposts": [entry[1] for _, entry, _ in found],
     }
     return WindowAggregate(
-        posts=len(accumulator.posts),
-        reposts=reposts,
-        duplicates=accumulator.duplicates,
+        posts=len(rows),
+        reposts=repost_total,
+        duplicates=len(accumulator) - len(rows),
         participants=estimate(everyone),
         participants_sketch=everyone.serialize_compact(),
         topic_columns=columns,
@@ -181,7 +262,7 @@ def window_tables(
 
 
 class AggregateWindowFn(beam.CombineFn):
-    """PostSummary -> WindowAggregate, per window, dropping redelivered copies."""
+    """PostSummary -> WindowAggregate, per window, counting redelivered copies once."""
 
     def __init__(self, lg_k: int = DEFAULT_LG_K):
         self._lg_k = lg_k
