@@ -2,6 +2,10 @@
 batch and in streaming."""
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import apache_beam as beam
 import pyarrow as pa
@@ -24,6 +28,7 @@ from transforms.bursts import (
     judge_topic,
     judge_window,
     latest_panes,
+    topic_shard,
 )
 
 HOUR_US = 3_600_000_000
@@ -264,30 +269,53 @@ class FakeTimer:
         self.timers[dynamic_timer_tag] = timestamp
 
 
-def test_idle_topic_state_is_expired_by_its_timer():
+def test_idle_topics_are_dropped_from_their_shard():
     detector = DetectBurstsFn(BurstParams(warmup_windows=2, idle_windows=5), HOUR_US)
-    key = ("hashtag", "steady")
-    pending, history, flush, expire = FakeBag(), FakeValue(), FakeTimer(), FakeTimer()
+    steady, quake = ("hashtag", "steady"), ("hashtag", "quake")
+    pending, histories, flush, expire = FakeBag(), FakeValue(), FakeTimer(), FakeTimer()
+
+    def window(hour, *keys):
+        for key in keys:
+            detector.process((7, (key, count(hour, 30, 600))), pending=pending, flush=flush)
+        fired_at = Timestamp(micros=(hour + 1) * HOUR_US)
+        return list(detector.on_flush(fired_at=fired_at, pending=pending, histories_state=histories,
+                                      flush=flush, expire=expire))
+
     for hour in range(3):
-        item = count(hour, 30, 600)
-        detector.process((key, item), pending=pending, flush=flush)
-        list(detector.on_flush(key=key, fired_at=Timestamp(micros=item.end_us), pending=pending,
-                               history_state=history, flush=flush, expire=expire))
-    assert history.value is not None and history.value.last_end_us == 3 * HOUR_US
-    # Five windows after the last count the state is freed.
-    assert expire.timers[""] == Timestamp(micros=(3 + 5) * HOUR_US)
-    list(detector.on_expire(key=key, pending=pending, history_state=history))
-    assert history.value is None and pending.items == []
+        window(hour, steady, quake)
+    assert set(histories.value) == {steady, quake} and pending.items == []
+    for hour in range(3, 8):
+        window(hour, quake)
+    # Five windows after its last count, 'steady' is dropped at the shard's next timer.
+    assert set(histories.value) == {quake}
+    # The shard expires when its last topic goes idle.
+    assert expire.timers[""] == Timestamp(micros=(8 + 5) * HOUR_US)
+    list(detector.on_expire(fired_at=expire.timers[""], histories_state=histories, expire=expire))
+    assert histories.value is None
 
 
-def test_expiry_waits_for_counts_not_yet_judged():
+def test_counts_wait_for_the_watermark_to_pass_their_window():
     detector = DetectBurstsFn(BurstParams(warmup_windows=2, idle_windows=5), HOUR_US)
     key = ("hashtag", "steady")
-    pending, history = FakeBag(), FakeValue()
-    history.write("kept")
-    pending.add(count(9, 30, 600))
-    list(detector.on_expire(key=key, pending=pending, history_state=history))
-    assert history.value == "kept"
+    pending, histories, flush, expire = FakeBag(), FakeValue(), FakeTimer(), FakeTimer()
+    for hour in (9, 8):
+        detector.process((3, (key, count(hour, 30, 600))), pending=pending, flush=flush)
+    assert sorted(flush.timers) == [str(9 * HOUR_US), str(10 * HOUR_US)]
+    list(detector.on_flush(fired_at=Timestamp(micros=9 * HOUR_US), pending=pending, histories_state=histories,
+                           flush=flush, expire=expire))
+    assert histories.value[key].last_end_us == 9 * HOUR_US
+    assert [item[1].start_us for item in pending.items] == [9 * HOUR_US]
+
+
+def test_a_topic_keeps_its_shard_in_every_process():
+    code = "from transforms.bursts import topic_shard; print(topic_shard(('hashtag', '雅安地震'), 256))"
+    project = Path(__file__).resolve().parents[1]
+    shards = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=project,
+                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        for seed in ("1", "2")
+    }
+    assert shards == {f"{topic_shard(('hashtag', '雅安地震'), 256)}\n"}
 
 
 # --- On Prism, the local streaming runner -------------------------------------------

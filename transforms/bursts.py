@@ -28,12 +28,14 @@ A topic idle for ``idle_windows`` starts afresh, as if new; the streaming state 
 expired by a timer at the same point, so batch and streaming give the same rows.
 
 Pure functions (``judge_window``) hold the logic; ``DetectBurstsFn`` applies them in
-event-time order per topic with keyed state and event-time timers.
+event-time order per topic, with state kept per shard of topics and event-time
+timers.
 """
 
 import dataclasses
 import math
 import typing
+import zlib
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -52,6 +54,9 @@ EPISODES_TAG = "episodes"
 # Decay through at most this many absent windows one by one; beyond it the history
 # is effectively zero anyway (and the idle expiry resets it).
 MAX_DECAY_STEPS = 10_000
+# Keys of the streaming detector's state: topics are spread over this many shards.
+# It bounds what a runner keeps per key and the step's parallelism.
+STATE_SHARDS = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,96 +300,171 @@ def episodes_table(rows: Iterable[tuple[tuple[str, str], Episode]]) -> pa.Table:
     return keyed_rows_table(rows, tables.BURST_EPISODES, EPISODE_COLUMNS)
 
 
-class DetectBurstsFn(beam.DoFn):
-    """((kind, topic), WindowCount) -> ((kind, topic), Burst) on the main output and
-    ((kind, topic), Episode) on ``EPISODES_TAG``.
+def topic_shard(key: tuple[str, str], shards: int) -> int:
+    """The state shard of a (kind, topic): the same in every process (``hash`` of a
+    string is salted per process)."""
+    kind, topic = key
+    return zlib.crc32(f"{kind}\x00{topic}".encode()) % shards
 
-    Streaming. Counts wait in a bag until the watermark passes their window's end
-    (an event-time timer per window, so windows are judged in event-time order
-    however they arrive), then are judged against the history in state. A timer one
-    window after a burst closes its episode when the topic falls silent; a timer
-    ``idle_windows`` after the last count frees the state of an idle topic. (Batch
-    runs judge each topic's grouped counts with ``judge_topic`` instead: keyed state
-    costs Beam's state cache a size estimate per access, 28% of a batch run.)
+
+def judge_ready_counts(
+    histories: dict[tuple[str, str], TopicHistory],
+    ready: Iterable[tuple[tuple[str, str], WindowCount]],
+    params: BurstParams,
+    window_us: int,
+) -> tuple[list[tuple[tuple[str, str], Burst]], list[tuple[tuple[str, str], Episode]], int]:
+    """Judge counts whose windows the watermark has passed against ``histories``
+    (updated in place) -> (bursts, closed episodes, panes skipped as late).
+
+    Each topic's windows are judged in event-time order, the latest pane of each; a
+    pane of a window its topic has already been judged on is skipped.
+    """
+    by_topic: dict[tuple[str, str], list[WindowCount]] = {}
+    for key, count in ready:
+        by_topic.setdefault(key, []).append(count)
+    bursts, episodes, late = [], [], 0
+    for key, counts in by_topic.items():
+        history = histories.get(key)
+        for count in latest_panes(counts):
+            if history is not None and count.end_us <= history.last_end_us:
+                late += 1
+                continue
+            history, burst, closed = judge_window(history, count, params, window_us)
+            episodes.extend((key, episode) for episode in closed)
+            if burst is not None:
+                bursts.append((key, burst))
+        if history is not None:
+            histories[key] = history
+    return bursts, episodes, late
+
+
+def close_quiet_episodes(
+    histories: dict[tuple[str, str], TopicHistory], now_us: int, window_us: int
+) -> tuple[list[tuple[tuple[str, str], Episode]], set[int]]:
+    """Episodes whose next window ended before ``now_us`` without a burst, removed
+    from ``histories``; and the window ends at which the still open ones must be
+    looked at again."""
+    closed, recheck = [], set()
+    for key, history in histories.items():
+        if history.episode is None:
+            continue
+        if history.episode.end_us < now_us:
+            closed.append((key, history.episode))
+            histories[key] = history._replace(episode=None)
+        else:
+            recheck.add(history.episode.end_us + window_us)
+    return closed, recheck
+
+
+def expire_idle_topics(
+    histories: dict[tuple[str, str], TopicHistory], now_us: int, idle_us: int
+) -> tuple[list[tuple[tuple[str, str], Episode]], int]:
+    """Drop topics with no count for ``idle_us`` before ``now_us`` (``judge_window``
+    would start them afresh anyway) -> (their open episodes, how many were dropped)."""
+    idle = [key for key, history in histories.items() if history.last_end_us + idle_us <= now_us]
+    episodes = [(key, histories[key].episode) for key in idle if histories[key].episode is not None]
+    for key in idle:
+        del histories[key]
+    return episodes, len(idle)
+
+
+class DetectBurstsFn(beam.DoFn):
+    """(shard, ((kind, topic), WindowCount)) -> ((kind, topic), Burst) on the main
+    output and ((kind, topic), Episode) on ``EPISODES_TAG``.
+
+    Streaming. State is kept per shard of topics (``topic_shard``), not per topic: a
+    runner keeps some bookkeeping for every key a stateful step has seen, for as long
+    as the step's window lives (Prism keeps an emptied state entry per key, and the
+    detector runs in the global window, so per-topic keys grew its heap with every
+    new hashtag or mention for good); a fixed number of shards bounds that. A shard
+    holds its topics' histories in one value and counts in a bag until the watermark
+    passes their window's end (an event-time timer per window end, so windows are
+    judged in event-time order however they arrive). A timer one window after a
+    burst closes its episode when the topic falls silent; topics idle for
+    ``idle_windows`` are dropped at the next timer of their shard, and a shard whose
+    topics have all gone idle is cleared by its expiry timer. (Batch runs judge each
+    topic's grouped counts with ``judge_topic`` instead: keyed state costs Beam's
+    state cache a size estimate per access, 28% of a batch run.)
     """
 
     PENDING = userstate.BagStateSpec("pending", PickleCoder())
-    HISTORY = userstate.ReadModifyWriteStateSpec("history", PickleCoder())
+    HISTORIES = userstate.ReadModifyWriteStateSpec("histories", PickleCoder())
     FLUSH = userstate.TimerSpec("flush", userstate.TimeDomain.WATERMARK)
     EXPIRE = userstate.TimerSpec("expire", userstate.TimeDomain.WATERMARK)
 
     def __init__(self, params: BurstParams, window_us: int):
         self._params = params
         self._window_us = window_us
+        self._idle_us = params.idle_windows * window_us
         self._bursts = Metrics.counter(self.__class__, "bursting_windows")
         self._late = Metrics.counter(self.__class__, "counts_after_judgement")
         self._expired = Metrics.counter(self.__class__, "topics_expired")
 
     def process(
         self,
-        element: tuple[tuple[str, str], WindowCount],
+        element: tuple[int, tuple[tuple[str, str], WindowCount]],
         pending=beam.DoFn.StateParam(PENDING),
         flush=beam.DoFn.TimerParam(FLUSH),
     ):
-        _, count = element
-        pending.add(count)
-        flush.set(Timestamp(micros=count.end_us), dynamic_timer_tag=str(count.end_us))
+        _, keyed_count = element
+        pending.add(keyed_count)
+        end_us = keyed_count[1].end_us
+        flush.set(Timestamp(micros=end_us), dynamic_timer_tag=str(end_us))
 
     @userstate.on_timer(FLUSH)
     def on_flush(
         self,
-        key=beam.DoFn.KeyParam,
         fired_at=beam.DoFn.TimestampParam,
         pending=beam.DoFn.StateParam(PENDING),
-        history_state=beam.DoFn.StateParam(HISTORY),
+        histories_state=beam.DoFn.StateParam(HISTORIES),
         flush=beam.DoFn.TimerParam(FLUSH),
         expire=beam.DoFn.TimerParam(EXPIRE),
     ):
-        history = history_state.read()
-        counts = list(pending.read())
-        ready = [count for count in counts if count.end_us <= fired_at.micros]
-        waiting = [count for count in counts if count.end_us > fired_at.micros]
-        for count in latest_panes(ready):
-            if history is not None and count.end_us <= history.last_end_us:
-                self._late.inc()  # a late pane of a window already judged
-                continue
-            history, burst, closed = judge_window(history, count, self._params, self._window_us)
-            for episode in closed:
-                yield beam.pvalue.TaggedOutput(EPISODES_TAG, (key, episode))
-            if burst is not None:
-                self._bursts.inc()
-                yield key, burst
-        if len(waiting) != len(counts):
+        now_us = fired_at.micros
+        histories = histories_state.read() or {}
+        keyed_counts = list(pending.read())
+        ready = [item for item in keyed_counts if item[1].end_us <= now_us]
+        waiting = [item for item in keyed_counts if item[1].end_us > now_us]
+        bursts, episodes, late = judge_ready_counts(histories, ready, self._params, self._window_us)
+        self._late.inc(late)
+        self._bursts.inc(len(bursts))
+        yield from bursts
+        if ready:
             pending.clear()
-            for count in waiting:
-                pending.add(count)
-        if history is None:
-            return
-        if history.episode is not None:
-            if history.episode.end_us < fired_at.micros:
-                # The window after the episode's last one passed without a burst.
-                yield beam.pvalue.TaggedOutput(EPISODES_TAG, (key, history.episode))
-                history = history._replace(episode=None)
-            else:
-                next_end = history.episode.end_us + self._window_us
-                flush.set(Timestamp(micros=next_end), dynamic_timer_tag=str(next_end))
-        history_state.write(history)
-        expire.set(Timestamp(micros=history.last_end_us + self._params.idle_windows * self._window_us))
+            for item in waiting:
+                pending.add(item)
+        closed, recheck = close_quiet_episodes(histories, now_us, self._window_us)
+        for end_us in recheck:
+            flush.set(Timestamp(micros=end_us), dynamic_timer_tag=str(end_us))
+        expired, dropped = expire_idle_topics(histories, now_us, self._idle_us)
+        self._expired.inc(dropped)
+        for key_episode in episodes + closed + expired:
+            yield beam.pvalue.TaggedOutput(EPISODES_TAG, key_episode)
+        self._store(histories, histories_state, expire)
 
     @userstate.on_timer(EXPIRE)
     def on_expire(
         self,
-        key=beam.DoFn.KeyParam,
-        pending=beam.DoFn.StateParam(PENDING),
-        history_state=beam.DoFn.StateParam(HISTORY),
+        fired_at=beam.DoFn.TimestampParam,
+        histories_state=beam.DoFn.StateParam(HISTORIES),
+        expire=beam.DoFn.TimerParam(EXPIRE),
     ):
-        if list(pending.read()):
-            return  # newer counts wait for their flush, which sets a later expiry
-        history = history_state.read()
-        if history is not None and history.episode is not None:
-            yield beam.pvalue.TaggedOutput(EPISODES_TAG, (key, history.episode))
-        history_state.clear()
-        self._expired.inc()
+        histories = histories_state.read() or {}
+        expired, dropped = expire_idle_topics(histories, fired_at.micros, self._idle_us)
+        self._expired.inc(dropped)
+        for key_episode in expired:
+            yield beam.pvalue.TaggedOutput(EPISODES_TAG, key_episode)
+        self._store(histories, histories_state, expire)
+
+    def _store(self, histories, histories_state, expire) -> None:
+        """Write the shard's histories back (or clear them when none is left) and set
+        the expiry timer to when the last of them goes idle."""
+        if not histories:
+            histories_state.clear()
+            return
+        histories_state.write(histories)
+        latest_us = max(history.last_end_us for history in histories.values())
+        expire.set(Timestamp(micros=latest_us + self._idle_us))
 
 
 class JudgeTopicFn(beam.DoFn):
@@ -431,16 +511,18 @@ class DetectBursts(beam.PTransform):
 
     ``streaming`` False: the stream's start is the earliest window (a side input)
     and each topic's windows are grouped and judged in one go (``judge_topic``).
-    True: windows are judged as the watermark passes them (``DetectBurstsFn``) and
-    the stream starts at the first window that fires. Both judge with
+    True: windows are judged as the watermark passes them (``DetectBurstsFn``, its
+    state keyed by ``topic_shard`` over ``state_shards`` shards) and the stream
+    starts at the first window that fires. Both judge with
     ``judge_window`` in event-time order, so both give the same rows.
     """
 
-    def __init__(self, params: BurstParams, window_us: int, streaming: bool = False):
+    def __init__(self, params: BurstParams, window_us: int, streaming: bool = False, state_shards: int = STATE_SHARDS):
         super().__init__()
         self._params = params
         self._window_us = window_us
         self._streaming = streaming
+        self._state_shards = state_shards
 
     def expand(self, windows: beam.PCollection):
         global_windows = windows | "GlobalWindow" >> beam.WindowInto(GlobalWindows())
@@ -466,8 +548,10 @@ class DetectBursts(beam.PTransform):
             )
         )
         if self._streaming:
+            shards = self._state_shards
+            counts = counts | "KeyByShard" >> beam.Map(lambda pair: (topic_shard(pair[0], shards), pair))
             judge = beam.ParDo(DetectBurstsFn(self._params, self._window_us)).with_input_types(
-                tuple[tuple[str, str], WindowCount]
+                tuple[int, tuple[tuple[str, str], WindowCount]]
             )
         else:
             counts = counts | "GroupByTopic" >> beam.GroupByKey()
