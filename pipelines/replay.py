@@ -13,7 +13,12 @@ As fast as possible, in files of 10,000 lines (for benchmarks):
 
     python -m pipelines.replay --input posts.jsonl.gz --landing landing --speed 0
 
-Lines keep the file's order, as its crawler delivered them; the replay clock follows
+The real cascades, sorted by time first (the file is grouped by cascade):
+
+    python -m pipelines.replay --input ../shared/data/weibo_cascades/weibo_cascades_dev.jsonl.gz \\
+        --landing landing --speed 0 --in-time-order --end-stream
+
+Lines keep the file's order (as its crawler delivered them) unless --in-time-order; the replay clock follows
 the latest ``created_at`` (``transforms.landing.replay_batches``). Each file dropped
 is written whole and renamed into place, as the landing folder requires.
 """
@@ -23,7 +28,7 @@ import os
 import sys
 import time
 
-from transforms.landing import END_MARKER, end_stream, read_records_for_replay, replay
+from transforms.landing import END_MARKER, end_stream, in_time_order, read_records_for_replay, replay
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,6 +42,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="Wall-clock seconds of replay per dropped file. Default 1.")
     parser.add_argument("--batch-lines", "--batch_lines", type=int, default=10_000,
                         help="At most this many lines per dropped file. Default 10000.")
+    parser.add_argument("--in-time-order", "--in_time_order", action="store_true",
+                        help="Sort the lines by created_at first (the real cascades are "
+                             "grouped by cascade; replayed as they are, most of their "
+                             "posts arrive too late for their windows).")
     parser.add_argument("--prefix", default=None,
                         help="File name prefix (default: the input's name), so several "
                              "replays can share a folder.")
@@ -61,8 +70,11 @@ def run(argv: list[str] | None = None) -> int:
     os.makedirs(args.landing, exist_ok=True)
     prefix = args.prefix or os.path.basename(args.input).split(".")[0]
     start = time.monotonic()
+    records = read_records_for_replay(args.input)
+    if args.in_time_order:
+        records = in_time_order(records)
     files, lines = replay(
-        read_records_for_replay(args.input), args.landing, args.speed,
+        records, args.landing, args.speed,
         args.batch_seconds, args.batch_lines, prefix,
     )
     if args.end_stream:

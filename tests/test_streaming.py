@@ -31,6 +31,7 @@ from transforms.landing import (
     LandingRestriction,
     LandingTracker,
     drop_file,
+    in_time_order,
     is_landing_file,
     list_landing,
     next_watermark_us,
@@ -137,6 +138,21 @@ def test_landing_tracker_checkpoint_keeps_names_read():
     assert tracker.try_split(0.5) is None
 
 
+def test_landing_progress_survives_the_sdks_unsampled_output_bytes():
+    """Prism asks a slow bundle to split; the SDK first replaces the reading element's
+    completed work with its output bytes, NaN before any output was sampled. The split
+    point must still be a number, or the bundle (and the streaming run) fails."""
+    from apache_beam.runners.worker.bundle_processor import DataInputOperation
+
+    tracker = LandingTracker(LandingRestriction(frozenset({"/l/a.jsonl", "/l/b.jsonl"})))
+    progress = tracker.current_progress().with_completed(float("nan"))
+    assert 0 < progress.fraction_completed < 1
+    split = DataInputOperation._compute_split(0, progress.fraction_completed, 4, 0.5, 4)
+    assert split is not None and split[-1] >= 1
+    tracker.try_claim(("finish", None))
+    assert tracker.current_progress().fraction_completed == 1.0
+
+
 def test_the_watermark_is_reported_a_lag_after_it_is_proposed():
     clock = [0]
     estimator = LaggingWatermarkEstimator((None, (), 5_000_000), clock=lambda: clock[0])
@@ -169,6 +185,13 @@ def test_replay_batches_paces_by_event_time_and_keeps_stragglers_in_place():
         (0.5, [lines[1], lines[2], lines[3]]),
         (2.0, [lines[4]]),
     ]
+
+
+def test_in_time_order_sorts_cascades_and_keeps_timeless_lines_with_their_neighbour():
+    # As in the real cascades: a source, its reposts, then an older cascade.
+    lines = [_line("a", 5), _line("a-r1", 6), b"not json", _line("b", 1), _line("a-r2", 6), _line("b-r1", 2)]
+    assert in_time_order(lines) == [lines[3], lines[5], lines[0], lines[1], lines[2], lines[4]]
+    assert in_time_order([b"{}", _line("x", 0)]) == [b"{}", _line("x", 0)]
 
 
 def test_replay_without_pacing_cuts_files_by_lines(tmp_path):

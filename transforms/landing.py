@@ -172,7 +172,15 @@ class LandingTracker(RestrictionTracker):
         return LandingRestriction(frozenset(self._seen), self._end_seen_at_us, self._finished)
 
     def current_progress(self) -> RestrictionProgress:
-        return RestrictionProgress(completed=len(self._seen), remaining=0 if self._finished else 1)
+        # Reported as a fraction, not as completed and remaining work: the SDK replaces
+        # a splittable DoFn's completed work with the bytes its outputs were sampled at,
+        # which is NaN before the first sample (Beam's mean of no samples), and the
+        # next split request from Prism then failed the bundle ("cannot convert float
+        # NaN to integer" in bundle_processor's _compute_split) after a few hundred
+        # thousand streamed posts. A fraction is passed through as it is.
+        if self._finished:
+            return RestrictionProgress(fraction=1.0)
+        return RestrictionProgress(fraction=len(self._seen) / (len(self._seen) + 1))
 
     def try_claim(self, position: tuple[str, object]) -> bool:
         if self._finished or self._checkpointed:
@@ -414,6 +422,22 @@ def read_records_for_replay(path: str) -> Iterator[bytes]:
     for chunk in read_chunks(path):
         for record in chunk.records:
             yield record if isinstance(record, bytes) else orjson.dumps(record, default=str) + b"\n"
+
+
+def in_time_order(records: Iterable[bytes]) -> list[bytes]:
+    """The records sorted by ``created_at``, as a crawler following the live timeline
+    would have delivered them (a file grouped by cascade jumps back years between
+    cascades, and a streaming run counts nearly all of it late). A record without a
+    readable time stays right after the record before it; equal times keep their
+    order."""
+    keyed, latest_us = [], None
+    for record in records:
+        event_us = record_event_time_us(record)
+        if event_us is not None:
+            latest_us = event_us
+        keyed.append((latest_us if latest_us is not None else -(2**63), record))
+    keyed.sort(key=lambda pair: pair[0])
+    return [record for _, record in keyed]
 
 
 def replay_batches(
