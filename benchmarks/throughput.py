@@ -476,7 +476,7 @@ def measure_size(args, posts: int, result: dict, profile_here: bool) -> dict:
                 f"ratio to loop {best['ratio_to_loop']:.2f}  CPU {best['cpu_seconds']} s  peak RSS {best['peak_rss_mb']} MB "
                 f"(parent {best['peak_rss_parent_mb']}, sum of HWM {best['peak_rss_hwm_sum_mb']}, "
                 f"{best['processes']} processes)  runs {best['seconds_runs']}  load {best['load_before']}")
-        size["output"] = output_size(loop_out)
+        size["output"] = output_size(work / f"out-{args.workers[0]}")
         log("  output: " + ", ".join(f"{table} {figures['rows']:,} rows ({figures['mb']} MB in memory)"
                                      for table, figures in size["output"].items()))
         loop_topics = topics_frame(loop_out)
