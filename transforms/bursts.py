@@ -549,10 +549,11 @@ class DetectBursts(beam.PTransform):
         )
         if self._streaming:
             shards = self._state_shards
-            counts = counts | "KeyByShard" >> beam.Map(lambda pair: (topic_shard(pair[0], shards), pair))
-            judge = beam.ParDo(DetectBurstsFn(self._params, self._window_us)).with_input_types(
-                tuple[int, tuple[tuple[str, str], WindowCount]]
-            )
+            sharded = tuple[int, tuple[tuple[str, str], WindowCount]]
+            counts = counts | "KeyByShard" >> beam.Map(
+                lambda pair: (topic_shard(pair[0], shards), pair)
+            ).with_output_types(sharded)
+            judge = beam.ParDo(DetectBurstsFn(self._params, self._window_us)).with_input_types(sharded)
         else:
             counts = counts | "GroupByTopic" >> beam.GroupByKey()
             judge = beam.ParDo(JudgeTopicFn(self._params, self._window_us))
