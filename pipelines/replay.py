@@ -28,7 +28,13 @@ import os
 import sys
 import time
 
-from transforms.landing import END_MARKER, end_stream, in_time_order, read_records_for_replay, replay
+from transforms.landing import (
+    END_MARKER,
+    end_stream,
+    in_time_order,
+    read_records_for_replay,
+    replay,
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

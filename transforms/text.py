@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from transforms.privacy import PLACEHOLDERS
-from transforms.topics import normalize_topic
+from transforms.topics import extract_mentions, normalize_topic, repost_chain_names
 
 RESOURCES = Path(__file__).resolve().parent / "resources"
 DEFAULT_STOPWORDS = RESOURCES / "stopwords.txt"
@@ -262,6 +262,7 @@ RULE_ORGANISATION = "organisation"  # 宁波/妇儿/医院
 RULE_PLACE = "place"  # 东营/区
 RULE_LOCATION = "location"  # 滨江/森林公园
 RULE_TRIM = "trim"  # 汤唯去/nr -> 汤唯, 看思聪/nr -> 思聪: a function char glued on
+RULE_ACCOUNT = "account"  # //@任志强: or @任志强, an account under a person's real name
 # Rules whose candidates are kept without a model; the others need one.
 _RULES_WITHOUT_MODEL = frozenset(
     (RULE_TAG, RULE_LEXICON, RULE_GAZETTEER, RULE_SURNAME, RULE_TITLE,
@@ -538,6 +539,37 @@ def entity_candidates(
     if _admissible(trimmed, rules):
         found.append(trimmed)
     return found
+
+
+def is_person_like_account(name: str, rules: EntityRules) -> bool:
+    """Whether an account name reads as a person's real name: a known surname then a
+    one- or two-character given name, all Chinese characters (任志强, 段钢; 欧阳娜娜
+    with a compound surname), not a stop name. Nicknames (奇葩小师妹), brands and
+    Latin handles are not."""
+    if not all("\u4e00" <= char <= "\u9fff" for char in name) or name in rules.not_names:
+        return False
+    if name[:2] in rules.compound_surnames:
+        return 3 <= len(name) <= 4
+    return name[0] in rules.surnames and 2 <= len(name) <= 3
+
+
+def account_person_names(text: str, rules: EntityRules = _NO_RULES) -> list[str]:
+    """Person names among the accounts a raw post names, by ``@name`` and by
+    ``//@name:`` repost marks, normalized, in order.
+
+    Cleaning removes accounts before tagging (a mention is its own topic kind), but
+    an account under a real name names a person the post is about or quotes:
+    WeiboNER annotates them as PER. On its train split, 20 of the 24 such names are
+    gold names.
+    """
+    if "@" not in text and "＠" not in text:
+        return []
+    names = []
+    for raw in repost_chain_names(text) + extract_mentions(text):
+        name = normalize_topic(raw)
+        if name not in names and is_person_like_account(name, rules):
+            names.append(name)
+    return names
 
 
 def extract_entities(
@@ -964,6 +996,11 @@ class TextAnalyzer:
             if name not in seen:
                 seen.add(name)
                 entities.append((name, entity_type))
+        if _enabled(RULE_ACCOUNT, self.rules):
+            for name in account_person_names(text, self.rules):
+                if name not in seen:
+                    seen.add(name)
+                    entities.append((name, PERSON))
         keywords = score_keywords(
             tokens,
             self.idf,
