@@ -44,8 +44,9 @@ import psutil
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
+from pipelines.options import duration_or_zero  # noqa: E402
 from sampledata.generator import BEIJING, GeneratorConfig, generate  # noqa: E402
-from transforms.landing import drop_file, end_stream  # noqa: E402
+from transforms.landing import drop_file, end_stream, record_event_time_us  # noqa: E402
 from transforms.rolling import read_latest_panes  # noqa: E402
 from transforms.topics import extract_hashtags, extract_mentions  # noqa: E402
 from transforms.windows import parse_duration  # noqa: E402
@@ -86,6 +87,20 @@ def accounted(out: Path) -> int:
     late = read_latest_panes(str(out), "late_posts")
     dead = read_latest_panes(str(out), "dead_letters")
     return int(volume["posts"].sum() + volume["duplicates"].sum() + late["posts"].sum()) + dead.height
+
+
+HOUR_US = 3_600_000_000
+
+
+def lines_in_open_window(lines: list[bytes], tail: int = 20_000) -> int:
+    """Lines (among the last ``tail``) in the hourly window of the latest event time:
+    without early panes that window writes nothing until a later post closes it."""
+    times = [record_event_time_us(line) for line in lines[-tail:]]
+    known = [moment for moment in times if moment is not None]
+    if not known:
+        return 0
+    open_start = max(known) - max(known) % HOUR_US
+    return sum(1 for moment in known if moment >= open_start)
 
 
 def mib(value: int) -> float:
@@ -221,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
                 drop_file(str(landing), f"posts-{files:06d}.jsonl", b"".join(batch))
                 dropped += len(batch)
             deadline = time.monotonic() + args.timeout
-            while (seen := accounted(out)) < dropped:
+            # With early panes off, the newest window shows only once a later one starts.
+            waiting = 0 if duration_or_zero(args.early_results_every) else lines_in_open_window(encoded[:dropped])
+            while (seen := accounted(out)) < dropped - waiting:
                 if process.poll() is not None:
                     raise RuntimeError(f"pipeline exited {process.returncode}: see {work}/pipeline.log")
                 if time.monotonic() > deadline:
