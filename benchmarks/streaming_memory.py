@@ -46,7 +46,8 @@ sys.path.insert(0, str(PROJECT))
 
 from pipelines.options import duration_or_zero  # noqa: E402
 from sampledata.generator import BEIJING, GeneratorConfig, generate  # noqa: E402
-from transforms.landing import drop_file, end_stream, record_event_time_us  # noqa: E402
+from transforms.landing import drop_file, end_stream  # noqa: E402
+from transforms.posts import InvalidPost, decode_json_line, parse_post  # noqa: E402
 from transforms.rolling import read_latest_panes  # noqa: E402
 from transforms.topics import extract_hashtags, extract_mentions  # noqa: E402
 from transforms.windows import parse_duration  # noqa: E402
@@ -92,11 +93,19 @@ def accounted(out: Path) -> int:
 HOUR_US = 3_600_000_000
 
 
+def valid_post_time_us(line: bytes) -> int | None:
+    """The event time of a line that is a valid post (only those move the watermark)."""
+    try:
+        return parse_post(decode_json_line(line), bytes(32)).event_time_us
+    except (InvalidPost, ValueError):
+        return None
+
+
 def lines_in_open_window(lines: list[bytes], tail: int = 20_000) -> int:
-    """Lines (among the last ``tail``) in the hourly window of the latest event time:
-    without early panes that window writes nothing until a later post closes it."""
-    times = [record_event_time_us(line) for line in lines[-tail:]]
-    known = [moment for moment in times if moment is not None]
+    """Lines (among the last ``tail``) in the hourly window of the latest valid post's
+    event time: without early panes that window writes nothing until a later post
+    closes it."""
+    known = [moment for moment in map(valid_post_time_us, lines[-tail:]) if moment is not None]
     if not known:
         return 0
     open_start = max(known) - max(known) % HOUR_US
