@@ -47,7 +47,13 @@ sys.path.insert(0, str(PROJECT))
 sys.path.insert(0, str(PROJECT / "benchmarks"))
 
 from streaming_memory import MemorySampler, mib  # noqa: E402
-from transforms.landing import end_stream, in_time_order, read_records_for_replay, replay  # noqa: E402
+
+from transforms.landing import (  # noqa: E402
+    end_stream,
+    in_time_order,
+    read_records_for_replay,
+    replay,
+)
 from transforms.rolling import read_latest_panes  # noqa: E402
 
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
