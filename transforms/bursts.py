@@ -437,9 +437,7 @@ class DetectBurstsFn(beam.DoFn):
         closed, recheck = close_quiet_episodes(histories, now_us, self._window_us)
         for end_us in recheck:
             flush.set(Timestamp(micros=end_us), dynamic_timer_tag=str(end_us))
-        expired, dropped = expire_idle_topics(histories, now_us, self._idle_us)
-        self._expired.inc(dropped)
-        for key_episode in episodes + closed + expired:
+        for key_episode in episodes + closed + self._drop_idle(histories, now_us):
             yield beam.pvalue.TaggedOutput(EPISODES_TAG, key_episode)
         self._store(histories, histories_state, expire)
 
@@ -451,11 +449,16 @@ class DetectBurstsFn(beam.DoFn):
         expire=beam.DoFn.TimerParam(EXPIRE),
     ):
         histories = histories_state.read() or {}
-        expired, dropped = expire_idle_topics(histories, fired_at.micros, self._idle_us)
-        self._expired.inc(dropped)
-        for key_episode in expired:
+        for key_episode in self._drop_idle(histories, fired_at.micros):
             yield beam.pvalue.TaggedOutput(EPISODES_TAG, key_episode)
         self._store(histories, histories_state, expire)
+
+    def _drop_idle(self, histories, now_us: int) -> list[tuple[tuple[str, str], Episode]]:
+        """``expire_idle_topics`` on the shard's histories, counted in the
+        ``topics_expired`` metric; returns the episodes still open in them."""
+        expired, dropped = expire_idle_topics(histories, now_us, self._idle_us)
+        self._expired.inc(dropped)
+        return expired
 
     def _store(self, histories, histories_state, expire) -> None:
         """Write the shard's histories back (or clear them when none is left) and set
