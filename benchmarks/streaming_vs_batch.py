@@ -47,6 +47,7 @@ sys.path.insert(0, str(PROJECT))
 sys.path.insert(0, str(PROJECT / "benchmarks"))
 
 from streaming_memory import MemorySampler, mib  # noqa: E402
+from throughput import read_table  # noqa: E402
 
 from transforms.landing import (  # noqa: E402
     end_stream,
@@ -65,11 +66,6 @@ ROW_KEYS = {
     "bursts": ["window_start", "kind", "topic"],
     "burst_episodes": ["onset", "kind", "topic"],
 }
-
-
-def read_batch(out: Path, table: str) -> pl.DataFrame:
-    files = list(out.glob(f"{table}/**/*.parquet"))
-    return pl.read_parquet(files, hive_partitioning=False) if files else pl.DataFrame()
 
 
 def read_stream(out: Path, table: str) -> pl.DataFrame:
@@ -143,7 +139,7 @@ def run_stream(records: list[bytes], work: Path, options: list[str], batch_lines
 
 
 def accounting(out: Path, stream: bool) -> dict:
-    read = read_stream if stream else read_batch
+    read = read_stream if stream else read_table
     volume, dead = read(out, "volume"), read(out, "dead_letters")
     late = read(out, "late_posts") if stream else pl.DataFrame()
     figures = {
@@ -198,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             "stream": {key: value for key, value in stream.items() if key != "out"},
             "batch_accounting": accounting(work / "batch", stream=False),
             "stream_accounting": accounting(stream["out"], stream=True),
-            "tables": {table: compare(read_batch(work / "batch", table), read_stream(stream["out"], table), table)
+            "tables": {table: compare(read_table(work / "batch", table), read_stream(stream["out"], table), table)
                        for table in ROW_KEYS},
         }
         for side in ("batch", "stream"):

@@ -386,13 +386,18 @@ def topics_frame(out: Path) -> pl.DataFrame:
     )
 
 
+def read_table(out: Path, table: str) -> pl.DataFrame:
+    """Every file of one table of a batch run's output (an empty frame when none)."""
+    files = list(out.glob(f"{table}/**/*.parquet"))
+    return pl.read_parquet(files, hive_partitioning=False) if files else pl.DataFrame()
+
+
 def output_size(out: Path) -> dict:
     """Rows and in-memory (Arrow) megabytes of each table a run wrote: what the
     output itself needs, against which the pipeline's memory growth is judged."""
     size = {}
     for table in ("volume", "topics", "bursts", "burst_episodes", "dead_letters"):
-        files = list(out.glob(f"{table}/**/*.parquet"))
-        frame = pl.read_parquet(files, hive_partitioning=False) if files else pl.DataFrame()
+        frame = read_table(out, table)
         size[table] = {"rows": frame.height, "mb": round(frame.estimated_size() / MB, 1)}
     return size
 
