@@ -25,6 +25,7 @@ from transforms.bursts import (
     DetectBursts,
     DetectBurstsFn,
     WindowCount,
+    counts_by_shard,
     judge_topic,
     judge_window,
     latest_panes,
@@ -230,24 +231,10 @@ def test_detect_bursts_in_streaming_matches_batch():
     pipeline.run().wait_until_finish()
 
 
-class FakeBag:
+class FakeValue:
     """In-memory stand-ins for Beam's state and timers, to drive the detector's
     callbacks the way a streaming runner does."""
 
-    def __init__(self):
-        self.items = []
-
-    def add(self, item):
-        self.items.append(item)
-
-    def read(self):
-        return list(self.items)
-
-    def clear(self):
-        self.items = []
-
-
-class FakeValue:
     def __init__(self):
         self.value = None
 
@@ -272,18 +259,18 @@ class FakeTimer:
 def test_idle_topics_are_dropped_from_their_shard():
     detector = DetectBurstsFn(BurstParams(warmup_windows=2, idle_windows=5), HOUR_US)
     steady, quake = ("hashtag", "steady"), ("hashtag", "quake")
-    pending, histories, flush, expire = FakeBag(), FakeValue(), FakeTimer(), FakeTimer()
+    pending, histories, flush, expire = FakeValue(), FakeValue(), FakeTimer(), FakeTimer()
 
     def window(hour, *keys):
         for key in keys:
-            detector.process((7, (key, count(hour, 30, 600))), pending=pending, flush=flush)
+            detector.process((7, ((key, count(hour, 30, 600)),)), pending=pending, flush=flush)
         fired_at = Timestamp(micros=(hour + 1) * HOUR_US)
         return list(detector.on_flush(fired_at=fired_at, pending=pending, histories_state=histories,
                                       flush=flush, expire=expire))
 
     for hour in range(3):
         window(hour, steady, quake)
-    assert set(histories.value) == {steady, quake} and pending.items == []
+    assert set(histories.value) == {steady, quake} and pending.value is None
     for hour in range(3, 8):
         window(hour, quake)
     # Five windows after its last count, 'steady' is dropped at the shard's next timer.
@@ -297,14 +284,14 @@ def test_idle_topics_are_dropped_from_their_shard():
 def test_counts_wait_for_the_watermark_to_pass_their_window():
     detector = DetectBurstsFn(BurstParams(warmup_windows=2, idle_windows=5), HOUR_US)
     key = ("hashtag", "steady")
-    pending, histories, flush, expire = FakeBag(), FakeValue(), FakeTimer(), FakeTimer()
+    pending, histories, flush, expire = FakeValue(), FakeValue(), FakeTimer(), FakeTimer()
     for hour in (9, 8):
-        detector.process((3, (key, count(hour, 30, 600))), pending=pending, flush=flush)
+        detector.process((3, ((key, count(hour, 30, 600)),)), pending=pending, flush=flush)
     assert sorted(flush.timers) == [str(9 * HOUR_US), str(10 * HOUR_US)]
     list(detector.on_flush(fired_at=Timestamp(micros=9 * HOUR_US), pending=pending, histories_state=histories,
                            flush=flush, expire=expire))
     assert histories.value[key].last_end_us == 9 * HOUR_US
-    assert [item[1].start_us for item in pending.items] == [9 * HOUR_US]
+    assert [count.start_us for count in pending.value.values()] == [9 * HOUR_US]
 
 
 def test_a_topic_keeps_its_shard_in_every_process():
@@ -351,3 +338,33 @@ def test_idle_topics_are_expired_on_prism(prism):
     # 'steady' falls silent after hour 32 and is expired 5 windows later; 'quake' when
     # the watermark reaches the end of the stream.
     assert sum(counter.committed for counter in expired) == 2
+
+
+def test_a_windows_panes_replace_each_other_while_it_waits():
+    """Every pane repeats all of a window's topics; the shard keeps one count per
+    topic and window (the latest pane), however many panes fire before the
+    watermark passes, and judges that one."""
+    params = BurstParams(warmup_windows=0, idle_windows=5, min_participants=1)
+    detector = DetectBurstsFn(params, HOUR_US)
+    key = ("hashtag", "quake")
+    pending, histories, flush, expire = FakeValue(), FakeValue(), FakeTimer(), FakeTimer()
+    for participants in (5, 9, 14):
+        detector.process((3, ((key, count(4, participants, 600)),)), pending=pending, flush=flush)
+    # An earlier pane arriving after a later one (bundles run in parallel) is ignored.
+    detector.process((3, ((key, count(4, 9, 600)),)), pending=pending, flush=flush)
+    assert list(pending.value.values()) == [count(4, 14, 600)]
+    assert sorted(flush.timers) == [str(5 * HOUR_US)]
+    list(detector.on_flush(fired_at=Timestamp(micros=5 * HOUR_US), pending=pending, histories_state=histories,
+                           flush=flush, expire=expire))
+    assert pending.value is None
+    assert histories.value[key].last_end_us == 5 * HOUR_US
+    assert histories.value[key].mean == judge_window(None, count(4, 14, 600), params, HOUR_US)[0].mean
+
+
+def test_a_panes_counts_reach_the_detector_one_element_per_shard():
+    keys = [("hashtag", f"topic{number}") for number in range(40)] + [("mention", "任志强")]
+    pairs = [(key, count(4, 10, 600)) for key in keys]
+    elements = counts_by_shard(pairs, 4)
+    assert len(elements) == len({shard for shard, _ in elements}) <= 4
+    assert sorted(pair for _, shard_pairs in elements for pair in shard_pairs) == sorted(pairs)
+    assert all(topic_shard(key, 4) == shard for shard, shard_pairs in elements for key, _ in shard_pairs)

@@ -55,8 +55,12 @@ EPISODES_TAG = "episodes"
 # is effectively zero anyway (and the idle expiry resets it).
 MAX_DECAY_STEPS = 10_000
 # Keys of the streaming detector's state: topics are spread over this many shards.
-# It bounds what a runner keeps per key and the step's parallelism.
-STATE_SHARDS = 256
+# It bounds what a runner keeps per key and the step's parallelism; every pane
+# costs a state read and write per shard it touches, and every window a timer per
+# shard. Replaying 1M posts at about 7,500/s on Prism (benchmarks/streaming_memory.py),
+# the detector fell ever further behind with 256 shards (0.2 hours of event time
+# judged per second) and with 16 (3.4), and kept up with 4.
+STATE_SHARDS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,6 +236,31 @@ def latest_panes(counts: Iterable[WindowCount]) -> list[WindowCount]:
     return [best[start] for start in sorted(best)]
 
 
+# The streaming detector's waiting counts: (topic key, window start) -> the count of
+# the latest pane seen for that topic and window.
+PendingCounts = dict[tuple[tuple[str, str], int], WindowCount]
+
+
+def keep_latest_pane(pending: PendingCounts, key: tuple[str, str], count: WindowCount) -> bool:
+    """Store ``count`` in ``pending`` (in place) unless a pane at least as late is
+    already there -> whether it was stored. Panes accumulate, so the later pane has
+    the most participants and posts (the order ``latest_panes`` uses); a window's
+    early panes are replaced, not piled up, while it waits for the watermark."""
+    slot = (key, count.start_us)
+    kept = pending.get(slot)
+    if kept is not None and (kept.participants, kept.posts) >= (count.participants, count.posts):
+        return False
+    pending[slot] = count
+    return True
+
+
+def take_ready_counts(pending: PendingCounts, now_us: int) -> list[tuple[tuple[str, str], WindowCount]]:
+    """Remove from ``pending`` (in place) and return the counts whose window ended
+    at or before ``now_us``."""
+    ready = [slot for slot, count in pending.items() if count.end_us <= now_us]
+    return [(slot[0], pending.pop(slot)) for slot in ready]
+
+
 def topic_window_counts(
     element: tuple[int, int, dict[str, pa.Table]], stream_start_us: int
 ) -> Iterable[tuple[tuple[str, str], WindowCount]]:
@@ -307,6 +336,19 @@ def topic_shard(key: tuple[str, str], shards: int) -> int:
     return zlib.crc32(f"{kind}\x00{topic}".encode()) % shards
 
 
+def counts_by_shard(
+    keyed_counts: Iterable[tuple[tuple[str, str], WindowCount]], shards: int
+) -> list[tuple[int, tuple[tuple[tuple[str, str], WindowCount], ...]]]:
+    """A pane's ((kind, topic), WindowCount) pairs -> (shard, the pairs of that
+    shard), one element per shard rather than one per topic: the streaming
+    detector then reads and writes a shard's state once per pane, not once per
+    topic of it."""
+    grouped: dict[int, list[tuple[tuple[str, str], WindowCount]]] = {}
+    for key, count in keyed_counts:
+        grouped.setdefault(topic_shard(key, shards), []).append((key, count))
+    return [(shard, tuple(pairs)) for shard, pairs in sorted(grouped.items())]
+
+
 def judge_ready_counts(
     histories: dict[tuple[str, str], TopicHistory],
     ready: Iterable[tuple[tuple[str, str], WindowCount]],
@@ -369,18 +411,23 @@ def expire_idle_topics(
 
 
 class DetectBurstsFn(beam.DoFn):
-    """(shard, ((kind, topic), WindowCount)) -> ((kind, topic), Burst) on the main
-    output and ((kind, topic), Episode) on ``EPISODES_TAG``.
+    """(shard, ((kind, topic), WindowCount) pairs of one pane) -> ((kind, topic),
+    Burst) on the main output and ((kind, topic), Episode) on ``EPISODES_TAG``.
 
     Streaming. State is kept per shard of topics (``topic_shard``), not per topic: a
     runner may keep bookkeeping for every key a stateful step has seen, for as long
     as the step's window lives (by its source, Prism keeps an emptied state entry per
     key), and the detector runs in the global window, so per-topic keys would grow it
     with every new hashtag or mention; a fixed number of shards bounds that (1M
-    replayed posts on Prism: peak 1,027 -> 936 MiB). A shard
-    holds its topics' histories in one value and counts in a bag until the watermark
-    passes their window's end (an event-time timer per window end, so windows are
-    judged in event-time order however they arrive). A timer one window after a
+    replayed posts on Prism: peak 1,027 -> 936 MiB). A pane's counts arrive as one
+    element per shard (``counts_by_shard``). A shard
+    holds its topics' histories in one value and, in another, the latest pane's
+    count per topic and window until the watermark passes the window's end (an
+    event-time timer per window end, so windows are judged in event-time order
+    however they arrive). Every pane of a window repeats all its topics, so keeping
+    only the latest bounds that state by the open windows' topics, not by the panes
+    fired (a bag of every pane, rewritten at each timer, fell ever further behind a
+    stream with early panes every 2 s). A timer one window after a
     burst closes its episode when the topic falls silent; topics idle for
     ``idle_windows`` are dropped at the next timer of their shard, and a shard whose
     topics have all gone idle is cleared by its expiry timer. (Batch runs judge each
@@ -388,7 +435,7 @@ class DetectBurstsFn(beam.DoFn):
     state cache a size estimate per access, 28% of a batch run.)
     """
 
-    PENDING = userstate.BagStateSpec("pending", PickleCoder())
+    PENDING = userstate.ReadModifyWriteStateSpec("pending", PickleCoder())
     HISTORIES = userstate.ReadModifyWriteStateSpec("histories", PickleCoder())
     FLUSH = userstate.TimerSpec("flush", userstate.TimeDomain.WATERMARK)
     EXPIRE = userstate.TimerSpec("expire", userstate.TimeDomain.WATERMARK)
@@ -403,14 +450,17 @@ class DetectBurstsFn(beam.DoFn):
 
     def process(
         self,
-        element: tuple[int, tuple[tuple[str, str], WindowCount]],
+        element: tuple[int, tuple[tuple[tuple[str, str], WindowCount], ...]],
         pending=beam.DoFn.StateParam(PENDING),
         flush=beam.DoFn.TimerParam(FLUSH),
     ):
-        _, keyed_count = element
-        pending.add(keyed_count)
-        end_us = keyed_count[1].end_us
-        flush.set(Timestamp(micros=end_us), dynamic_timer_tag=str(end_us))
+        _, keyed_counts = element
+        waiting = pending.read() or {}
+        stored_ends = {count.end_us for key, count in keyed_counts if keep_latest_pane(waiting, key, count)}
+        if stored_ends:
+            pending.write(waiting)
+        for end_us in stored_ends:
+            flush.set(Timestamp(micros=end_us), dynamic_timer_tag=str(end_us))
 
     @userstate.on_timer(FLUSH)
     def on_flush(
@@ -423,17 +473,17 @@ class DetectBurstsFn(beam.DoFn):
     ):
         now_us = fired_at.micros
         histories = histories_state.read() or {}
-        keyed_counts = list(pending.read())
-        ready = [item for item in keyed_counts if item[1].end_us <= now_us]
-        waiting = [item for item in keyed_counts if item[1].end_us > now_us]
+        waiting = pending.read() or {}
+        ready = take_ready_counts(waiting, now_us)
         bursts, episodes, late = judge_ready_counts(histories, ready, self._params, self._window_us)
         self._late.inc(late)
         self._bursts.inc(len(bursts))
         yield from bursts
         if ready:
-            pending.clear()
-            for item in waiting:
-                pending.add(item)
+            if waiting:
+                pending.write(waiting)
+            else:
+                pending.clear()
         closed, recheck = close_quiet_episodes(histories, now_us, self._window_us)
         for end_us in recheck:
             flush.set(Timestamp(micros=end_us), dynamic_timer_tag=str(end_us))
@@ -545,20 +595,23 @@ class DetectBursts(beam.PTransform):
             stamped = global_windows | "StampStreamStart" >> beam.Map(
                 lambda element, start: (start, element), start=beam.pvalue.AsSingleton(first)
             )
-        counts = stamped | "TopicCounts" >> beam.FlatMapTuple(
-            lambda start, element: (
-                TimestampedValue(pair, Timestamp(micros=pair[1].end_us - 1))
-                for pair in topic_window_counts(element, start)
-            )
-        )
         if self._streaming:
             shards = self._state_shards
-            sharded = tuple[int, tuple[tuple[str, str], WindowCount]]
-            counts = counts | "KeyByShard" >> beam.Map(
-                lambda pair: (topic_shard(pair[0], shards), pair)
+            sharded = tuple[int, tuple[tuple[tuple[str, str], WindowCount], ...]]
+            counts = stamped | "TopicCountsByShard" >> beam.FlatMapTuple(
+                lambda start, element: (
+                    TimestampedValue(item, Timestamp(micros=element[1] - 1))
+                    for item in counts_by_shard(topic_window_counts(element, start), shards)
+                )
             ).with_output_types(sharded)
             judge = beam.ParDo(DetectBurstsFn(self._params, self._window_us)).with_input_types(sharded)
         else:
+            counts = stamped | "TopicCounts" >> beam.FlatMapTuple(
+                lambda start, element: (
+                    TimestampedValue(pair, Timestamp(micros=pair[1].end_us - 1))
+                    for pair in topic_window_counts(element, start)
+                )
+            )
             counts = counts | "GroupByTopic" >> beam.GroupByKey()
             judge = beam.ParDo(JudgeTopicFn(self._params, self._window_us))
         results = counts | "Judge" >> judge.with_outputs(EPISODES_TAG, main=BURSTS_TAG)
