@@ -248,6 +248,21 @@ class FakeValue:
         self.value = None
 
 
+class FakeBag:
+    def __init__(self):
+        self.items, self.reads = [], 0
+
+    def add(self, item):
+        self.items.append(item)
+
+    def read(self):
+        self.reads += 1
+        return list(self.items)
+
+    def clear(self):
+        self.items = []
+
+
 class FakeTimer:
     def __init__(self):
         self.timers = {}
@@ -256,42 +271,59 @@ class FakeTimer:
         self.timers[dynamic_timer_tag] = timestamp
 
 
+class ShardHarness:
+    """One shard of ``DetectBurstsFn`` with in-memory state and timers."""
+
+    def __init__(self, detector: DetectBurstsFn):
+        self.detector = detector
+        self.soon, self.later, self.histories = FakeValue(), FakeBag(), FakeValue()
+        self.flush, self.expire = FakeTimer(), FakeTimer()
+
+    def send(self, *pairs):
+        self.detector.process((3, tuple(pairs)), soon_state=self.soon, later_state=self.later, flush=self.flush)
+
+    def fire(self, hour):
+        return list(self.detector.on_flush(
+            fired_at=Timestamp(micros=hour * HOUR_US), soon_state=self.soon, later_state=self.later,
+            histories_state=self.histories, flush=self.flush, expire=self.expire))
+
+    def waiting(self):
+        """The counts the shard holds, near and later."""
+        near = list(self.soon.value.counts.values()) if self.soon.value else []
+        return near + [count for batch in self.later.items for _, count in batch]
+
+
 def test_idle_topics_are_dropped_from_their_shard():
-    detector = DetectBurstsFn(BurstParams(warmup_windows=2, idle_windows=5), HOUR_US)
+    shard = ShardHarness(DetectBurstsFn(BurstParams(warmup_windows=2, idle_windows=5), HOUR_US))
     steady, quake = ("hashtag", "steady"), ("hashtag", "quake")
-    pending, histories, flush, expire = FakeValue(), FakeValue(), FakeTimer(), FakeTimer()
 
     def window(hour, *keys):
-        for key in keys:
-            detector.process((7, ((key, count(hour, 30, 600)),)), pending=pending, flush=flush)
-        fired_at = Timestamp(micros=(hour + 1) * HOUR_US)
-        return list(detector.on_flush(fired_at=fired_at, pending=pending, histories_state=histories,
-                                      flush=flush, expire=expire))
+        shard.send(*((key, count(hour, 30, 600)) for key in keys))
+        return shard.fire(hour + 1)
 
     for hour in range(3):
         window(hour, steady, quake)
-    assert set(histories.value) == {steady, quake} and pending.value is None
+    assert set(shard.histories.value) == {steady, quake} and shard.waiting() == []
     for hour in range(3, 8):
         window(hour, quake)
     # Five windows after its last count, 'steady' is dropped at the shard's next timer.
-    assert set(histories.value) == {quake}
+    assert set(shard.histories.value) == {quake}
     # The shard expires when its last topic goes idle.
-    assert expire.timers[""] == Timestamp(micros=(8 + 5) * HOUR_US)
-    list(detector.on_expire(fired_at=expire.timers[""], histories_state=histories, expire=expire))
-    assert histories.value is None
+    assert shard.expire.timers[""] == Timestamp(micros=(8 + 5) * HOUR_US)
+    list(shard.detector.on_expire(fired_at=shard.expire.timers[""], histories_state=shard.histories,
+                                  expire=shard.expire))
+    assert shard.histories.value is None
 
 
 def test_counts_wait_for_the_watermark_to_pass_their_window():
-    detector = DetectBurstsFn(BurstParams(warmup_windows=2, idle_windows=5), HOUR_US)
+    shard = ShardHarness(DetectBurstsFn(BurstParams(warmup_windows=2, idle_windows=5), HOUR_US))
     key = ("hashtag", "steady")
-    pending, histories, flush, expire = FakeValue(), FakeValue(), FakeTimer(), FakeTimer()
     for hour in (9, 8):
-        detector.process((3, ((key, count(hour, 30, 600)),)), pending=pending, flush=flush)
-    assert sorted(flush.timers) == [str(9 * HOUR_US), str(10 * HOUR_US)]
-    list(detector.on_flush(fired_at=Timestamp(micros=9 * HOUR_US), pending=pending, histories_state=histories,
-                           flush=flush, expire=expire))
-    assert histories.value[key].last_end_us == 9 * HOUR_US
-    assert [count.start_us for count in pending.value.values()] == [9 * HOUR_US]
+        shard.send((key, count(hour, 30, 600)))
+    assert sorted(shard.flush.timers) == [str(9 * HOUR_US), str(10 * HOUR_US)]
+    shard.fire(9)
+    assert shard.histories.value[key].last_end_us == 9 * HOUR_US
+    assert [waiting.start_us for waiting in shard.waiting()] == [9 * HOUR_US]
 
 
 def test_a_topic_keeps_its_shard_in_every_process():
@@ -345,20 +377,39 @@ def test_a_windows_panes_replace_each_other_while_it_waits():
     topic and window (the latest pane), however many panes fire before the
     watermark passes, and judges that one."""
     params = BurstParams(warmup_windows=0, idle_windows=5, min_participants=1)
-    detector = DetectBurstsFn(params, HOUR_US)
+    shard = ShardHarness(DetectBurstsFn(params, HOUR_US))
     key = ("hashtag", "quake")
-    pending, histories, flush, expire = FakeValue(), FakeValue(), FakeTimer(), FakeTimer()
+    shard.send((key, count(0, 3, 600)))
+    shard.fire(1)
     for participants in (5, 9, 14):
-        detector.process((3, ((key, count(4, participants, 600)),)), pending=pending, flush=flush)
+        shard.send((key, count(4, participants, 600)))
     # An earlier pane arriving after a later one (bundles run in parallel) is ignored.
-    detector.process((3, ((key, count(4, 9, 600)),)), pending=pending, flush=flush)
-    assert list(pending.value.values()) == [count(4, 14, 600)]
-    assert sorted(flush.timers) == [str(5 * HOUR_US)]
-    list(detector.on_flush(fired_at=Timestamp(micros=5 * HOUR_US), pending=pending, histories_state=histories,
-                           flush=flush, expire=expire))
-    assert pending.value is None
-    assert histories.value[key].last_end_us == 5 * HOUR_US
-    assert histories.value[key].mean == judge_window(None, count(4, 14, 600), params, HOUR_US)[0].mean
+    shard.send((key, count(4, 9, 600)))
+    assert shard.waiting() == [count(4, 14, 600)]
+    assert str(5 * HOUR_US) in shard.flush.timers
+    shard.fire(5)
+    assert shard.waiting() == []
+    history = judge_window(judge_window(None, count(0, 3, 600), params, HOUR_US)[0], count(4, 14, 600), params,
+                           HOUR_US)[0]
+    assert shard.histories.value[key] == history
+
+
+def test_a_backfill_is_judged_as_in_batch_reading_later_windows_a_stretch_at_a_time():
+    """A backfill delivers every window before any timer fires. The shard judges
+    them in order as the timers fire, as a batch run does, and reads the counts of
+    far windows once per ``soon_windows`` windows, not at every timer."""
+    params = BurstParams(warmup_windows=2, idle_windows=48, min_participants=5)
+    shard = ShardHarness(DetectBurstsFn(params, HOUR_US, soon_windows=4))
+    key = ("hashtag", "quake")
+    series = [count(hour, 40 if hour == 14 else 4, 600) for hour in range(20)]
+    for item in reversed(series):
+        shard.send((key, item))
+    outputs = [output for hour in range(1, 21) for output in shard.fire(hour)]
+    bursts = [output for output in outputs if not isinstance(output, beam.pvalue.TaggedOutput)]
+    batch_bursts, _ = judge_topic(series, params, HOUR_US)
+    assert bursts == [(key, burst) for burst in batch_bursts] and len(bursts) == 1
+    assert shard.waiting() == []
+    assert shard.later.reads == 4  # at hours 1, 6, 11, 16: each reaches 4 windows past its timer
 
 
 def test_a_panes_counts_reach_the_detector_one_element_per_shard():

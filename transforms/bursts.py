@@ -54,6 +54,9 @@ EPISODES_TAG = "episodes"
 # Decay through at most this many absent windows one by one; beyond it the history
 # is effectively zero anyway (and the idle expiry resets it).
 MAX_DECAY_STEPS = 10_000
+# How far past a firing timer the streaming detector's near state reaches, in
+# windows: the bag of later counts is read once per this many windows judged.
+SOON_WINDOWS = 168
 # Keys of the streaming detector's state: topics are spread over this many shards.
 # It bounds what a runner keeps per key and the step's parallelism; every pane
 # costs a state read and write per shard it touches, and every window a timer per
@@ -261,6 +264,45 @@ def take_ready_counts(pending: PendingCounts, now_us: int) -> list[tuple[tuple[s
     return [(slot[0], pending.pop(slot)) for slot in ready]
 
 
+class SoonCounts(NamedTuple):
+    """The streaming detector's counts of windows ending by ``horizon_us`` (latest
+    pane per topic and window); counts of later windows wait apart, in a bag that is
+    read only when a timer passes the horizon."""
+
+    horizon_us: int
+    counts: PendingCounts
+
+
+def route_counts(
+    soon: SoonCounts, keyed_counts: Iterable[tuple[tuple[str, str], WindowCount]]
+) -> tuple[set[int], list[tuple[tuple[str, str], WindowCount]]]:
+    """Counts arriving -> (window ends of those stored in ``soon`` (in place), the
+    pairs of windows past its horizon, for the bag)."""
+    stored_ends, later = set(), []
+    for key, count in keyed_counts:
+        if count.end_us > soon.horizon_us:
+            later.append((key, count))
+        elif keep_latest_pane(soon.counts, key, count):
+            stored_ends.add(count.end_us)
+    return stored_ends, later
+
+
+def refill_soon(
+    soon: SoonCounts, later: Iterable[tuple[tuple[str, str], WindowCount]], horizon_us: int
+) -> tuple[SoonCounts, list[tuple[tuple[str, str], WindowCount]]]:
+    """Move the bag's counts of windows ending by ``horizon_us`` into ``soon`` ->
+    (``soon`` with that horizon, the pairs still later). A backfill delivers months of
+    windows before the watermark moves; moving them a stretch at a time keeps each
+    timer's reads to the windows near it instead of all of them."""
+    counts, still_later = soon.counts, []
+    for key, count in later:
+        if count.end_us > horizon_us:
+            still_later.append((key, count))
+        else:
+            keep_latest_pane(counts, key, count)
+    return SoonCounts(horizon_us, counts), still_later
+
+
 def topic_window_counts(
     element: tuple[int, int, dict[str, pa.Table]], stream_start_us: int
 ) -> Iterable[tuple[tuple[str, str], WindowCount]]:
@@ -430,20 +472,25 @@ class DetectBurstsFn(beam.DoFn):
     stream with early panes every 2 s). A timer one window after a
     burst closes its episode when the topic falls silent; topics idle for
     ``idle_windows`` are dropped at the next timer of their shard, and a shard whose
-    topics have all gone idle is cleared by its expiry timer. (Batch runs judge each
+    topics have all gone idle is cleared by its expiry timer. Counts of windows
+    more than ``soon_windows`` past the last timer wait in a bag of their own
+    (``SoonCounts``), so a backfill, which delivers years of windows before their
+    timers fire, costs each timer the windows near it, not all of them. (Batch runs judge each
     topic's grouped counts with ``judge_topic`` instead: keyed state costs Beam's
     state cache a size estimate per access, 28% of a batch run.)
     """
 
-    PENDING = userstate.ReadModifyWriteStateSpec("pending", PickleCoder())
+    SOON = userstate.ReadModifyWriteStateSpec("soon", PickleCoder())
+    LATER = userstate.BagStateSpec("later", PickleCoder())
     HISTORIES = userstate.ReadModifyWriteStateSpec("histories", PickleCoder())
     FLUSH = userstate.TimerSpec("flush", userstate.TimeDomain.WATERMARK)
     EXPIRE = userstate.TimerSpec("expire", userstate.TimeDomain.WATERMARK)
 
-    def __init__(self, params: BurstParams, window_us: int):
+    def __init__(self, params: BurstParams, window_us: int, soon_windows: int = SOON_WINDOWS):
         self._params = params
         self._window_us = window_us
         self._idle_us = params.idle_windows * window_us
+        self._soon_us = soon_windows * window_us
         self._bursts = Metrics.counter(self.__class__, "bursting_windows")
         self._late = Metrics.counter(self.__class__, "counts_after_judgement")
         self._expired = Metrics.counter(self.__class__, "topics_expired")
@@ -451,39 +498,47 @@ class DetectBurstsFn(beam.DoFn):
     def process(
         self,
         element: tuple[int, tuple[tuple[tuple[str, str], WindowCount], ...]],
-        pending=beam.DoFn.StateParam(PENDING),
+        soon_state=beam.DoFn.StateParam(SOON),
+        later_state=beam.DoFn.StateParam(LATER),
         flush=beam.DoFn.TimerParam(FLUSH),
     ):
         _, keyed_counts = element
-        waiting = pending.read() or {}
-        stored_ends = {count.end_us for key, count in keyed_counts if keep_latest_pane(waiting, key, count)}
+        soon = soon_state.read() or SoonCounts(0, {})
+        stored_ends, later = route_counts(soon, keyed_counts)
         if stored_ends:
-            pending.write(waiting)
-        for end_us in stored_ends:
+            soon_state.write(soon)
+        if later:
+            later_state.add(tuple(later))
+        for end_us in stored_ends | {count.end_us for _, count in later}:
             flush.set(Timestamp(micros=end_us), dynamic_timer_tag=str(end_us))
 
     @userstate.on_timer(FLUSH)
     def on_flush(
         self,
         fired_at=beam.DoFn.TimestampParam,
-        pending=beam.DoFn.StateParam(PENDING),
+        soon_state=beam.DoFn.StateParam(SOON),
+        later_state=beam.DoFn.StateParam(LATER),
         histories_state=beam.DoFn.StateParam(HISTORIES),
         flush=beam.DoFn.TimerParam(FLUSH),
         expire=beam.DoFn.TimerParam(EXPIRE),
     ):
         now_us = fired_at.micros
         histories = histories_state.read() or {}
-        waiting = pending.read() or {}
-        ready = take_ready_counts(waiting, now_us)
+        soon = soon_state.read() or SoonCounts(0, {})
+        refilled = now_us > soon.horizon_us
+        if refilled:
+            later = [pair for batch in later_state.read() for pair in batch]
+            soon, still_later = refill_soon(soon, later, now_us + self._soon_us)
+            later_state.clear()
+            if still_later:
+                later_state.add(tuple(still_later))
+        ready = take_ready_counts(soon.counts, now_us)
         bursts, episodes, late = judge_ready_counts(histories, ready, self._params, self._window_us)
         self._late.inc(late)
         self._bursts.inc(len(bursts))
         yield from bursts
-        if ready:
-            if waiting:
-                pending.write(waiting)
-            else:
-                pending.clear()
+        if refilled or ready:
+            soon_state.write(soon)
         closed, recheck = close_quiet_episodes(histories, now_us, self._window_us)
         for end_us in recheck:
             flush.set(Timestamp(micros=end_us), dynamic_timer_tag=str(end_us))
