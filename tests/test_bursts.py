@@ -397,19 +397,21 @@ def test_a_windows_panes_replace_each_other_while_it_waits():
 def test_a_backfill_is_judged_as_in_batch_reading_later_windows_a_stretch_at_a_time():
     """A backfill delivers every window before any timer fires. The shard judges
     them in order as the timers fire, as a batch run does, and reads the counts of
-    far windows once per ``soon_windows`` windows, not at every timer."""
+    later windows once per ``soon_windows`` windows, not at every timer, also where
+    the windows with counts lie hours apart."""
     params = BurstParams(warmup_windows=2, idle_windows=48, min_participants=5)
     shard = ShardHarness(DetectBurstsFn(params, HOUR_US, soon_windows=4))
     key = ("hashtag", "quake")
-    series = [count(hour, 40 if hour == 14 else 4, 600) for hour in range(20)]
+    hours = [*range(10), *range(30, 300, 27)]
+    series = [count(hour, 40 if hour == 9 else 4, 600) for hour in hours]
     for item in reversed(series):
         shard.send((key, item))
-    outputs = [output for hour in range(1, 21) for output in shard.fire(hour)]
+    outputs = [output for hour in hours for output in shard.fire(hour + 1)]
     bursts = [output for output in outputs if not isinstance(output, beam.pvalue.TaggedOutput)]
     batch_bursts, _ = judge_topic(series, params, HOUR_US)
     assert bursts == [(key, burst) for burst in batch_bursts] and len(bursts) == 1
     assert shard.waiting() == []
-    assert shard.later.reads == 4  # at hours 1, 6, 11, 16: each reaches 4 windows past its timer
+    assert len(series) == 20 and shard.later.reads == 5
 
 
 def test_a_panes_counts_reach_the_detector_one_element_per_shard():

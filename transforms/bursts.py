@@ -33,6 +33,7 @@ timers.
 """
 
 import dataclasses
+import heapq
 import math
 import typing
 import zlib
@@ -54,8 +55,9 @@ EPISODES_TAG = "episodes"
 # Decay through at most this many absent windows one by one; beyond it the history
 # is effectively zero anyway (and the idle expiry resets it).
 MAX_DECAY_STEPS = 10_000
-# How far past a firing timer the streaming detector's near state reaches, in
-# windows: the bag of later counts is read once per this many windows judged.
+# How far ahead the streaming detector's near state reaches, in windows (and in
+# windows with counts, where they are sparse): the bag of later counts is read
+# once per this many windows judged.
 SOON_WINDOWS = 168
 # Keys of the streaming detector's state: topics are spread over this many shards.
 # It bounds what a runner keeps per key and the step's parallelism; every pane
@@ -288,12 +290,18 @@ def route_counts(
 
 
 def refill_soon(
-    soon: SoonCounts, later: Iterable[tuple[tuple[str, str], WindowCount]], horizon_us: int
+    soon: SoonCounts, later: Iterable[tuple[tuple[str, str], WindowCount]], now_us: int, windows: int, window_us: int
 ) -> tuple[SoonCounts, list[tuple[tuple[str, str], WindowCount]]]:
-    """Move the bag's counts of windows ending by ``horizon_us`` into ``soon`` ->
-    (``soon`` with that horizon, the pairs still later). A backfill delivers months of
-    windows before the watermark moves; moving them a stretch at a time keeps each
-    timer's reads to the windows near it instead of all of them."""
+    """Move the bag's counts of windows ending within ``windows`` windows of
+    ``now_us``, and of its next ``windows`` windows with counts however far, into
+    ``soon`` -> (``soon`` with its horizon past them, the pairs still later). A
+    backfill delivers years of windows before the watermark moves; moving them a
+    stretch at a time keeps each timer's reads to the windows near it, and a
+    stretch of at least ``windows`` windows with counts keeps a sparse one from
+    costing a read per timer."""
+    later = list(later)
+    ends = heapq.nsmallest(windows, {count.end_us for _, count in later})
+    horizon_us = max([now_us + windows * window_us, soon.horizon_us, *ends[-1:]])
     counts, still_later = soon.counts, []
     for key, count in later:
         if count.end_us > horizon_us:
@@ -473,7 +481,7 @@ class DetectBurstsFn(beam.DoFn):
     burst closes its episode when the topic falls silent; topics idle for
     ``idle_windows`` are dropped at the next timer of their shard, and a shard whose
     topics have all gone idle is cleared by its expiry timer. Counts of windows
-    more than ``soon_windows`` past the last timer wait in a bag of their own
+    beyond the next ``soon_windows`` windows wait in a bag of their own
     (``SoonCounts``), so a backfill, which delivers years of windows before their
     timers fire, costs each timer the windows near it, not all of them. (Batch runs judge each
     topic's grouped counts with ``judge_topic`` instead: keyed state costs Beam's
@@ -490,7 +498,7 @@ class DetectBurstsFn(beam.DoFn):
         self._params = params
         self._window_us = window_us
         self._idle_us = params.idle_windows * window_us
-        self._soon_us = soon_windows * window_us
+        self._soon_windows = soon_windows
         self._bursts = Metrics.counter(self.__class__, "bursting_windows")
         self._late = Metrics.counter(self.__class__, "counts_after_judgement")
         self._expired = Metrics.counter(self.__class__, "topics_expired")
@@ -528,7 +536,7 @@ class DetectBurstsFn(beam.DoFn):
         refilled = now_us > soon.horizon_us
         if refilled:
             later = [pair for batch in later_state.read() for pair in batch]
-            soon, still_later = refill_soon(soon, later, now_us + self._soon_us)
+            soon, still_later = refill_soon(soon, later, now_us, self._soon_windows, self._window_us)
             later_state.clear()
             if still_later:
                 later_state.add(tuple(still_later))
