@@ -41,6 +41,7 @@ from transforms.landing import (
 from transforms.late import (
     LATE_POSTS,
     CountLatePosts,
+    RunningLateCountFn,
     SplitLatePosts,
     is_beyond_lateness,
     streaming_windowing,
@@ -345,8 +346,9 @@ def test_panes_and_late_posts_land_where_the_readme_says(prism, tmp_path):
     watermark passes 9:00 (ON_TIME); b1 and another copy of a2 arrive at 9:30, late
     but within the lateness (LATE pane, the copy dropped against the earlier pane);
     c1 arrives at 11:30, after 9:00 + 2 h: beyond the lateness, so it is counted in
-    late_posts for window 8-9, not in the window. Window 9-10: d1, read at 11:30, is
-    late but within its lateness (its window closes at 12:00).
+    late_posts for window 8-9, not in the window, and so is c2 a firing later.
+    Window 9-10: d1, read at 11:30, is late but within its lateness (its window
+    closes at 12:00).
     """
     events = (
         TestStream()
@@ -360,6 +362,8 @@ def test_panes_and_late_posts_land_where_the_readme_says(prism, tmp_path):
         .advance_processing_time(20)
         .advance_watermark_to(Timestamp(micros=at(11.5)))
         .add_elements(read_at(11.5, post("c1", 8.5, 5), post("d1", 9.75, 6)))
+        .advance_processing_time(20)
+        .add_elements(read_at(11.5, post("c2", 8.6, 7)))
         .advance_processing_time(20)
         .advance_watermark_to_infinity()
     )
@@ -378,8 +382,9 @@ def test_panes_and_late_posts_land_where_the_readme_says(prism, tmp_path):
             | CountLatePosts(flush_seconds=10)
             | "RecordLate" >> beam.ParDo(RecordFn(str(late_path), describe_late))
         )
-    # Beyond the lateness: c1, counted for window 8-9 and nowhere else.
-    assert max(recorded(late_path), key=lambda row: row[-1])[:2] == [8.0, 1]
+    # Beyond the lateness: c1 and, a firing later, c2, counted for window 8-9 and
+    # nowhere else; the highest pane holds both.
+    assert max(recorded(late_path), key=lambda row: row[-1])[:2] == [8.0, 2]
     by_window = {}
     for start, posts, duplicates, timing, index in recorded(panes_path):
         by_window.setdefault(start, []).append((index, timing, posts, duplicates))
@@ -432,3 +437,32 @@ def test_without_lateness_a_post_read_at_the_window_end_is_late(prism, tmp_path)
     assert {tuple(row[:3]) for row in panes} == {(8.0, 1, 0)}, panes
     assert panes[0][3:] == [ON_TIME, 0], panes
     assert max(recorded(late_path), key=lambda row: row[-1])[:2] == [8.0, 1]
+
+
+class FakeCounted:
+    def __init__(self):
+        self.value = None
+
+    def read(self):
+        return self.value
+
+    def write(self, value):
+        self.value = value
+
+
+def test_late_counts_add_up_and_number_their_own_panes():
+    """Each firing brings the late posts since the previous one; the running count
+    is numbered by the step that adds it up, so the highest pane a reader keeps is
+    the highest count even if firings arrive out of order."""
+    count_fn, counted, bounds = RunningLateCountFn(), FakeCounted(), (at(8), at(9))
+    outputs = [
+        output
+        for since_last in (3, 2, 4)
+        for output in count_fn.process(
+            (bounds, since_last), timestamp=Timestamp(micros=at(12)), window=window.GlobalWindow(), counted=counted
+        )
+    ]
+    assert [(output.value, output.pane_info.index) for output in outputs] == [
+        ((bounds, 3), 0), ((bounds, 5), 1), ((bounds, 9), 2)
+    ]
+    assert [output.pane_info.is_first for output in outputs] == [True, False, False]

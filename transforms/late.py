@@ -22,9 +22,11 @@ from collections.abc import Iterable
 
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
-from apache_beam.transforms import trigger, window
+from apache_beam.transforms import trigger, userstate, window
 from apache_beam.transforms.window import WindowFn
+from apache_beam.utils.windowed_value import PaneInfo, PaneInfoTiming, WindowedValue
 
 from schemas import tables
 from transforms.aggregate import window_bounds
@@ -105,6 +107,42 @@ def late_posts_table(window_start_us: int, window_end_us: int, posts: int) -> pa
     )
 
 
+def add_late_posts(so_far: tuple[int, int] | None, posts: int) -> tuple[int, int]:
+    """(late posts counted so far, panes written so far) of a window, or None for a
+    window with none yet -> the same after ``posts`` more in one more pane."""
+    counted, panes = so_far or (0, 0)
+    return counted + posts, panes + 1
+
+
+class RunningLateCountFn(beam.DoFn):
+    """((window_start_us, window_end_us), late posts since the last firing) ->
+    ((window_start_us, window_end_us), late posts so far), as pane N of that
+    window's count, N counting this window's outputs.
+
+    The pane is numbered here rather than taken from the firing: firings of one
+    window may reach this step in any order, and a reader keeps the highest pane,
+    which must be the highest total. State: two integers per window that ever had a
+    late post.
+    """
+
+    COUNTED = userstate.ReadModifyWriteStateSpec("counted", PickleCoder())
+
+    def process(
+        self,
+        element: tuple[tuple[int, int], int],
+        timestamp=beam.DoFn.TimestampParam,
+        window=beam.DoFn.WindowParam,
+        counted=beam.DoFn.StateParam(COUNTED),
+    ):
+        bounds, posts = element
+        total, panes = add_late_posts(counted.read(), posts)
+        counted.write((total, panes))
+        index = panes - 1
+        yield WindowedValue(
+            (bounds, total), timestamp, (window,), PaneInfo(index == 0, False, PaneInfoTiming.EARLY, index, index)
+        )
+
+
 class CountLatePosts(beam.PTransform):
     """PCollection[(window_start_us, window_end_us)] ->
     PCollection[(window_start_us, window_end_us, {"late_posts": pa.Table})],
@@ -112,9 +150,10 @@ class CountLatePosts(beam.PTransform):
 
     The windows these posts belong to are closed, so the counting happens in the
     global window, firing every ``flush_seconds`` of processing time while late posts
-    come in; panes accumulate, so each element holds the window's count so far and
-    its file replaces the previous one. State: one integer per window that ever had
-    a late post.
+    come in. Each firing counts the posts since the previous one (discarding panes:
+    a runner that keeps accumulating panes' inputs, as Prism does, would hold every
+    late post for the whole run), and ``RunningLateCountFn`` adds them up, so each
+    element holds the window's count so far and its file replaces the previous one.
     """
 
     def __init__(self, flush_seconds: int):
@@ -128,9 +167,10 @@ class CountLatePosts(beam.PTransform):
             >> beam.WindowInto(
                 window.GlobalWindows(),
                 trigger=trigger.Repeatedly(trigger.AfterProcessingTime(self._flush)),
-                accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
+                accumulation_mode=trigger.AccumulationMode.DISCARDING,
             )
-            | "CountPerWindow" >> beam.combiners.Count.PerElement()
+            | "CountSinceLastFiring" >> beam.combiners.Count.PerElement()
+            | "RunningCount" >> beam.ParDo(RunningLateCountFn())
             | "ToTable"
             >> beam.MapTuple(
                 lambda bounds, count: (*bounds, {LATE_POSTS: late_posts_table(*bounds, count)})
