@@ -22,9 +22,10 @@ where they went). In time order the streaming tables must equal the batch ones:
 authors were added, their estimates are the ``participants`` column, compared
 exactly), ``bursts`` and ``burst_episodes`` row for row.
 
-Early panes are off unless ``--early-results-every`` is given: with thousands of
-windows open at once (a replay of years without pacing) Prism 2.77 spins on their
-processing-time triggers and writes nothing (deploy/prism/README.md, Caveats).
+Early panes come every 30 s, the pipeline's default (``--early-results-every 0``
+turns them off). A replay of years without pacing opens thousands of windows at
+once; until the window combine was keyed per window (2026-11-26), Prism 2.77 spun
+on their processing-time triggers and wrote nothing.
 
 Prints the figures and the verdicts; ``--json-out`` writes them as one object.
 Exits 1 when a table that must match does not.
@@ -161,10 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", default="1h")
     parser.add_argument("--topic-kinds", default="hashtag,mention,entity,keyword")
     parser.add_argument("--allowed-lateness", default="6h")
-    # No early panes by default: a replay without pacing opens thousands of windows
-    # at once, and Prism 2.77 then spins on their processing-time triggers
-    # (deploy/prism/README.md, Caveats).
-    parser.add_argument("--early-results-every", default="0")
+    parser.add_argument("--early-results-every", default="30s")
     parser.add_argument("--batch-lines", type=int, default=10_000)
     parser.add_argument("--timeout", type=float, default=3_600)
     parser.add_argument("--keep", type=Path, default=None, help="Keep the outputs in this folder.")
