@@ -280,7 +280,8 @@ class ShardHarness:
         self.flush, self.expire = FakeTimer(), FakeTimer()
 
     def send(self, *pairs):
-        self.detector.process((3, tuple(pairs)), soon_state=self.soon, later_state=self.later, flush=self.flush)
+        element = (3, (pairs[0][1].start_us, tuple(pairs)))
+        self.detector.process(element, soon_state=self.soon, later_state=self.later, flush=self.flush)
 
     def fire(self, hour):
         return list(self.detector.on_flush(
@@ -417,7 +418,26 @@ def test_a_backfill_is_judged_as_in_batch_reading_later_windows_a_stretch_at_a_t
 def test_a_panes_counts_reach_the_detector_one_element_per_shard():
     keys = [("hashtag", f"topic{number}") for number in range(40)] + [("mention", "任志强")]
     pairs = [(key, count(4, 10, 600)) for key in keys]
-    elements = counts_by_shard(pairs, 4)
-    assert len(elements) == len({shard for shard, _ in elements}) <= 4
-    assert sorted(pair for _, shard_pairs in elements for pair in shard_pairs) == sorted(pairs)
-    assert all(topic_shard(key, 4) == shard for shard, shard_pairs in elements for key, _ in shard_pairs)
+    elements = counts_by_shard(4 * HOUR_US, pairs, 8)
+    # Every shard hears of the window, with or without topics of its own in it.
+    assert [shard for shard, _ in elements] == list(range(8))
+    assert {start for _, (start, _) in elements} == {4 * HOUR_US}
+    assert sorted(pair for _, (_, shard_pairs) in elements for pair in shard_pairs) == sorted(pairs)
+    assert all(topic_shard(key, 8) == shard for shard, (_, shard_pairs) in elements for key, _ in shard_pairs)
+
+
+def test_the_stream_starts_at_the_earliest_window_seen_before_judging():
+    """Windows can fire in any order when many close at once (a replay, a
+    backfill): a shard that hears of hour 5 first still judges with the stream
+    starting at hour 2, as a batch run does, once hour 2 has arrived."""
+    params = BurstParams(warmup_windows=0, idle_windows=48, min_participants=1)
+    shard = ShardHarness(DetectBurstsFn(params, HOUR_US))
+    late_key, early_key = ("hashtag", "later"), ("hashtag", "earlier")
+    shard.send((late_key, count(5, 30, 600, stream_start_hour=5)))
+    shard.send((early_key, count(2, 30, 600, stream_start_hour=2)))
+    shard.fire(3)
+    shard.fire(6)
+    expected = judge_window(None, count(5, 30, 600, stream_start_hour=2), params, HOUR_US)[0]
+    assert shard.histories.value[late_key] == expected
+    assert shard.histories.value[late_key] != judge_window(None, count(5, 30, 600, stream_start_hour=5), params,
+                                                           HOUR_US)[0]

@@ -35,7 +35,6 @@ timers.
 import dataclasses
 import heapq
 import math
-import typing
 import zlib
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -269,10 +268,13 @@ def take_ready_counts(pending: PendingCounts, now_us: int) -> list[tuple[tuple[s
 class SoonCounts(NamedTuple):
     """The streaming detector's counts of windows ending by ``horizon_us`` (latest
     pane per topic and window); counts of later windows wait apart, in a bag that is
-    read only when a timer passes the horizon."""
+    read only when a timer passes the horizon. ``first_start_us``: the earliest
+    window start seen, which is the stream's first once the watermark has passed
+    it."""
 
     horizon_us: int
     counts: PendingCounts
+    first_start_us: int | None = None
 
 
 def route_counts(
@@ -308,7 +310,7 @@ def refill_soon(
             still_later.append((key, count))
         else:
             keep_latest_pane(counts, key, count)
-    return SoonCounts(horizon_us, counts), still_later
+    return soon._replace(horizon_us=horizon_us, counts=counts), still_later
 
 
 def topic_window_counts(
@@ -387,16 +389,27 @@ def topic_shard(key: tuple[str, str], shards: int) -> int:
 
 
 def counts_by_shard(
-    keyed_counts: Iterable[tuple[tuple[str, str], WindowCount]], shards: int
-) -> list[tuple[int, tuple[tuple[tuple[str, str], WindowCount], ...]]]:
-    """A pane's ((kind, topic), WindowCount) pairs -> (shard, the pairs of that
-    shard), one element per shard rather than one per topic: the streaming
-    detector then reads and writes a shard's state once per pane, not once per
-    topic of it."""
-    grouped: dict[int, list[tuple[tuple[str, str], WindowCount]]] = {}
+    window_start_us: int, keyed_counts: Iterable[tuple[tuple[str, str], WindowCount]], shards: int
+) -> list[tuple[int, tuple[int, tuple[tuple[tuple[str, str], WindowCount], ...]]]]:
+    """A pane's ((kind, topic), WindowCount) pairs -> (shard, (the window's start,
+    the pairs of that shard)) for every shard, one element per shard rather than one
+    per topic: the streaming detector then reads and writes a shard's state once per
+    pane, not once per topic of it, and every shard learns of every window (for the
+    stream's start) even one with none of its topics."""
+    grouped: dict[int, list[tuple[tuple[str, str], WindowCount]]] = {shard: [] for shard in range(shards)}
     for key, count in keyed_counts:
-        grouped.setdefault(topic_shard(key, shards), []).append((key, count))
-    return [(shard, tuple(pairs)) for shard, pairs in sorted(grouped.items())]
+        grouped[topic_shard(key, shards)].append((key, count))
+    return [(shard, (window_start_us, tuple(pairs))) for shard, pairs in grouped.items()]
+
+
+def with_stream_start(
+    ready: list[tuple[tuple[str, str], WindowCount]], stream_start_us: int | None
+) -> list[tuple[tuple[str, str], WindowCount]]:
+    """Counts about to be judged, their stream start set to ``stream_start_us`` (left
+    as they are when it is None)."""
+    if stream_start_us is None:
+        return ready
+    return [(key, count._replace(stream_start_us=stream_start_us)) for key, count in ready]
 
 
 def judge_ready_counts(
@@ -505,15 +518,18 @@ class DetectBurstsFn(beam.DoFn):
 
     def process(
         self,
-        element: tuple[int, tuple[tuple[tuple[str, str], WindowCount], ...]],
+        element: tuple[int, tuple[int, tuple[tuple[tuple[str, str], WindowCount], ...]]],
         soon_state=beam.DoFn.StateParam(SOON),
         later_state=beam.DoFn.StateParam(LATER),
         flush=beam.DoFn.TimerParam(FLUSH),
     ):
-        _, keyed_counts = element
+        _, (window_start_us, keyed_counts) = element
         soon = soon_state.read() or SoonCounts(0, {})
+        earlier = soon.first_start_us is None or window_start_us < soon.first_start_us
+        if earlier:
+            soon = soon._replace(first_start_us=window_start_us)
         stored_ends, later = route_counts(soon, keyed_counts)
-        if stored_ends:
+        if stored_ends or earlier:
             soon_state.write(soon)
         if later:
             later_state.add(tuple(later))
@@ -540,7 +556,7 @@ class DetectBurstsFn(beam.DoFn):
             later_state.clear()
             if still_later:
                 later_state.add(tuple(still_later))
-        ready = take_ready_counts(soon.counts, now_us)
+        ready = with_stream_start(take_ready_counts(soon.counts, now_us), soon.first_start_us)
         bursts, episodes, late = judge_ready_counts(histories, ready, self._params, self._window_us)
         self._late.inc(late)
         self._bursts.inc(len(bursts))
@@ -603,24 +619,6 @@ class JudgeTopicFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(EPISODES_TAG, (key, episode))
 
 
-class StampStreamStartFn(beam.DoFn):
-    """(0, window element) -> (stream_start_us, window element), streaming only.
-
-    Windows fire in event-time order in a stream, so the first seen is the stream's
-    first; a single key holds the running minimum.
-    """
-
-    FIRST = userstate.ReadModifyWriteStateSpec("first", PickleCoder())
-
-    def process(self, element, first=beam.DoFn.StateParam(FIRST)):
-        _, window_element = element
-        start = first.read()
-        if start is None or window_element[0] < start:
-            start = window_element[0]
-            first.write(start)
-        yield start, window_element
-
-
 class DetectBursts(beam.PTransform):
     """PCollection[(start_us, end_us, {"volume", "topics": pa.Table})] (the output of
     ``AggregateWindows``) -> {"bursts": ((kind, topic), Burst),
@@ -630,7 +628,8 @@ class DetectBursts(beam.PTransform):
     and each topic's windows are grouped and judged in one go (``judge_topic``).
     True: windows are judged as the watermark passes them (``DetectBurstsFn``, its
     state keyed by ``topic_shard`` over ``state_shards`` shards) and the stream
-    starts at the first window that fires. Both judge with
+    starts at the earliest window the detector has seen when it judges, which the
+    watermark makes the stream's first. Both judge with
     ``judge_window`` in event-time order, so both give the same rows.
     """
 
@@ -644,38 +643,35 @@ class DetectBursts(beam.PTransform):
     def expand(self, windows: beam.PCollection):
         global_windows = windows | "GlobalWindow" >> beam.WindowInto(GlobalWindows())
         if self._streaming:
-            stamped = (
-                global_windows
-                | "SingleKey" >> beam.Map(lambda element: (0, element))
-                | "StampStreamStart" >> beam.ParDo(StampStreamStartFn()).with_input_types(tuple[int, typing.Any])
-            )
+            # Each count carries its own window's start for now: the detector sets the
+            # stream's start when it judges (windows may fire in any order).
+            shards = self._state_shards
+            sharded = tuple[int, tuple[int, tuple[tuple[tuple[str, str], WindowCount], ...]]]
+            counts = global_windows | "TopicCountsByShard" >> beam.FlatMap(
+                lambda element: (
+                    TimestampedValue(item, Timestamp(micros=element[1] - 1))
+                    for item in counts_by_shard(element[0], topic_window_counts(element, element[0]), shards)
+                )
+            ).with_output_types(sharded)
+            judge = beam.ParDo(DetectBurstsFn(self._params, self._window_us)).with_input_types(sharded)
         else:
             first = (
                 global_windows
                 | "WindowStarts" >> beam.Map(lambda element: element[0])
                 | "EarliestWindow" >> beam.CombineGlobally(min)
             )
-            stamped = global_windows | "StampStreamStart" >> beam.Map(
-                lambda element, start: (start, element), start=beam.pvalue.AsSingleton(first)
-            )
-        if self._streaming:
-            shards = self._state_shards
-            sharded = tuple[int, tuple[tuple[tuple[str, str], WindowCount], ...]]
-            counts = stamped | "TopicCountsByShard" >> beam.FlatMapTuple(
-                lambda start, element: (
-                    TimestampedValue(item, Timestamp(micros=element[1] - 1))
-                    for item in counts_by_shard(topic_window_counts(element, start), shards)
+            counts = (
+                global_windows
+                | "TopicCounts"
+                >> beam.FlatMap(
+                    lambda element, start: (
+                        TimestampedValue(pair, Timestamp(micros=pair[1].end_us - 1))
+                        for pair in topic_window_counts(element, start)
+                    ),
+                    start=beam.pvalue.AsSingleton(first),
                 )
-            ).with_output_types(sharded)
-            judge = beam.ParDo(DetectBurstsFn(self._params, self._window_us)).with_input_types(sharded)
-        else:
-            counts = stamped | "TopicCounts" >> beam.FlatMapTuple(
-                lambda start, element: (
-                    TimestampedValue(pair, Timestamp(micros=pair[1].end_us - 1))
-                    for pair in topic_window_counts(element, start)
-                )
+                | "GroupByTopic" >> beam.GroupByKey()
             )
-            counts = counts | "GroupByTopic" >> beam.GroupByKey()
             judge = beam.ParDo(JudgeTopicFn(self._params, self._window_us))
         results = counts | "Judge" >> judge.with_outputs(EPISODES_TAG, main=BURSTS_TAG)
         return {BURSTS_TAG: results[BURSTS_TAG], EPISODES_TAG: results[EPISODES_TAG]}
