@@ -273,12 +273,17 @@ def test_streaming_usage_errors_are_one_line(args, env, expected, tmp_path, monk
 
 def test_a_local_streaming_run_is_named_for_prism_without_a_five_minute_deadline(tmp_path):
     from apache_beam.options.pipeline_options import (
+        DebugOptions,
         PortableOptions,
         PrismRunnerOptions,
         StandardOptions,
     )
 
-    from pipelines.runners import STREAM_DEADLINE_SECONDS, with_local_streaming_runner
+    from pipelines.runners import (
+        PRISM_NO_SPLITS,
+        STREAM_DEADLINE_SECONDS,
+        with_local_streaming_runner,
+    )
 
     binary = tmp_path / "prism"
     argv = ["--streaming", f"--prism_location={binary}"]
@@ -288,6 +293,8 @@ def test_a_local_streaming_run_is_named_for_prism_without_a_five_minute_deadline
     # Beam's default (300 s) also bounds the job's state stream: a longer streaming
     # run failed with DEADLINE_EXCEEDED after five minutes.
     assert options.view_as(PortableOptions).job_server_timeout == STREAM_DEADLINE_SECONDS
+    # Prism's splits of bundles with timers fire some timers twice and lose others.
+    assert PRISM_NO_SPLITS in options.view_as(DebugOptions).experiments
     batch = PipelineOptions(["--runner=DirectRunner"])
     assert with_local_streaming_runner([], batch) is batch
 
