@@ -18,6 +18,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from schemas import tables
+from tests.fakes import FakeBag, FakeTimer, FakeValue
 from transforms.bursts import (
     BURSTS_TAG,
     EPISODES_TAG,
@@ -229,46 +230,6 @@ def test_detect_bursts_in_streaming_matches_batch():
     assert_that(bursts, equal_to([(("hashtag", "quake"), 30)]), label="Bursts")
     assert_that(episodes, equal_to([(("hashtag", "quake"), 30, 1)]), label="Episodes")
     pipeline.run().wait_until_finish()
-
-
-class FakeValue:
-    """In-memory stand-ins for Beam's state and timers, to drive the detector's
-    callbacks the way a streaming runner does."""
-
-    def __init__(self):
-        self.value = None
-
-    def read(self):
-        return self.value
-
-    def write(self, value):
-        self.value = value
-
-    def clear(self):
-        self.value = None
-
-
-class FakeBag:
-    def __init__(self):
-        self.items, self.reads = [], 0
-
-    def add(self, item):
-        self.items.append(item)
-
-    def read(self):
-        self.reads += 1
-        return list(self.items)
-
-    def clear(self):
-        self.items = []
-
-
-class FakeTimer:
-    def __init__(self):
-        self.timers = {}
-
-    def set(self, timestamp, dynamic_timer_tag=""):
-        self.timers[dynamic_timer_tag] = timestamp
 
 
 class ShardHarness:

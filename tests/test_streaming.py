@@ -23,6 +23,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from tests.conftest import streaming_options
+from tests.fakes import FakeValue
 from transforms.aggregate import AggregateWindows
 from transforms.extract import ExtractTopicsFn
 from transforms.landing import (
@@ -446,22 +447,11 @@ def test_without_lateness_a_post_read_at_the_window_end_is_late(prism, tmp_path)
     assert max(recorded(late_path), key=lambda row: row[-1])[:2] == [8.0, 1]
 
 
-class FakeCounted:
-    def __init__(self):
-        self.value = None
-
-    def read(self):
-        return self.value
-
-    def write(self, value):
-        self.value = value
-
-
 def test_late_counts_add_up_and_number_their_own_panes():
     """Each firing brings the late posts since the previous one; the running count
     is numbered by the step that adds it up, so the highest pane a reader keeps is
     the highest count even if firings arrive out of order."""
-    count_fn, counted, bounds = RunningLateCountFn(), FakeCounted(), (at(8), at(9))
+    count_fn, counted, bounds = RunningLateCountFn(), FakeValue(), (at(8), at(9))
     outputs = [
         output
         for since_last in (3, 2, 4)
