@@ -228,14 +228,19 @@ def judge_window(
     return TopicHistory(mean, variance, count.end_us, episode), burst, closed
 
 
+def is_later_pane(count: WindowCount, kept: WindowCount | None) -> bool:
+    """Whether ``count`` is a later pane of its window than ``kept`` (None: no pane
+    yet). Panes accumulate, so the later pane has the most participants and posts; of
+    two equal ones the first kept stays."""
+    return kept is None or (count.participants, count.posts) > (kept.participants, kept.posts)
+
+
 def latest_panes(counts: Iterable[WindowCount]) -> list[WindowCount]:
     """One count per window, in window order: of several panes of a window (early
-    results, then the on-time pane) the one with the most participants and posts,
-    which under accumulating panes is the latest."""
+    results, then the on-time pane) the latest (``is_later_pane``)."""
     best: dict[int, WindowCount] = {}
     for count in counts:
-        kept = best.get(count.start_us)
-        if kept is None or (count.participants, count.posts) > (kept.participants, kept.posts):
+        if is_later_pane(count, best.get(count.start_us)):
             best[count.start_us] = count
     return [best[start] for start in sorted(best)]
 
@@ -246,13 +251,12 @@ PendingCounts = dict[tuple[tuple[str, str], int], WindowCount]
 
 
 def keep_latest_pane(pending: PendingCounts, key: tuple[str, str], count: WindowCount) -> bool:
-    """Store ``count`` in ``pending`` (in place) unless a pane at least as late is
-    already there -> whether it was stored. Panes accumulate, so the later pane has
-    the most participants and posts (the order ``latest_panes`` uses); a window's
-    early panes are replaced, not piled up, while it waits for the watermark."""
+    """Store ``count`` in ``pending`` (in place) if it is a later pane of its topic
+    and window than the one there (``is_later_pane``) -> whether it was stored: a
+    window's early panes are replaced, not piled up, while it waits for the
+    watermark."""
     slot = (key, count.start_us)
-    kept = pending.get(slot)
-    if kept is not None and (kept.participants, kept.posts) >= (count.participants, count.posts):
+    if not is_later_pane(count, pending.get(slot)):
         return False
     pending[slot] = count
     return True
@@ -481,24 +485,25 @@ class DetectBurstsFn(beam.DoFn):
     runner may keep bookkeeping for every key a stateful step has seen, for as long
     as the step's window lives (by its source, Prism keeps an emptied state entry per
     key), and the detector runs in the global window, so per-topic keys would grow it
-    with every new hashtag or mention; a fixed number of shards bounds that (1M
-    replayed posts on Prism: peak 1,027 -> 936 MiB). A pane's counts arrive as one
-    element per shard (``counts_by_shard``). A shard
-    holds its topics' histories in one value and, in another, the latest pane's
-    count per topic and window until the watermark passes the window's end (an
-    event-time timer per window end, so windows are judged in event-time order
+    with every new hashtag or mention; a fixed number of shards bounds that
+    (``STATE_SHARDS`` says how many and why). A pane's counts arrive as one element
+    per shard (``counts_by_shard``).
+
+    A shard holds its topics' histories in one value and, in another, the latest
+    pane's count per topic and window until the watermark passes the window's end
+    (an event-time timer per window end, so windows are judged in event-time order
     however they arrive). Every pane of a window repeats all its topics, so keeping
     only the latest bounds that state by the open windows' topics, not by the panes
     fired (a bag of every pane, rewritten at each timer, fell ever further behind a
-    stream with early panes every 2 s). A timer one window after a
-    burst closes its episode when the topic falls silent; topics idle for
-    ``idle_windows`` are dropped at the next timer of their shard, and a shard whose
-    topics have all gone idle is cleared by its expiry timer. Counts of windows
-    beyond the next ``soon_windows`` windows wait in a bag of their own
-    (``SoonCounts``), so a backfill, which delivers years of windows before their
-    timers fire, costs each timer the windows near it, not all of them. (Batch runs judge each
-    topic's grouped counts with ``judge_topic`` instead: keyed state costs Beam's
-    state cache a size estimate per access, 28% of a batch run.)
+    stream with early panes every 2 s). Counts of windows beyond the next
+    ``soon_windows`` windows wait in a bag of their own (``SoonCounts``), so a
+    backfill, which delivers years of windows before their timers fire, costs each
+    timer the windows near it, not all of them. A timer one window after a burst
+    closes its episode when the topic falls silent; topics idle for ``idle_windows``
+    are dropped at the next timer of their shard, and a shard whose topics have all
+    gone idle is cleared by its expiry timer. (Batch runs judge each topic's grouped
+    counts with ``judge_topic`` instead: keyed state costs Beam's state cache a size
+    estimate per access, 28% of a batch run.)
     """
 
     SOON = userstate.ReadModifyWriteStateSpec("soon", PickleCoder())
