@@ -109,7 +109,8 @@ FLINK_BLOCKED = (
 # in it (privacy inside parse, segmentation inside extraction).
 STAGE_FUNCTIONS = {
     "read": [
-        ("transforms/read.py", "read_json_lines"),
+        ("transforms/read.py", "index_json_lines"),
+        ("transforms/read.py", "read_slice"),
         ("benchmarks/throughput.py", "read_lines"),
     ],
     "parse": [("transforms/posts.py", "decode_json_line"), ("transforms/posts.py", "parse_post")],

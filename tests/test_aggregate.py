@@ -17,6 +17,7 @@ from transforms.aggregate import (
     add_post,
     aggregate_window,
     merge_window_posts,
+    pack_rows,
     post_id_key,
     window_bounds,
 )
@@ -80,6 +81,27 @@ def test_accumulator_survives_pickling_between_bundles():
     result = aggregate_window(restored)
     assert (result.posts, result.reposts) == (3, 1)
     assert dict(zip(result.topic_columns["topic"], result.topic_columns["posts"], strict=True)) == {"雅安地震": 1, "人民日报": 3}
+
+
+@pytest.mark.parametrize(
+    ("topics_per_post", "distinct_topics"),
+    [(0, 0), (3, 200), (300, 70_000)],
+    ids=["no-topics", "narrow-codes", "wide-counts-and-codes"],
+)
+def test_accumulator_pickles_packed_and_restores_every_row(topics_per_post, distinct_topics):
+    accumulator = WindowPosts()
+    for row in range(400):
+        topics = [("keyword", f"t{(row * 7919 + n) % distinct_topics}") for n in range(topics_per_post)] if distinct_topics else []
+        accumulator.append(row * 2**40 - 2**62, -row * 31, row % 3 == 0, dict.fromkeys(topics))
+    packed = pickle.dumps(accumulator)
+    restored = pickle.loads(packed)
+    for name in ("ids", "authors", "reposts", "topic_ends", "topic_codes", "pairs"):
+        assert getattr(restored, name) == getattr(accumulator, name), name
+    assert aggregate_window(restored) == aggregate_window(accumulator)
+    # The rows cross the shuffle in fewer bytes than the arrays hold them in.
+    arrays = ("ids", "authors", "reposts", "topic_ends", "topic_codes")
+    raw = sum(len(bytes(getattr(accumulator, name))) for name in arrays)
+    assert len(pickle.dumps(pack_rows(*(getattr(accumulator, name) for name in arrays)))) < raw / 2
 
 
 def test_same_author_many_posts_is_one_participant():

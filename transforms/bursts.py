@@ -335,6 +335,15 @@ def topic_window_counts(
         yield (kind, topic), WindowCount(start_us, end_us, posts, participants, window_participants, stream_start_us)
 
 
+def detector_columns(element: tuple[int, int, dict[str, pa.Table]]) -> tuple[int, int, dict[str, pa.Table]]:
+    """A window's tables cut to the columns ``topic_window_counts`` reads."""
+    start_us, end_us, by_table = element
+    return start_us, end_us, {
+        "volume": by_table["volume"].select(["participants"]),
+        "topics": by_table["topics"].select(["kind", "topic", "posts", "participants"]),
+    }
+
+
 def judge_topic(
     counts: Iterable[WindowCount], params: BurstParams, window_us: int
 ) -> tuple[list[Burst], list[Episode]]:
@@ -667,6 +676,9 @@ class DetectBursts(beam.PTransform):
             )
             counts = (
                 global_windows
+                # Before the side input: a step that reads one waits for it, so its
+                # input is kept whole, and the sketches are most of a window's bytes.
+                | "DetectorColumns" >> beam.Map(detector_columns)
                 | "TopicCounts"
                 >> beam.FlatMap(
                     lambda element, start: (

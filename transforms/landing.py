@@ -28,7 +28,6 @@ beyond the allowed lateness from the rest, before Beam would drop them silently.
 source parses as it reads: the watermark needs the posts' event times.
 """
 
-import gzip
 import os
 import time
 import uuid
@@ -57,11 +56,11 @@ from transforms.posts import InvalidPost, Post, parse_created_at
 from transforms.read import (
     CHUNK_LINES,
     DEAD_LETTERS,
-    STAGE_READ,
+    READ_ERRORS,
     ParsePostsFn,
-    dead_letter,
     now_us,
     read_chunks,
+    unreadable_file,
 )
 
 END_MARKER = "_END"
@@ -363,16 +362,9 @@ class WatchLandingFolderFn(beam.DoFn):
                 next_number = chunk.first_number + len(chunk.records)
                 self._lines.inc(len(chunk.records))
                 yield from self._parser.process(chunk)
-        except (OSError, EOFError, ValueError, gzip.BadGzipFile) as error:
+        except READ_ERRORS as error:
             self._unreadable.inc()
-            letter = dead_letter(
-                "",
-                f"file unreadable from line {next_number}: {type(error).__name__}: {error}",
-                f"{path}:{next_number}",
-                STAGE_READ,
-                now_us(),
-            )
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, unreadable_file(path, next_number, error))
 
     @staticmethod
     def _advance(watermark: LaggingWatermarkEstimator, watermark_us: int) -> None:
