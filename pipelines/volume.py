@@ -40,6 +40,7 @@ from zoneinfo import ZoneInfo
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipelines.malloc import hand_back_freed_memory
 from pipelines.options import (
     VolumeOptions,
     burst_params,
@@ -220,6 +221,7 @@ def run_manifest(options: PipelineOptions, run_id: str, mode: str) -> dict:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the pipeline; return the process exit status."""
+    hand_back_freed_memory()
     options = PipelineOptions(argv)
     volume = options.view_as(VolumeOptions)
     problems = usage_errors(volume) + streaming_runner_problems(options)
