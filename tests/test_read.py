@@ -162,3 +162,12 @@ def test_one_and_two_workers_write_the_same_tables(tmp_path):
         key = [c for c in ("window_start", "kind", "topic", "source") if c in one.columns]
         assert_frame_equal(one.sort(key), two.sort(key))
     assert read_table(outputs[1], "volume")["posts"].sum() > 20_000
+
+
+def test_empty_files_give_no_records_and_no_dead_letters(tmp_path):
+    pq.write_table(pa.table({"id": pa.array([], pa.string())}), tmp_path / "empty.parquet")
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    parquet, rows, _ = parquet_slices(str(tmp_path / "empty.parquet"))
+    lines_slices, lines, error = json_lines_slices(str(tmp_path / "empty.jsonl"))
+    assert (rows, lines, lines_slices, error) == (0, 0, [], None)
+    assert [record for piece in parquet for record in read_slice(piece)] == []

@@ -261,6 +261,8 @@ def _read_parquet_slice(piece: FileSlice) -> Iterator[dict]:
         while rows < piece.count:
             groups.append(piece.start + len(groups))
             rows += parquet.metadata.row_group(groups[-1]).num_rows
+        if not groups:  # a run of empty row groups (pyarrow reads all for [])
+            return
         for batch in parquet.iter_batches(batch_size=CHUNK_LINES, row_groups=groups):
             yield from batch.to_pylist()
 
