@@ -77,6 +77,13 @@ def test_slices_read_back_every_line_once_in_order(tmp_path, name):
     assert read == lines
 
 
+@pytest.mark.parametrize(("name", "slices"), [("posts.jsonl.gz", MAX_SLICES_PER_FILE), ("posts.jsonl", 12)])
+def test_a_gzip_file_is_cut_in_few_slices_a_plain_one_in_as_many_as_it_fills(tmp_path, name, slices):
+    path = tmp_path / name
+    (gzip.open if name.endswith(".gz") else open)(path, "wb").write(b"".join(_lines(MIN_SLICE_LINES * 12)))
+    assert len(json_lines_slices(str(path))[0]) == slices
+
+
 def test_truncated_gzip_keeps_the_lines_before_the_break(tmp_path):
     lines = _lines(MIN_SLICE_LINES * 2)
     whole = gzip.compress(b"".join(lines))

@@ -41,9 +41,11 @@ CHUNK_LINES = 2_000
 # A slice goes to one worker, so a file spreads over at most MAX_SLICES_PER_FILE
 # workers. gzip has no random access: a worker reaches its slice by decompressing
 # the file up to it, so S slices of a .gz file cost about S / 2 extra decompressions
-# of it (about 0.5 s per million posts each); the bound keeps that under 4.
+# of it (about 0.5 s per million posts each); the bound keeps that under 4. A slice
+# of a plain file is a seek away, and Parquet slices are runs of row groups.
 MIN_SLICE_LINES = 10_000
 MAX_SLICES_PER_FILE = 8
+MAX_SLICES_PER_SEEKABLE_FILE = 256
 MAX_RAW_BYTES = 10 * 1024
 PARQUET_SUFFIX = ".parquet"
 # What reading a file that broke off raises (a truncated .gz: EOFError; a damaged
@@ -141,11 +143,15 @@ def read_json_lines(path: str, chunk_lines: int = CHUNK_LINES) -> Iterator[Recor
             yield RecordChunk(path, number, chunk, now_us())
 
 
+def is_compressed(path: str) -> bool:
+    return path.lower().endswith(".gz")
+
+
 def _open_lines(path: str) -> io.BufferedIOBase:
     """A line-iterable binary stream of ``path``; Beam's own decompressing wrapper
     reads line by line in Python, gzip's C reader is an order of magnitude faster."""
     raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-    if path.lower().endswith(".gz"):
+    if is_compressed(path):
         return gzip.GzipFile(fileobj=raw, mode="rb")
     return raw
 
@@ -221,8 +227,9 @@ def json_lines_slices(path: str, every: int = CHUNK_LINES, read_at_us: int = 0) 
     reading or None); the slices cover every line read, in order."""
     offsets, lines, error = index_json_lines(path, every)
     sizes = [min(every, lines - index * every) for index in range(len(offsets))]
+    max_slices = MAX_SLICES_PER_FILE if is_compressed(path) else MAX_SLICES_PER_SEEKABLE_FILE
     slices = []
-    for first, units in group_units(sizes, slice_target(lines)):
+    for first, units in group_units(sizes, slice_target(lines, max_slices=max_slices)):
         first_line = first * every
         count = sum(sizes[first : first + units])
         slices.append(FileSlice(path, first_line + 1, count, offsets[first], read_at_us))
@@ -236,7 +243,8 @@ def parquet_slices(path: str, read_at_us: int = 0) -> tuple[list[FileSlice], int
         metadata = pq.ParquetFile(handle).metadata
         sizes = [metadata.row_group(index).num_rows for index in range(metadata.num_row_groups)]
     slices, number = [], 1
-    for first, units in group_units(sizes, slice_target(sum(sizes))):
+    target = slice_target(sum(sizes), max_slices=MAX_SLICES_PER_SEEKABLE_FILE)
+    for first, units in group_units(sizes, target):
         count = sum(sizes[first : first + units])
         slices.append(FileSlice(path, number, count, first, read_at_us))
         number += count
