@@ -82,6 +82,8 @@ from transforms.write import (
     write_run_manifest,
 )
 
+SPILL_FOLDER = "_spill"
+
 
 def analyzer_config(options: VolumeOptions) -> dict:
     """Configuration of the Chinese text analyzer, picklable for the workers."""
@@ -134,7 +136,14 @@ def build_pipeline(pipeline: beam.Pipeline, options: VolumeOptions, root: str, k
         | "ExtractTopics"
         >> beam.ParDo(ExtractTopicsFn(parse_kinds(options.topic_kinds), analyzer_config(options)))
         | "AggregateWindows"
-        >> AggregateWindows(window_fn, options.sketch_lg_k, stream_windowing(options) if streaming else None)
+        >> AggregateWindows(
+            window_fn,
+            options.sketch_lg_k,
+            stream_windowing(options) if streaming else None,
+            # Batch: window rows wait in files in the run's staging folder, which
+            # every worker writes tables to, and which publishing removes.
+            spill_dir=None if streaming else os.path.join(root, SPILL_FOLDER),
+        )
     )
     if streaming:
         windows | "WriteWindowTables" >> WriteRollingTables(root, options.timezone)

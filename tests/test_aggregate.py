@@ -104,6 +104,26 @@ def test_accumulator_pickles_packed_and_restores_every_row(topics_per_post, dist
     assert len(pickle.dumps(pack_rows(*(getattr(accumulator, name) for name in arrays)))) < raw / 2
 
 
+def test_spilled_rows_aggregate_as_if_kept_in_memory(tmp_path):
+    posts = [
+        PostSummary(str(n % 9_000), n % 1_234, n % 5 == 0, ((("hashtag", f"t{n % 37}"),) if n % 3 else ()) + (MENTION,))
+        for n in range(10_000)
+    ]
+    # Two bundles, their topics first seen in different orders, merged after the shuffle.
+    first = WindowPosts(str(tmp_path))
+    for post in posts[:6_000]:
+        add_post(first, post)
+    second = WindowPosts(str(tmp_path))
+    for post in reversed(posts[6_000:]):
+        add_post(second, post)
+    shuffled = [pickle.dumps(first), pickle.dumps(second)]
+    assert len(list(tmp_path.iterdir())) >= 3  # rows went to files...
+    assert max(map(len, shuffled)) < 20_000  # ...and only their names (and topics) travel
+    merged = merge_window_posts(pickle.loads(blob) for blob in shuffled)
+    assert len(merged) == 10_000
+    assert aggregate_window(merged) == aggregate_window(_posts(*posts))
+
+
 def test_same_author_many_posts_is_one_participant():
     result = aggregate_window(_posts(*(PostSummary(f"p{i}", 42, False, (HASHTAG,)) for i in range(50))))
     assert result.posts == 50 and result.participants == 1

@@ -10,6 +10,9 @@ and window.
 """
 
 import hashlib
+import os
+import pickle
+import uuid
 import zlib
 from array import array
 from collections.abc import Iterable, Sequence
@@ -126,40 +129,82 @@ def _array(typecode: str, buffer) -> array:
     return result
 
 
+def write_rows_file(path: str, packed: tuple) -> None:
+    """Write packed rows (``pack_rows``) to a file of their own."""
+    with open(path, "wb") as handle:
+        pickle.dump(packed, handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def read_rows_file(path: str) -> tuple:
+    with open(path, "rb") as handle:
+        return pickle.load(handle)
+
+
+# Rows a WindowPosts with a spill folder keeps as arrays before it writes them out.
+SPILL_ROWS = 4_096
+
+
 class WindowPosts:
     """Accumulator: the posts of a window, column-wise, redelivered copies included.
 
-    A batch run holds every post of its input here until its windows are complete,
-    so a post costs a few machine words, not Python objects: its id key
+    A post costs a few machine words, not Python objects: its id key
     (``post_id_key``), pseudonymous author and repost flag in typed arrays, and its
-    topics as codes into ``pairs``, the window's distinct (kind, topic) pairs. About
-    50 bytes a post against some 330 as a dict of summaries; at the shuffle they
-    pickle packed (``pack_rows``). Copies of one id are resolved when the window is
-    aggregated, whichever bundles they arrived in.
+    topics as codes into ``pairs``, the window's distinct (kind, topic) pairs (about
+    50 bytes a post). Copies of one id are resolved when the window is aggregated,
+    whichever bundles they arrived in, so a window's rows are all kept until then.
+
+    With a ``spill_dir`` (batch runs: a folder every worker can read), every
+    ``SPILL_ROWS`` rows and the rows left when the accumulator crosses the shuffle
+    are packed (``pack_rows``, about 20 bytes a post) into a file of their own, and
+    only the files' names travel: a batch run completes all its windows at the end
+    of its input, and Beam's FnApiRunner held every window's rows at once, in its
+    main stage and again in about four copies around the shuffle. ``unpack`` reads
+    them back when the window is aggregated. Without one (streaming, where windows
+    complete as the watermark passes them), rows cross the shuffle packed in memory.
     """
 
-    __slots__ = ("ids", "authors", "reposts", "topic_ends", "topic_codes", "pairs", "_codes")
+    __slots__ = (
+        "ids", "authors", "reposts", "topic_ends", "topic_codes",
+        "pairs", "_codes", "_spill_dir", "_spilled", "_spilled_rows",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, spill_dir: str | None = None) -> None:
+        self._clear_rows()
+        self._spill_dir = spill_dir
+        # Files of earlier rows, each with the translation of its topic codes into
+        # this accumulator's (None: they are this accumulator's codes).
+        self._spilled: list[tuple[str, np.ndarray | None]] = []
+        self._spilled_rows = 0
+        self.pairs: list[tuple[str, str]] = []
+        self._codes: dict[tuple[str, str], int] = {}
+
+    def _clear_rows(self) -> None:
         self.ids = array("q")
         self.authors = array("q")
         self.reposts = bytearray()
         # Row i's topic codes are topic_codes[topic_ends[i - 1]:topic_ends[i]].
         self.topic_ends = array("q")
         self.topic_codes = array("i")
-        self.pairs: list[tuple[str, str]] = []
-        self._codes: dict[tuple[str, str], int] = {}
+
+    def _array_rows(self) -> tuple:
+        return self.ids, self.authors, self.reposts, self.topic_ends, self.topic_codes
 
     def __getstate__(self) -> tuple:
-        return pack_rows(self.ids, self.authors, self.reposts, self.topic_ends, self.topic_codes), self.pairs
+        if self._spill_dir is not None and len(self.ids):
+            self._spill()
+        packed = pack_rows(*self._array_rows()) if len(self.ids) else None
+        return packed, self._spilled, self._spilled_rows, self._spill_dir, self.pairs
 
     def __setstate__(self, state: tuple) -> None:
-        packed, self.pairs = state
-        self.ids, self.authors, self.reposts, self.topic_ends, self.topic_codes = unpack_rows(packed)
+        packed, self._spilled, self._spilled_rows, self._spill_dir, self.pairs = state
+        if packed is None:
+            self._clear_rows()
+        else:
+            self.ids, self.authors, self.reposts, self.topic_ends, self.topic_codes = unpack_rows(packed)
         self._codes = {pair: code for code, pair in enumerate(self.pairs)}
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return self._spilled_rows + len(self.ids)
 
     def code(self, pair: tuple[str, str]) -> int:
         """The code of a (kind, topic) pair in this accumulator, added if new."""
@@ -176,16 +221,50 @@ class WindowPosts:
         self.reposts.append(bool(is_repost))
         self.topic_codes.extend(map(self.code, topics))
         self.topic_ends.append(len(self.topic_codes))
+        if self._spill_dir is not None and len(self.ids) >= SPILL_ROWS:
+            self._spill()
+
+    def _spill(self) -> None:
+        """Move the arrays' rows into a new file in the spill folder."""
+        os.makedirs(self._spill_dir, exist_ok=True)
+        # A name of its own: a retried bundle writes new files, the old ones stay unread.
+        path = os.path.join(self._spill_dir, f"{uuid.uuid4().hex}.rows")
+        write_rows_file(path, pack_rows(*self._array_rows()))
+        self._spilled.append((path, None))
+        self._spilled_rows += len(self.ids)
+        self._clear_rows()
 
     def extend(self, other: "WindowPosts") -> None:
-        """Add every row of ``other``, its topic codes translated to this one's."""
-        recode = [self.code(pair) for pair in other.pairs]
+        """Add every row of ``other``, its topic codes translated to this one's
+        (its spilled rows stay in their files until ``unpack``)."""
+        recode = np.array([self.code(pair) for pair in other.pairs], dtype=np.int32)
+        for path, its_recode in other._spilled:
+            self._spilled.append((path, recode if its_recode is None else recode[its_recode]))
+        self._spilled_rows += other._spilled_rows
+        self._add_rows(*other._array_rows(), recode)
+
+    def unpack(self) -> None:
+        """Bring spilled rows back into the arrays (before the arrays' own rows)."""
+        if not self._spilled:
+            return
+        spilled, arrays = self._spilled, self._array_rows()
+        self._clear_rows()
+        self._spilled, self._spilled_rows = [], 0
+        for path, recode in spilled:
+            self._add_rows(*unpack_rows(read_rows_file(path)), recode)
+        self._add_rows(*arrays)
+
+    def _add_rows(self, ids, authors, reposts, topic_ends, topic_codes, recode: np.ndarray | None = None) -> None:
+        """Append rows given as arrays, their codes translated by ``recode``."""
         offset = len(self.topic_codes)
-        self.ids.extend(other.ids)
-        self.authors.extend(other.authors)
-        self.reposts.extend(other.reposts)
-        self.topic_codes.extend(recode[code] for code in other.topic_codes)
-        self.topic_ends.extend(end + offset for end in other.topic_ends)
+        codes = np.frombuffer(topic_codes, dtype=np.int32)
+        if recode is not None:
+            codes = recode[codes]
+        self.ids.extend(ids)
+        self.authors.extend(authors)
+        self.reposts.extend(reposts)
+        self.topic_codes.frombytes(codes.astype(np.int32).tobytes())
+        self.topic_ends.frombytes((np.frombuffer(topic_ends, dtype=np.int64) + offset).tobytes())
 
     def row_topics(self, row: int) -> Sequence[int]:
         """The topic codes of row ``row``."""
@@ -231,6 +310,7 @@ def distinct_rows(accumulator: WindowPosts) -> list[int]:
     """
     if not len(accumulator):
         return []
+    accumulator.unpack()
     ids = np.frombuffer(accumulator.ids, dtype=np.int64)
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
@@ -256,6 +336,7 @@ def aggregate_window(accumulator: WindowPosts, lg_k: int = DEFAULT_LG_K) -> Wind
     accumulator depends on how the runner split the bundles, so without it one and
     two workers would write different sketches for the same posts.
     """
+    accumulator.unpack()
     rows = distinct_rows(accumulator)
     authors, reposts, ends, codes = (
         accumulator.authors,
@@ -333,11 +414,12 @@ def window_tables(
 class AggregateWindowFn(beam.CombineFn):
     """PostSummary -> WindowAggregate, per window, counting redelivered copies once."""
 
-    def __init__(self, lg_k: int = DEFAULT_LG_K):
+    def __init__(self, lg_k: int = DEFAULT_LG_K, spill_dir: str | None = None):
         self._lg_k = lg_k
+        self._spill_dir = spill_dir
 
     def create_accumulator(self) -> WindowPosts:
-        return WindowPosts()
+        return WindowPosts(self._spill_dir)
 
     def add_input(self, accumulator: WindowPosts, post: PostSummary) -> WindowPosts:
         return add_post(accumulator, post)
@@ -393,11 +475,18 @@ class AggregateWindows(beam.PTransform):
     of the burst detector.
     """
 
-    def __init__(self, window_fn: WindowFn, lg_k: int = DEFAULT_LG_K, windowing: dict | None = None):
+    def __init__(
+        self,
+        window_fn: WindowFn,
+        lg_k: int = DEFAULT_LG_K,
+        windowing: dict | None = None,
+        spill_dir: str | None = None,
+    ):
         super().__init__()
         self._window_fn = window_fn
         self._lg_k = lg_k
         self._windowing = windowing
+        self._spill_dir = spill_dir
 
     def expand(self, posts: beam.PCollection) -> beam.PCollection:
         if self._windowing is not None:
@@ -405,7 +494,7 @@ class AggregateWindows(beam.PTransform):
         return (
             posts
             | "KeyByWindow" >> beam.ParDo(KeyByWindowFn(self._window_fn))
-            | "CombinePerWindowKey" >> beam.CombinePerKey(AggregateWindowFn(self._lg_k))
+            | "CombinePerWindowKey" >> beam.CombinePerKey(AggregateWindowFn(self._lg_k, self._spill_dir))
             | "ToTables"
             >> beam.MapTuple(
                 lambda bounds, aggregate: (*bounds, window_tables(aggregate, *bounds))
