@@ -71,6 +71,7 @@ from transforms.late import (
 from transforms.privacy import load_or_create_key
 from transforms.read import DEAD_LETTERS, ReadPosts
 from transforms.rolling import WriteRollingTables, prune_all_superseded
+from transforms.spill import SPILL_FOLDER
 from transforms.windows import parse_duration, window_fn_for
 from transforms.write import (
     WriteDeadLetters,
@@ -81,8 +82,6 @@ from transforms.write import (
     write_empty_tables,
     write_run_manifest,
 )
-
-SPILL_FOLDER = "_spill"
 
 
 def analyzer_config(options: VolumeOptions) -> dict:
@@ -140,15 +139,13 @@ def build_pipeline(pipeline: beam.Pipeline, options: VolumeOptions, root: str, k
             window_fn,
             options.sketch_lg_k,
             stream_windowing(options) if streaming else None,
-            # Batch: window rows wait in files in the run's staging folder, which
-            # every worker writes tables to, and which publishing removes.
             spill_dir=None if streaming else os.path.join(root, SPILL_FOLDER),
         )
     )
     if streaming:
         windows | "WriteWindowTables" >> WriteRollingTables(root, options.timezone)
     else:
-        windows | "WriteWindowTables" >> WriteWindowTables(root, options.timezone)
+        windows | "WriteWindowTables" >> WriteWindowTables(root, options.timezone, os.path.join(root, SPILL_FOLDER))
     bursts = windows | "DetectBursts" >> DetectBursts(
         burst_params(options), window_seconds * 1_000_000, streaming=streaming
     )

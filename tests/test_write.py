@@ -9,6 +9,7 @@ import re
 import apache_beam as beam
 import polars as pl
 import pyarrow.parquet as pq
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.transforms.window import FixedWindows, TimestampedValue
 
@@ -39,13 +40,13 @@ def _sample_posts():
     return posts
 
 
-def _write_sample(root: str, windowing: dict | None, writer: beam.PTransform) -> None:
+def _write_sample(root: str, windowing: dict | None, writer: beam.PTransform, spill_dir: str | None = None) -> None:
     with TestPipeline() as pipeline:
         (
             pipeline
             | beam.Create(_sample_posts())
             | beam.Map(lambda pair: TimestampedValue(pair[1], pair[0]))
-            | AggregateWindows(FixedWindows(HOUR), windowing=windowing)
+            | AggregateWindows(FixedWindows(HOUR), windowing=windowing, spill_dir=spill_dir)
             | writer
         )
 
@@ -62,9 +63,12 @@ def _assert_rows_in_their_windows(root: str) -> None:
     assert volume.height == WINDOWS and volume["window_start"].n_unique() == WINDOWS
 
 
-def test_batch_writes_one_file_per_table_and_date(tmp_path):
-    root = str(tmp_path)
-    _write_sample(root, None, WriteWindowTables(root, "Asia/Shanghai"))
+@pytest.mark.parametrize("spilled", [False, True], ids=["in-memory", "spilled-to-files"])
+def test_batch_writes_one_file_per_table_and_date(tmp_path, spilled):
+    root = str(tmp_path / "out")
+    spill_dir = str(tmp_path / "spill") if spilled else None
+    _write_sample(root, None, WriteWindowTables(root, "Asia/Shanghai", spill_dir), spill_dir)
+    assert os.path.isdir(str(tmp_path / "spill")) == spilled
     for table in ("volume", "topics"):
         folders = sorted(os.listdir(os.path.join(root, table)))
         assert folders == ["date=2026-11-20", "date=2026-11-21", "date=2026-11-22"]

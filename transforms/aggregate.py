@@ -10,9 +10,6 @@ and window.
 """
 
 import hashlib
-import os
-import pickle
-import uuid
 import zlib
 from array import array
 from collections.abc import Iterable, Sequence
@@ -26,6 +23,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from schemas import tables
 from schemas.sketch import DEFAULT_LG_K, estimate, new_sketch
+from transforms.spill import spill, unspill
 
 
 class PostSummary(NamedTuple):
@@ -129,17 +127,6 @@ def _array(typecode: str, buffer) -> array:
     return result
 
 
-def write_rows_file(path: str, packed: tuple) -> None:
-    """Write packed rows (``pack_rows``) to a file of their own."""
-    with open(path, "wb") as handle:
-        pickle.dump(packed, handle, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def read_rows_file(path: str) -> tuple:
-    with open(path, "rb") as handle:
-        return pickle.load(handle)
-
-
 # Rows a WindowPosts with a spill folder keeps as arrays before it writes them out.
 SPILL_ROWS = 4_096
 
@@ -226,11 +213,7 @@ class WindowPosts:
 
     def _spill(self) -> None:
         """Move the arrays' rows into a new file in the spill folder."""
-        os.makedirs(self._spill_dir, exist_ok=True)
-        # A name of its own: a retried bundle writes new files, the old ones stay unread.
-        path = os.path.join(self._spill_dir, f"{uuid.uuid4().hex}.rows")
-        write_rows_file(path, pack_rows(*self._array_rows()))
-        self._spilled.append((path, None))
+        self._spilled.append((spill(pack_rows(*self._array_rows()), self._spill_dir), None))
         self._spilled_rows += len(self.ids)
         self._clear_rows()
 
@@ -251,7 +234,7 @@ class WindowPosts:
         self._clear_rows()
         self._spilled, self._spilled_rows = [], 0
         for path, recode in spilled:
-            self._add_rows(*unpack_rows(read_rows_file(path)), recode)
+            self._add_rows(*unpack_rows(unspill(path)), recode)
         self._add_rows(*arrays)
 
     def _add_rows(self, ids, authors, reposts, topic_ends, topic_codes, recode: np.ndarray | None = None) -> None:

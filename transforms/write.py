@@ -30,6 +30,7 @@ from apache_beam.transforms import trigger, window
 from schemas import tables
 from schemas.tables import RUN_MANIFEST
 from transforms.read import DeadLetter
+from transforms.spill import spill, unspill
 from transforms.windows import local_date
 
 COMPRESSION = "zstd"
@@ -180,7 +181,8 @@ def concat_window_tables(windows: Iterable[tuple[int, int, dict[str, pa.Table]]]
 
 
 class WriteDateTablesFn(beam.DoFn):
-    """(date, [(start_us, end_us, {table: pa.Table})]) -> one file per table and date."""
+    """(date, [(start_us, end_us, {table: pa.Table} or the file ``spill`` put it in)])
+    -> one file per table and date."""
 
     def __init__(self, root: str):
         self._root = root
@@ -188,6 +190,7 @@ class WriteDateTablesFn(beam.DoFn):
 
     def process(self, element) -> Iterable[str]:
         date, windows = element
+        windows = (window if isinstance(window[2], dict) else (*window[:2], unspill(window[2])) for window in windows)
         for name, table in concat_window_tables(windows).items():
             if table.num_rows == 0:
                 continue
@@ -205,13 +208,18 @@ class WriteWindowTables(beam.PTransform):
     it fires: ``transforms.rolling.WriteRollingTables``.)
     """
 
-    def __init__(self, root: str, timezone: str):
+    def __init__(self, root: str, timezone: str, spill_dir: str | None = None):
+        """``spill_dir``: where each window's tables wait for the grouping by date
+        (``transforms.spill``), so the shuffle holds their files' names."""
         super().__init__()
         self._root = root
         self._timezone = timezone
+        self._spill_dir = spill_dir
 
     def expand(self, windows: beam.PCollection) -> beam.PCollection:
-        timezone = self._timezone
+        timezone, spill_dir = self._timezone, self._spill_dir
+        if spill_dir is not None:
+            windows = windows | "SpillTables" >> beam.Map(lambda element: (*element[:2], spill(element[2], spill_dir)))
         return (
             windows
             | "ByDate" >> beam.Map(lambda element: (local_date(element[0], timezone), element))

@@ -1,0 +1,34 @@
+"""Values parked in files while a batch run waits at a shuffle.
+
+Beam's FnApiRunner runs a batch pipeline one stage at a time and keeps each stage's
+output in memory, encoded, in several copies (its shuffle buffer, the bundle it
+sends, the data channel, the worker's input), until the next stage has read it. A
+value written to a file of its own and replaced by the file's name costs a few
+bytes there instead. The folder must be readable by every worker: a batch run uses
+``SPILL_FOLDER`` inside its staging folder, which every worker writes tables to and
+publishing removes.
+"""
+
+import os
+import pickle
+import uuid
+from typing import Any
+
+SPILL_FOLDER = "_spill"
+
+
+def spill(value: Any, spill_dir: str) -> str:
+    """Pickle ``value`` into a new file in ``spill_dir``; return its path. Each file
+    has a name of its own, so a retried bundle writes new files and leaves the old
+    ones unread."""
+    os.makedirs(spill_dir, exist_ok=True)
+    path = os.path.join(spill_dir, f"{uuid.uuid4().hex}.pickle")
+    with open(path, "wb") as handle:
+        pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
+
+
+def unspill(path: str) -> Any:
+    """The value ``spill`` wrote to ``path``."""
+    with open(path, "rb") as handle:
+        return pickle.load(handle)
