@@ -126,6 +126,8 @@ def build_pipeline(pipeline: beam.Pipeline, options: VolumeOptions, root: str, k
     streaming = bool(options.view_as(StandardOptions).streaming)
     window_seconds = parse_duration(options.window)
     window_fn = window_fn_for(window_seconds, options.timezone)
+    # Batch: rows and tables wait at their shuffles in files (``transforms.spill``).
+    spill_dir = None if streaming else os.path.join(root, SPILL_FOLDER)
     if streaming:
         read = read_stream(pipeline, options, window_fn, root, key)
     else:
@@ -139,13 +141,13 @@ def build_pipeline(pipeline: beam.Pipeline, options: VolumeOptions, root: str, k
             window_fn,
             options.sketch_lg_k,
             stream_windowing(options) if streaming else None,
-            spill_dir=None if streaming else os.path.join(root, SPILL_FOLDER),
+            spill_dir=spill_dir,
         )
     )
     if streaming:
         windows | "WriteWindowTables" >> WriteRollingTables(root, options.timezone)
     else:
-        windows | "WriteWindowTables" >> WriteWindowTables(root, options.timezone, os.path.join(root, SPILL_FOLDER))
+        windows | "WriteWindowTables" >> WriteWindowTables(root, options.timezone, spill_dir)
     bursts = windows | "DetectBursts" >> DetectBursts(
         burst_params(options), window_seconds * 1_000_000, streaming=streaming
     )

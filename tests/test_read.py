@@ -14,7 +14,7 @@ from polars.testing import assert_frame_equal
 from tests.conftest import TEST_KEY_HEX, read_table, run_volume
 from transforms.read import (
     DEAD_LETTERS,
-    MAX_SLICES_PER_FILE,
+    MAX_SLICES_PER_GZIP_FILE,
     MIN_SLICE_LINES,
     FileSlice,
     ParseSlicesFn,
@@ -46,7 +46,7 @@ def test_group_units_covers_every_unit_once_in_order(sizes, target, runs):
 
 def test_slice_target_bounds_slices_per_file():
     assert slice_target(100) == MIN_SLICE_LINES
-    assert slice_target(1_000_000) == 1_000_000 // MAX_SLICES_PER_FILE
+    assert slice_target(1_000_000) == 1_000_000 // MAX_SLICES_PER_GZIP_FILE
     assert slice_target(0) == MIN_SLICE_LINES
 
 
@@ -77,7 +77,7 @@ def test_slices_read_back_every_line_once_in_order(tmp_path, name):
     assert read == lines
 
 
-@pytest.mark.parametrize(("name", "slices"), [("posts.jsonl.gz", MAX_SLICES_PER_FILE), ("posts.jsonl", 12)])
+@pytest.mark.parametrize(("name", "slices"), [("posts.jsonl.gz", MAX_SLICES_PER_GZIP_FILE), ("posts.jsonl", 12)])
 def test_a_gzip_file_is_cut_in_few_slices_a_plain_one_in_as_many_as_it_fills(tmp_path, name, slices):
     path = tmp_path / name
     (gzip.open if name.endswith(".gz") else open)(path, "wb").write(b"".join(_lines(MIN_SLICE_LINES * 12)))

@@ -38,13 +38,13 @@ STAGE_PARSE = "parse"
 # Lines per chunk of the streaming reader, and the step at which the batch reader
 # notes where lines start (slices begin only at those lines).
 CHUNK_LINES = 2_000
-# A slice goes to one worker, so a file spreads over at most MAX_SLICES_PER_FILE
+# A slice goes to one worker, so a .gz file spreads over at most MAX_SLICES_PER_GZIP_FILE
 # workers. gzip has no random access: a worker reaches its slice by decompressing
 # the file up to it, so S slices of a .gz file cost about S / 2 extra decompressions
 # of it (about 0.5 s per million posts each); the bound keeps that under 4. A slice
 # of a plain file is a seek away, and Parquet slices are runs of row groups.
 MIN_SLICE_LINES = 10_000
-MAX_SLICES_PER_FILE = 8
+MAX_SLICES_PER_GZIP_FILE = 8
 MAX_SLICES_PER_SEEKABLE_FILE = 256
 MAX_RAW_BYTES = 10 * 1024
 PARQUET_SUFFIX = ".parquet"
@@ -197,7 +197,7 @@ def group_units(sizes: Sequence[int], target: int) -> list[tuple[int, int]]:
     return runs
 
 
-def slice_target(records: int, min_records: int = MIN_SLICE_LINES, max_slices: int = MAX_SLICES_PER_FILE) -> int:
+def slice_target(records: int, min_records: int = MIN_SLICE_LINES, max_slices: int = MAX_SLICES_PER_GZIP_FILE) -> int:
     """Records per slice of a file of ``records`` records: at least ``min_records``,
     and few enough for at most ``max_slices`` slices."""
     return max(min_records, math.ceil(records / max_slices), 1)
@@ -227,7 +227,7 @@ def json_lines_slices(path: str, every: int = CHUNK_LINES, read_at_us: int = 0) 
     reading or None); the slices cover every line read, in order."""
     offsets, lines, error = index_json_lines(path, every)
     sizes = [min(every, lines - index * every) for index in range(len(offsets))]
-    max_slices = MAX_SLICES_PER_FILE if is_compressed(path) else MAX_SLICES_PER_SEEKABLE_FILE
+    max_slices = MAX_SLICES_PER_GZIP_FILE if is_compressed(path) else MAX_SLICES_PER_SEEKABLE_FILE
     slices = []
     for first, units in group_units(sizes, slice_target(lines, max_slices=max_slices)):
         first_line = first * every

@@ -181,8 +181,7 @@ def concat_window_tables(windows: Iterable[tuple[int, int, dict[str, pa.Table]]]
 
 
 class WriteDateTablesFn(beam.DoFn):
-    """(date, [(start_us, end_us, {table: pa.Table} or the file ``spill`` put it in)])
-    -> one file per table and date."""
+    """(date, [(start_us, end_us, {table: pa.Table})]) -> one file per table and date."""
 
     def __init__(self, root: str):
         self._root = root
@@ -190,7 +189,6 @@ class WriteDateTablesFn(beam.DoFn):
 
     def process(self, element) -> Iterable[str]:
         date, windows = element
-        windows = (window if isinstance(window[2], dict) else (*window[:2], unspill(window[2])) for window in windows)
         for name, table in concat_window_tables(windows).items():
             if table.num_rows == 0:
                 continue
@@ -220,12 +218,16 @@ class WriteWindowTables(beam.PTransform):
         timezone, spill_dir = self._timezone, self._spill_dir
         if spill_dir is not None:
             windows = windows | "SpillTables" >> beam.Map(lambda element: (*element[:2], spill(element[2], spill_dir)))
-        return (
+        by_date = (
             windows
             | "ByDate" >> beam.Map(lambda element: (local_date(element[0], timezone), element))
             | "GroupByDate" >> beam.GroupByKey()
-            | "WriteDateFiles" >> beam.ParDo(WriteDateTablesFn(self._root))
         )
+        if spill_dir is not None:
+            by_date = by_date | "LoadTables" >> beam.MapTuple(
+                lambda date, spilled: (date, [(*element[:2], unspill(element[2])) for element in spilled])
+            )
+        return by_date | "WriteDateFiles" >> beam.ParDo(WriteDateTablesFn(self._root))
 
 
 class WriteRowsFn(beam.DoFn):
