@@ -11,6 +11,7 @@ from apache_beam.transforms.window import FixedWindows, TimestampedValue
 
 from schemas.sketch import merge_sketches, merged_estimate
 from transforms.aggregate import (
+    SPILL_ROWS,
     AggregateWindows,
     PostSummary,
     WindowPosts,
@@ -105,22 +106,24 @@ def test_accumulator_pickles_packed_and_restores_every_row(topics_per_post, dist
 
 
 def test_spilled_rows_aggregate_as_if_kept_in_memory(tmp_path):
+    blocks = SPILL_ROWS
     posts = [
         PostSummary(str(n % 9_000), n % 1_234, n % 5 == 0, ((("hashtag", f"t{n % 37}"),) if n % 3 else ()) + (MENTION,))
-        for n in range(10_000)
+        for n in range(3 * blocks + 100)
     ]
-    # Two bundles, their topics first seen in different orders, merged after the shuffle.
+    # Two bundles, their topics first seen in different orders, merged after the
+    # shuffle; the first ends with 100 rows too few for a file, which travel packed.
     first = WindowPosts(str(tmp_path))
-    for post in posts[:6_000]:
+    for post in posts[: 2 * blocks + 100]:
         add_post(first, post)
     second = WindowPosts(str(tmp_path))
-    for post in reversed(posts[6_000:]):
+    for post in reversed(posts[2 * blocks + 100 :]):
         add_post(second, post)
     shuffled = [pickle.dumps(first), pickle.dumps(second)]
-    assert len(list(tmp_path.iterdir())) >= 3  # rows went to files...
+    assert len(list(tmp_path.iterdir())) == 3  # whole blocks of rows went to files...
     assert max(map(len, shuffled)) < 20_000  # ...and only their names (and topics) travel
     merged = merge_window_posts(pickle.loads(blob) for blob in shuffled)
-    assert len(merged) == 10_000
+    assert len(merged) == len(posts)
     assert aggregate_window(merged) == aggregate_window(_posts(*posts))
 
 

@@ -14,6 +14,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.transforms.window import FixedWindows, TimestampedValue
 
 from schemas import tables
+from transforms import aggregate, write
 from transforms.aggregate import AggregateWindows, PostSummary
 from transforms.rolling import WriteRollingTables, pane_file_name
 from transforms.write import (
@@ -64,9 +65,12 @@ def _assert_rows_in_their_windows(root: str) -> None:
 
 
 @pytest.mark.parametrize("spilled", [False, True], ids=["in-memory", "spilled-to-files"])
-def test_batch_writes_one_file_per_table_and_date(tmp_path, spilled):
+def test_batch_writes_one_file_per_table_and_date(tmp_path, monkeypatch, spilled):
     root = str(tmp_path / "out")
     spill_dir = str(tmp_path / "spill") if spilled else None
+    # The sample's windows are small: park every window's tables and rows in files.
+    monkeypatch.setattr(write, "PARK_MIN_TOPIC_ROWS", 0)
+    monkeypatch.setattr(aggregate, "SPILL_ROWS", 1)
     _write_sample(root, None, WriteWindowTables(root, "Asia/Shanghai", spill_dir), spill_dir)
     assert os.path.isdir(str(tmp_path / "spill")) == spilled
     for table in ("volume", "topics"):

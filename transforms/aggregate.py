@@ -141,13 +141,13 @@ class WindowPosts:
     whichever bundles they arrived in, so a window's rows are all kept until then.
 
     With a ``spill_dir`` (batch runs: a folder every worker can read), every
-    ``SPILL_ROWS`` rows and the rows left when the accumulator crosses the shuffle
-    are packed (``pack_rows``, about 20 bytes a post) into a file of their own, and
-    only the files' names travel: a batch run completes all its windows at the end
-    of its input, and Beam's FnApiRunner held every window's rows at once, in its
-    main stage and again in about four copies around the shuffle. ``unpack`` reads
-    them back when the window is aggregated. Without one (streaming, where windows
-    complete as the watermark passes them), rows cross the shuffle packed in memory.
+    ``SPILL_ROWS`` rows are packed (``pack_rows``, about 20 bytes a post) into a file
+    of their own, and only the files' names travel: a batch run completes all its
+    windows at the end of its input, and Beam's FnApiRunner held every window's rows
+    at once, in its main stage and again in about four copies around the shuffle.
+    ``unpack`` reads them back when the window is aggregated. The rows not spilled
+    (streaming's, where windows complete as the watermark passes them, and fewer
+    than ``SPILL_ROWS`` in batch) cross the shuffle packed in memory.
     """
 
     __slots__ = (
@@ -177,8 +177,8 @@ class WindowPosts:
         return self.ids, self.authors, self.reposts, self.topic_ends, self.topic_codes
 
     def __getstate__(self) -> tuple:
-        if self._spill_dir is not None and len(self.ids):
-            self._spill()
+        # Rows not yet spilled (fewer than SPILL_ROWS) travel packed: a file each
+        # would cost more than they do where windows are many and small.
         packed = pack_rows(*self._array_rows()) if len(self.ids) else None
         return packed, self._spilled, self._spilled_rows, self._spill_dir, self.pairs
 

@@ -12,9 +12,13 @@ publishing removes.
 import os
 import pickle
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 SPILL_FOLDER = "_spill"
+class Spilled(NamedTuple):
+    """A value parked in a file by ``park``."""
+
+    path: str
 
 
 def spill(value: Any, spill_dir: str) -> str:
@@ -32,3 +36,15 @@ def unspill(path: str) -> Any:
     """The value ``spill`` wrote to ``path``."""
     with open(path, "rb") as handle:
         return pickle.load(handle)
+
+
+def park(value: Any, worth_a_file: bool, spill_dir: str) -> Any:
+    """``Spilled`` with the file ``spill`` wrote ``value`` to, or, where a file would
+    cost more than it saves (a write, an open and a read per value), the value
+    itself."""
+    return Spilled(spill(value, spill_dir)) if worth_a_file else value
+
+
+def unpark(value: Any) -> Any:
+    """What ``park`` was given."""
+    return unspill(value.path) if isinstance(value, Spilled) else value
