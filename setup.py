@@ -14,13 +14,17 @@ REQUIRED = [
     "jieba>=0.42.1,<0.43",
     "rjieba>=0.2.2,<0.3",
     "orjson>=3.10,<4",
+    # Masking personal information: numbering plans and ID/card checksums.
+    "phonenumbers>=8.13,<10",
     "polars>=1.30,<3",
     "pyarrow>=18,<26",
+    "python-stdnum>=1.20,<3",
 ]
 
 EXTRAS = {
     "test": [
         "pytest>=8,<10",
+        "hypothesis>=6.100,<7",
         "psutil>=5.9,<8",
         "nbclient>=0.10,<0.12",
         "ipykernel>=6.29,<8",
@@ -44,7 +48,9 @@ setuptools.setup(
     version="0.1.0",
     description="Streaming public-opinion volume, topics and bursts from social posts",
     python_requires=">=3.11,<3.14",
-    packages=setuptools.find_packages(include=["pipelines*", "transforms*", "schemas*", "reports*", "sampledata*"]),
+    packages=setuptools.find_packages(
+        include=["pipelines*", "transforms*", "schemas*", "reports*", "sampledata*"]
+    ),
     package_data={"transforms": ["resources/*"], "reports": ["fonts/*"]},
     install_requires=REQUIRED,
     extras_require=EXTRAS,
