@@ -57,7 +57,9 @@ HOUR = datetime.timedelta(hours=1)
 EVAL_KEY = "5eed" * 16
 
 
-def planted_bursts(seed: int, start: datetime.datetime, days: int, posts_per_day: int) -> tuple[PlantedBurst, ...]:
+def planted_bursts(
+    seed: int, start: datetime.datetime, days: int, posts_per_day: int
+) -> tuple[PlantedBurst, ...]:
     """Six bursts, one per shape, at seed-dependent onsets after the first 18 hours.
 
     Sizes scale with the stream's volume so that a small CI stream keeps the same
@@ -84,11 +86,27 @@ def planted_bursts(seed: int, start: datetime.datetime, days: int, posts_per_day
 
     return (
         PlantedBurst(background[2 + rng.randrange(4)], onset(0), size(500)),
-        PlantedBurst(background[10 + rng.randrange(10)], onset(1), size(600), shape="ramp", rise_hours=4, hours=10),
+        PlantedBurst(
+            background[10 + rng.randrange(10)],
+            onset(1),
+            size(600),
+            shape="ramp",
+            rise_hours=4,
+            hours=10,
+        ),
         PlantedBurst(background[30 + rng.randrange(20)], onset(2), size(120)),
-        PlantedBurst(background[50 + rng.randrange(20)], onset(3, local_hour=2), size(200)),
-        PlantedBurst(f"新话题{seed}号", onset(4), size(300), shape="ramp", rise_hours=2, new=True),
-        PlantedBurst(background[20 + rng.randrange(10)], onset(5), size(250), quiet_before_hours=36),
+        PlantedBurst(
+            background[50 + rng.randrange(20)], onset(3, local_hour=2), size(200)
+        ),
+        PlantedBurst(
+            f"新话题{seed}号", onset(4), size(300), shape="ramp", rise_hours=2, new=True
+        ),
+        PlantedBurst(
+            background[20 + rng.randrange(10)],
+            onset(5),
+            size(250),
+            quiet_before_hours=36,
+        ),
     )
 
 
@@ -104,11 +122,21 @@ class SeedResult:
     missed: list[str]
 
 
-def run_pipeline(inputs: str, output: str, kinds: str, extra: tuple[str, ...] = ()) -> None:
+def run_pipeline(
+    inputs: str, output: str, kinds: str, extra: tuple[str, ...] = ()
+) -> None:
     env = dict(os.environ, YUQING_PSEUDONYM_KEY=EVAL_KEY)
     command = [
-        sys.executable, "-m", "pipelines.volume", "--input", inputs, "--output", output,
-        "--topic-kinds", kinds, *extra,
+        sys.executable,
+        "-m",
+        "pipelines.volume",
+        "--input",
+        inputs,
+        "--output",
+        output,
+        "--topic-kinds",
+        kinds,
+        *extra,
     ]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     if result.returncode != 0:
@@ -140,7 +168,9 @@ def score_seed(seed: int, bursts: tuple[PlantedBurst, ...], output: str) -> Seed
             first_end = hits["window_end"].min()
             latencies.append((first_end - onset) / HOUR)
         else:
-            missed.append(f"{burst.hashtag} ({burst.shape}, {burst.participants}, {burst.onset:%d %H:%M})")
+            missed.append(
+                f"{burst.hashtag} ({burst.shape}, {burst.participants}, {burst.onset:%d %H:%M})"
+            )
     true_episodes = false_episodes = 0
     false_hashtags = []
     for topic, onset in episodes.select("topic", "onset").iter_rows():
@@ -152,16 +182,31 @@ def score_seed(seed: int, bursts: tuple[PlantedBurst, ...], output: str) -> Seed
         else:
             false_episodes += 1
             false_hashtags.append(topic)
-    return SeedResult(seed, len(bursts), detected, latencies, true_episodes, false_episodes, false_hashtags, missed)
+    return SeedResult(
+        seed,
+        len(bursts),
+        detected,
+        latencies,
+        true_episodes,
+        false_episodes,
+        false_hashtags,
+        missed,
+    )
 
 
-def evaluate_planted(seeds: range, days: int, posts_per_day: int, work: str, extra: tuple[str, ...]) -> list[SeedResult]:
+def evaluate_planted(
+    seeds: range, days: int, posts_per_day: int, work: str, extra: tuple[str, ...]
+) -> list[SeedResult]:
     results = []
     for seed in seeds:
         start = GeneratorConfig().start
         bursts = planted_bursts(seed, start, days, posts_per_day)
         config = GeneratorConfig(
-            seed=seed, start=start, days=days, posts_per_day=posts_per_day, bursts=bursts,
+            seed=seed,
+            start=start,
+            days=days,
+            posts_per_day=posts_per_day,
+            bursts=bursts,
             authors=max(2_000, posts_per_day // 2),
         )
         lines, _ = generate(config)
@@ -181,9 +226,16 @@ def evaluate_planted(seeds: range, days: int, posts_per_day: int, work: str, ext
     return results
 
 
-def evaluate_background(days: int, posts_per_day: int, work: str, extra: tuple[str, ...]) -> tuple[int, list[str]]:
+def evaluate_background(
+    days: int, posts_per_day: int, work: str, extra: tuple[str, ...]
+) -> tuple[int, list[str]]:
     """False bursting hashtags on a stationary stream with a diurnal cycle."""
-    config = GeneratorConfig(seed=99, days=days, posts_per_day=posts_per_day, authors=max(2_000, posts_per_day // 2))
+    config = GeneratorConfig(
+        seed=99,
+        days=days,
+        posts_per_day=posts_per_day,
+        authors=max(2_000, posts_per_day // 2),
+    )
     lines, _ = generate(config)
     path = Path(work) / "background" / "posts.jsonl.gz"
     write_lines(lines, path)
@@ -201,7 +253,9 @@ def evaluate_cascades(folder: Path, work: str, extra: tuple[str, ...]) -> list[d
     from transforms.topics import TOPIC_KINDS
 
     posts_path = folder / "weibo_cascades_dev.jsonl.gz"
-    cascades = json.loads((folder / "weibo_cascades_dev_cascades.json").read_text())["cascades"]
+    cascades = json.loads((folder / "weibo_cascades_dev_cascades.json").read_text())[
+        "cascades"
+    ]
     output = str(Path(work) / "cascades" / "out")
     run_pipeline(str(posts_path), output, ",".join(TOPIC_KINDS), extra)
     flagged = read_table(output, "bursts")
@@ -215,13 +269,19 @@ def evaluate_cascades(folder: Path, work: str, extra: tuple[str, ...]) -> list[d
     analyzer = TextAnalyzer()
     rows = []
     for cascade in cascades:
-        onset = datetime.datetime.fromisoformat(cascade["onset"]).astimezone(datetime.UTC)
+        onset = datetime.datetime.fromisoformat(cascade["onset"]).astimezone(
+            datetime.UTC
+        )
         window_start = onset.replace(minute=0, second=0, microsecond=0)
-        topics = post_topics(mask_pii(texts.get(cascade["cascade"], "")), TOPIC_KINDS, analyzer)
+        topics = post_topics(
+            mask_pii(texts.get(cascade["cascade"], "")), TOPIC_KINDS, analyzer
+        )
         hits = flagged.filter(
             (pl.col("window_start") >= window_start)
             & (pl.col("window_start") < window_start + 2 * HOUR)
-            & pl.struct("kind", "topic").is_in([{"kind": kind, "topic": topic} for kind, topic in topics])
+            & pl.struct("kind", "topic").is_in(
+                [{"kind": kind, "topic": topic} for kind, topic in topics]
+            )
         ).sort("score", descending=True)
         rows.append(
             {
@@ -237,21 +297,30 @@ def evaluate_cascades(folder: Path, work: str, extra: tuple[str, ...]) -> list[d
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument(
-        "--first-seed", type=int, default=11,
+        "--first-seed",
+        type=int,
+        default=11,
         help="Seeds first-seed .. first-seed+seeds-1. The defaults were chosen on seeds 1-5; "
-             "figures are reported from 11 on, streams the tuning never saw.",
+        "figures are reported from 11 on, streams the tuning never saw.",
     )
     parser.add_argument("--days", type=int, default=3)
     parser.add_argument("--posts-per-day", type=int, default=15_000)
-    parser.add_argument("--cascades", type=Path, default=None, help="Folder of the real cascades")
+    parser.add_argument(
+        "--cascades", type=Path, default=None, help="Folder of the real cascades"
+    )
     parser.add_argument("--min-recall", type=float, default=None)
     parser.add_argument("--min-precision", type=float, default=None)
-    parser.add_argument("--json", action="store_true", help="Also print the figures as JSON")
     parser.add_argument(
-        "pipeline_args", nargs="*",
+        "--json", action="store_true", help="Also print the figures as JSON"
+    )
+    parser.add_argument(
+        "pipeline_args",
+        nargs="*",
         help="Detector options passed to the pipeline after --, e.g. -- --burst-threshold 5",
     )
     args = parser.parse_args(argv)
@@ -260,13 +329,19 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="eval-bursts-") as work:
         seeds = range(args.first_seed, args.first_seed + args.seeds)
         results = evaluate_planted(seeds, args.days, args.posts_per_day, work, extra)
-        days, false_background = evaluate_background(args.days, args.posts_per_day, work, extra)
-        cascades = evaluate_cascades(args.cascades, work, extra) if args.cascades else []
+        days, false_background = evaluate_background(
+            args.days, args.posts_per_day, work, extra
+        )
+        cascades = (
+            evaluate_cascades(args.cascades, work, extra) if args.cascades else []
+        )
 
     planted = sum(result.planted for result in results)
     recall = sum(result.detected for result in results) / planted
     episodes = sum(result.true_episodes + result.false_episodes for result in results)
-    precision = sum(result.true_episodes for result in results) / episodes if episodes else 0.0
+    precision = (
+        sum(result.true_episodes for result in results) / episodes if episodes else 0.0
+    )
     latencies = [latency for result in results for latency in result.latencies]
     figures = {
         "seeds": [seeds.start, seeds.stop - 1],
@@ -276,25 +351,37 @@ def main(argv: list[str] | None = None) -> int:
         "planted_bursts": planted,
         "recall": round(recall, 3),
         "precision": round(precision, 3),
-        "latency_windows_median": round(statistics.median(latencies), 2) if latencies else None,
+        "latency_windows_median": round(statistics.median(latencies), 2)
+        if latencies
+        else None,
         "latency_windows_max": round(max(latencies), 2) if latencies else None,
         "background_false_hashtags_per_day": round(len(false_background) / days, 2),
         "background_false_hashtags": false_background,
     }
     print()
-    print(f"planted bursts        {planted} over seeds {seeds.start}-{seeds.stop - 1} ({args.days} days, {args.posts_per_day:,} posts/day)")
+    print(
+        f"planted bursts        {planted} over seeds {seeds.start}-{seeds.stop - 1} ({args.days} days, {args.posts_per_day:,} posts/day)"
+    )
     print(f"recall                {recall:.3f}   (target >= 0.95)")
     print(f"precision             {precision:.3f}   (target >= 0.90)")
-    print(f"latency, windows      median {figures['latency_windows_median']}, max {figures['latency_windows_max']}   (target: median <= 1, none > 2)")
-    print(f"background            {figures['background_false_hashtags_per_day']} false bursting hashtags/day {false_background}   (target <= 1)")
+    print(
+        f"latency, windows      median {figures['latency_windows_median']}, max {figures['latency_windows_max']}   (target: median <= 1, none > 2)"
+    )
+    print(
+        f"background            {figures['background_false_hashtags_per_day']} false bursting hashtags/day {false_background}   (target <= 1)"
+    )
     if cascades:
         flagged = sum(row["burst"] for row in cascades)
         figures["cascades_with_burst"] = flagged
         figures["cascades"] = len(cascades)
-        print(f"\nreal cascades: a source-post topic burst within two windows for {flagged} of {len(cascades)}")
+        print(
+            f"\nreal cascades: a source-post topic burst within two windows for {flagged} of {len(cascades)}"
+        )
         print(f"{'cascade':<11} {'label':<10} {'onset':<26} {'people':>6}  burst")
         for row in cascades:
-            print(f"{row['cascade']:<11} {row['label']:<10} {row['onset']:<26} {row['participants']:>6}  {row['topic'] or '-'}")
+            print(
+                f"{row['cascade']:<11} {row['label']:<10} {row['onset']:<26} {row['participants']:>6}  {row['topic'] or '-'}"
+            )
     if args.json:
         print(json.dumps(figures, ensure_ascii=False))
     failed = []

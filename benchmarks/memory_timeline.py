@@ -73,7 +73,9 @@ class StageLines(logging.Handler):
 
 def main(argv: list[str]) -> int:
     arguments = argv[argv.index("--") + 1 :] if "--" in argv else argv
-    os.environ.setdefault("YUQING_PSEUDONYM_KEY", "00112233445566778899aabbccddeeff" * 2)
+    os.environ.setdefault(
+        "YUQING_PSEUDONYM_KEY", "00112233445566778899aabbccddeeff" * 2
+    )
     logging.getLogger().setLevel(logging.WARNING)
     sampler = TreeSampler(time.perf_counter())
     sampler.start()

@@ -73,7 +73,11 @@ class MemorySampler(threading.Thread):
             try:
                 python = self.process.memory_info().rss
                 children = self.process.children(recursive=True)
-                prism = sum(child.memory_info().rss for child in children if "prism" in child.name())
+                prism = sum(
+                    child.memory_info().rss
+                    for child in children
+                    if "prism" in child.name()
+                )
             except psutil.Error:
                 break
             self.current = {"python": python, "prism": prism, "total": python + prism}
@@ -87,7 +91,10 @@ def accounted(out: Path) -> int:
     volume = read_latest_panes(str(out), "volume")
     late = read_latest_panes(str(out), "late_posts")
     dead = read_latest_panes(str(out), "dead_letters")
-    return int(volume["posts"].sum() + volume["duplicates"].sum() + late["posts"].sum()) + dead.height
+    return (
+        int(volume["posts"].sum() + volume["duplicates"].sum() + late["posts"].sum())
+        + dead.height
+    )
 
 
 HOUR_US = 3_600_000_000
@@ -105,7 +112,11 @@ def lines_in_open_window(lines: list[bytes], tail: int = 20_000) -> int:
     """Lines (among the last ``tail``) in the hourly window of the latest valid post's
     event time: without early panes that window writes nothing until a later post
     closes it."""
-    known = [moment for moment in map(valid_post_time_us, lines[-tail:]) if moment is not None]
+    known = [
+        moment
+        for moment in map(valid_post_time_us, lines[-tail:])
+        if moment is not None
+    ]
     if not known:
         return 0
     open_start = max(known) - max(known) % HOUR_US
@@ -147,21 +158,39 @@ class TopicKeys:
                 continue  # malformed lines become dead letters
             if not isinstance(text, str) or str(post.get("id", "")).startswith("bad"):
                 continue  # the generator's malformed lines (dead letters)
-            self.first_time = when if self.first_time is None else min(self.first_time, when)
-            self.last_time = when if self.last_time is None else max(self.last_time, when)
+            self.first_time = (
+                when if self.first_time is None else min(self.first_time, when)
+            )
+            self.last_time = (
+                when if self.last_time is None else max(self.last_time, when)
+            )
             if "hashtag" in self.kinds:
                 for topic in extract_hashtags(text):
-                    self.last_seen[("hashtag", topic)] = max(when, self.last_seen.get(("hashtag", topic), when))
+                    self.last_seen[("hashtag", topic)] = max(
+                        when, self.last_seen.get(("hashtag", topic), when)
+                    )
             if "mention" in self.kinds:
                 for topic in extract_mentions(text):
-                    self.last_seen[("mention", topic)] = max(when, self.last_seen.get(("mention", topic), when))
+                    self.last_seen[("mention", topic)] = max(
+                        when, self.last_seen.get(("mention", topic), when)
+                    )
 
     def summary(self) -> dict:
-        live = sum(1 for when in self.last_seen.values() if when > self.last_time - self.horizon_s)
+        live = sum(
+            1
+            for when in self.last_seen.values()
+            if when > self.last_time - self.horizon_s
+        )
         return {
-            "event_time_first": datetime.datetime.fromtimestamp(self.first_time, BEIJING).isoformat(),
-            "event_time_last": datetime.datetime.fromtimestamp(self.last_time, BEIJING).isoformat(),
-            "event_time_span_days": round((self.last_time - self.first_time) / 86_400, 2),
+            "event_time_first": datetime.datetime.fromtimestamp(
+                self.first_time, BEIJING
+            ).isoformat(),
+            "event_time_last": datetime.datetime.fromtimestamp(
+                self.last_time, BEIJING
+            ).isoformat(),
+            "event_time_span_days": round(
+                (self.last_time - self.first_time) / 86_400, 2
+            ),
             "topic_keys_seen": len(self.last_seen),
             "topic_keys_within_expiry": live,
         }
@@ -169,21 +198,35 @@ class TopicKeys:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoints", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument(
+        "--checkpoints", type=int, nargs="+", default=[100_000, 1_000_000]
+    )
     parser.add_argument("--topic-kinds", default="hashtag,mention")
     parser.add_argument("--allowed-lateness", default="6h")
     parser.add_argument("--early-results-every", default="2s")
-    parser.add_argument("--max-backlog", type=int, default=50_000,
-                        help="Lines dropped but not yet in the tables before the next file "
-                             "is held back; 0 drops each phase at once. Default 50000.")
-    parser.add_argument("--timeout", type=float, default=3_600, help="Seconds per checkpoint.")
+    parser.add_argument(
+        "--max-backlog",
+        type=int,
+        default=50_000,
+        help="Lines dropped but not yet in the tables before the next file "
+        "is held back; 0 drops each phase at once. Default 50000.",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=3_600, help="Seconds per checkpoint."
+    )
     parser.add_argument("--json-out", default=None)
-    parser.add_argument("--keep-log", default=None,
-                        help="Copy the pipeline's log (Prism's too) here at the end; with "
-                             "GODEBUG=gctrace=1 in the environment it shows Prism's live Go heap.")
-    parser.add_argument("pipeline_options", nargs=argparse.REMAINDER,
-                        help="After --: options passed to the pipeline as they are, "
-                             "e.g. -- --burst-idle-expiry 12h")
+    parser.add_argument(
+        "--keep-log",
+        default=None,
+        help="Copy the pipeline's log (Prism's too) here at the end; with "
+        "GODEBUG=gctrace=1 in the environment it shows Prism's live Go heap.",
+    )
+    parser.add_argument(
+        "pipeline_options",
+        nargs=argparse.REMAINDER,
+        help="After --: options passed to the pipeline as they are, "
+        "e.g. -- --burst-idle-expiry 12h",
+    )
     args = parser.parse_args(argv)
     extra = args.pipeline_options
     if extra[:1] == ["--"]:
@@ -196,16 +239,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"generating {days} days x {POSTS_PER_DAY} posts", flush=True)
     # Event time ends before today: the watermark never passes the wall clock, so a
     # stream dated in the future would keep its windows open.
-    start = datetime.datetime.now(BEIJING).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = datetime.datetime.now(BEIJING).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
     start -= datetime.timedelta(days=days + 1)
-    lines, truth = generate(GeneratorConfig(start=start, days=days, posts_per_day=POSTS_PER_DAY,
-                                            authors=50_000, malformed_lines=days * 2, bursts=()))
+    lines, truth = generate(
+        GeneratorConfig(
+            start=start,
+            days=days,
+            posts_per_day=POSTS_PER_DAY,
+            authors=50_000,
+            malformed_lines=days * 2,
+            bursts=(),
+        )
+    )
     encoded = [line.encode("utf-8") + b"\n" for line in lines]
     del lines
     # Counted before the pipeline starts, so as not to take CPU from it.
     key_counts, fed = {}, 0
     for checkpoint in sorted(args.checkpoints):
-        keys.feed(encoded[fed:min(checkpoint, len(encoded))])
+        keys.feed(encoded[fed : min(checkpoint, len(encoded))])
         fed = min(checkpoint, len(encoded))
         key_counts[checkpoint] = keys.summary()
 
@@ -213,22 +266,49 @@ def main(argv: list[str] | None = None) -> int:
     landing, out = work / "landing", work / "out"
     landing.mkdir()
     env = {**os.environ, "YUQING_PSEUDONYM_KEY": KEY, "PYTHONPATH": str(PROJECT)}
-    command = [sys.executable, "-m", "pipelines.volume", "--streaming", "--landing", str(landing),
-               "--output", str(out), "--window", "1h", "--topic-kinds", args.topic_kinds,
-               "--allowed-lateness", args.allowed_lateness,
-               "--early-results-every", args.early_results_every, *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.volume",
+        "--streaming",
+        "--landing",
+        str(landing),
+        "--output",
+        str(out),
+        "--window",
+        "1h",
+        "--topic-kinds",
+        args.topic_kinds,
+        "--allowed-lateness",
+        args.allowed_lateness,
+        "--early-results-every",
+        args.early_results_every,
+        *extra,
+    ]
     started = time.monotonic()
-    process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=open(work / "pipeline.log", "w"), start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "pipeline.log", "w"),
+        start_new_session=True,
+    )
     sampler = MemorySampler(process.pid)
     sampler.start()
-    results = {"command": " ".join(command), "burst_idle_expiry": expiry, "cpus": os.cpu_count(),
-               "checkpoints": []}
+    results = {
+        "command": " ".join(command),
+        "burst_idle_expiry": expiry,
+        "cpus": os.cpu_count(),
+        "checkpoints": [],
+    }
     dropped = files = 0
     try:
         while not (out / "volume").exists():
             if process.poll() is not None:
-                raise RuntimeError(f"pipeline exited {process.returncode}: see {work}/pipeline.log")
+                raise RuntimeError(
+                    f"pipeline exited {process.returncode}: see {work}/pipeline.log"
+                )
             time.sleep(0.2)
         for checkpoint in sorted(args.checkpoints):
             phase_start = time.monotonic()
@@ -238,38 +318,53 @@ def main(argv: list[str] | None = None) -> int:
                 # and not yet in the tables (0: drop the whole phase at once).
                 while args.max_backlog and dropped - accounted(out) >= args.max_backlog:
                     if process.poll() is not None:
-                        raise RuntimeError(f"pipeline exited {process.returncode}: see {work}/pipeline.log")
+                        raise RuntimeError(
+                            f"pipeline exited {process.returncode}: see {work}/pipeline.log"
+                        )
                     time.sleep(0.5)
-                batch = encoded[dropped:min(dropped + FILE_LINES, checkpoint)]
+                batch = encoded[dropped : min(dropped + FILE_LINES, checkpoint)]
                 files += 1
                 drop_file(str(landing), f"posts-{files:06d}.jsonl", b"".join(batch))
                 dropped += len(batch)
             deadline = time.monotonic() + args.timeout
             # With early panes off, the newest window shows only once a later one starts.
-            waiting = 0 if duration_or_zero(args.early_results_every) else lines_in_open_window(encoded[:dropped])
+            waiting = (
+                0
+                if duration_or_zero(args.early_results_every)
+                else lines_in_open_window(encoded[:dropped])
+            )
             while (seen := accounted(out)) < dropped - waiting:
                 if process.poll() is not None:
-                    raise RuntimeError(f"pipeline exited {process.returncode}: see {work}/pipeline.log")
+                    raise RuntimeError(
+                        f"pipeline exited {process.returncode}: see {work}/pipeline.log"
+                    )
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"checkpoint {checkpoint}: {seen}/{dropped} lines after {args.timeout} s")
+                    raise RuntimeError(
+                        f"checkpoint {checkpoint}: {seen}/{dropped} lines after {args.timeout} s"
+                    )
                 time.sleep(1.0)
             elapsed = time.monotonic() - phase_start
             row = {
                 "lines": dropped,
                 "peak_mib": {name: mib(value) for name, value in sampler.peak.items()},
-                "current_mib": {name: mib(value) for name, value in sampler.current.items()},
+                "current_mib": {
+                    name: mib(value) for name, value in sampler.current.items()
+                },
                 "phase_seconds": round(elapsed, 1),
                 "phase_lines_per_second": round((dropped - first) / elapsed),
                 "wall_seconds": round(time.monotonic() - started, 1),
                 **key_counts[checkpoint],
             }
             results["checkpoints"].append(row)
-            print(f"after {dropped:>9,} lines: peak RSS python {row['peak_mib']['python']} MiB, "
-                  f"prism {row['peak_mib']['prism']} MiB, total {row['peak_mib']['total']} MiB "
-                  f"(now {row['current_mib']['total']} MiB); {row['phase_lines_per_second']} lines/s "
-                  f"in this phase; event time {row['event_time_span_days']} days, topic keys "
-                  f"{row['topic_keys_seen']:,} seen, {row['topic_keys_within_expiry']:,} within "
-                  f"{expiry}", flush=True)
+            print(
+                f"after {dropped:>9,} lines: peak RSS python {row['peak_mib']['python']} MiB, "
+                f"prism {row['peak_mib']['prism']} MiB, total {row['peak_mib']['total']} MiB "
+                f"(now {row['current_mib']['total']} MiB); {row['phase_lines_per_second']} lines/s "
+                f"in this phase; event time {row['event_time_span_days']} days, topic keys "
+                f"{row['topic_keys_seen']:,} seen, {row['topic_keys_within_expiry']:,} within "
+                f"{expiry}",
+                flush=True,
+            )
         end_stream(str(landing))
         process.wait(timeout=300)
         results["exit_status"] = process.returncode

@@ -65,9 +65,26 @@ TZ8 = datetime.timezone(datetime.timedelta(hours=8))
 # 2026-05-01 00:00 +08:00, on an hour boundary.
 EPOCH0 = int(datetime.datetime(2026, 5, 1, tzinfo=TZ8).timestamp())
 TOPICS = [
-    "雅安地震", "高考", "春运", "世界杯", "双十一", "国庆假期", "新冠疫苗", "股市",
-    "北京暴雨", "五月天演唱会", "神舟十八号", "减肥", "考研", "房价", "电动车",
-    "AI绘画", "垃圾分类", "延迟退休", "外卖骑手", "熊猫",
+    "雅安地震",
+    "高考",
+    "春运",
+    "世界杯",
+    "双十一",
+    "国庆假期",
+    "新冠疫苗",
+    "股市",
+    "北京暴雨",
+    "五月天演唱会",
+    "神舟十八号",
+    "减肥",
+    "考研",
+    "房价",
+    "电动车",
+    "AI绘画",
+    "垃圾分类",
+    "延迟退休",
+    "外卖骑手",
+    "熊猫",
 ]
 HASHTAG_RE = re.compile(r"#([^#\s]{1,64})#")
 
@@ -75,6 +92,7 @@ HASHTAG_RE = re.compile(r"#([^#\s]{1,64})#")
 # --------------------------------------------------------------------------
 # Synthetic posts and the plain-Python reference
 # --------------------------------------------------------------------------
+
 
 def make_posts(n: int, hours: int, seed: int = 7) -> list[str]:
     """n JSON lines, in created_at order, spread over `hours` hours."""
@@ -84,12 +102,22 @@ def make_posts(n: int, hours: int, seed: int = 7) -> list[str]:
     posts = []
     for i, off in enumerate(offsets):
         tags = rng.sample(TOPICS, rng.choice((1, 1, 2, 3)))
-        text = " ".join(f"#{t}#" for t in tags) + f" 第{i}条 转发微博 @用户{rng.randrange(500)}"
+        text = (
+            " ".join(f"#{t}#" for t in tags)
+            + f" 第{i}条 转发微博 @用户{rng.randrange(500)}"
+        )
         created = datetime.datetime.fromtimestamp(EPOCH0 + off, TZ8).isoformat()
-        posts.append(json.dumps(
-            {"id": str(4_000_000_000 + i), "user_id": str(1_000_000 + rng.randrange(5000)),
-             "created_at": created, "text": text},
-            ensure_ascii=False))
+        posts.append(
+            json.dumps(
+                {
+                    "id": str(4_000_000_000 + i),
+                    "user_id": str(1_000_000 + rng.randrange(5000)),
+                    "created_at": created,
+                    "text": text,
+                },
+                ensure_ascii=False,
+            )
+        )
     return posts
 
 
@@ -115,7 +143,10 @@ def expected_counts(posts: list[str]) -> dict[tuple[int, str], int]:
 # The pipeline (imports of Beam stay inside so the parent process is light)
 # --------------------------------------------------------------------------
 
-def build_pipeline(p, posts, streaming: bool, out_dir: str, batch: int, early: bool = True):
+
+def build_pipeline(
+    p, posts, streaming: bool, out_dir: str, batch: int, early: bool = True
+):
     import apache_beam as beam
     from apache_beam.coders import StrUtf8Coder, VarIntCoder
     from apache_beam.transforms import trigger, userstate
@@ -130,11 +161,16 @@ def build_pipeline(p, posts, streaming: bool, out_dir: str, batch: int, early: b
             self.path = path
             self.with_pane = with_pane
 
-        def process(self, element, w=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
+        def process(
+            self, element, w=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam
+        ):
             rec = {"window": int(w.start), "value": element}
             if self.with_pane:
-                rec["pane"] = {"timing": int(pane.timing), "index": pane.index,
-                               "is_last": pane.is_last}
+                rec["pane"] = {
+                    "timing": int(pane.timing),
+                    "index": pane.index,
+                    "is_last": pane.is_last,
+                }
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
             yield element
@@ -148,27 +184,37 @@ def build_pipeline(p, posts, streaming: bool, out_dir: str, batch: int, early: b
     class TotalAtWindowEnd(beam.DoFn):
         """Sums the (discarding) panes of a key in a window; emits the total
         once, from an event-time timer set at the end of the window."""
+
         COUNTS = userstate.BagStateSpec("counts", VarIntCoder())
         FLUSH = userstate.TimerSpec("flush", TimeDomain.WATERMARK)
 
-        def process(self, kv, w=beam.DoFn.WindowParam,
-                    counts=beam.DoFn.StateParam(COUNTS),
-                    flush=beam.DoFn.TimerParam(FLUSH)):
+        def process(
+            self,
+            kv,
+            w=beam.DoFn.WindowParam,
+            counts=beam.DoFn.StateParam(COUNTS),
+            flush=beam.DoFn.TimerParam(FLUSH),
+        ):
             counts.add(kv[1])
             flush.set(w.max_timestamp())
 
         @userstate.on_timer(FLUSH)
-        def on_flush(self, key=beam.DoFn.KeyParam, w=beam.DoFn.WindowParam,
-                     counts=beam.DoFn.StateParam(COUNTS)):
+        def on_flush(
+            self,
+            key=beam.DoFn.KeyParam,
+            w=beam.DoFn.WindowParam,
+            counts=beam.DoFn.StateParam(COUNTS),
+        ):
             total = sum(counts.read())
             counts.clear()
             yield (int(w.start), (key, total))
 
     if streaming:
         from apache_beam.testing.test_stream import TestStream
+
         ts = TestStream(coder=StrUtf8Coder())
         for i in range(0, len(posts), batch):
-            chunk = posts[i:i + batch]
+            chunk = posts[i : i + batch]
             ts = ts.add_elements(chunk)
             # Processing time passes, so the early (AfterProcessingTime) trigger
             # can fire, then the watermark moves to the newest post of the batch.
@@ -183,30 +229,45 @@ def build_pipeline(p, posts, streaming: bool, out_dir: str, batch: int, early: b
     counts = (
         lines
         | "ParseAndStamp" >> beam.ParDo(ParseAndStamp())
-        | "Hour" >> beam.WindowInto(
+        | "Hour"
+        >> beam.WindowInto(
             FixedWindows(WINDOW_S),
             trigger=trigger.AfterWatermark(
-                early=trigger.AfterProcessingTime(EARLY_DELAY_S) if early else None),
-            accumulation_mode=trigger.AccumulationMode.DISCARDING)
+                early=trigger.AfterProcessingTime(EARLY_DELAY_S) if early else None
+            ),
+            accumulation_mode=trigger.AccumulationMode.DISCARDING,
+        )
         | "PairOne" >> beam.Map(lambda t: (t, 1))
         | "CountPerTag" >> beam.CombinePerKey(sum)
-        | "RecordPanes" >> beam.ParDo(Record(os.path.join(out_dir, "panes.jsonl"), True)))
+        | "RecordPanes"
+        >> beam.ParDo(Record(os.path.join(out_dir, "panes.jsonl"), True))
+    )
     _ = (
         counts
         | "TotalAtWindowEnd" >> beam.ParDo(TotalAtWindowEnd())
-        | "RecordTimerRaw" >> beam.ParDo(Record(os.path.join(out_dir, "timer_raw.jsonl"), False))
+        | "RecordTimerRaw"
+        >> beam.ParDo(Record(os.path.join(out_dir, "timer_raw.jsonl"), False))
         | "GroupByWindow" >> beam.GroupByKey()
         | "Sorted" >> beam.MapTuple(lambda win, tag_totals: (win, sorted(tag_totals)))
-        | "RecordTimerOutput" >> beam.ParDo(
-            Record(os.path.join(out_dir, "timer.jsonl"), False)))
+        | "RecordTimerOutput"
+        >> beam.ParDo(Record(os.path.join(out_dir, "timer.jsonl"), False))
+    )
 
 
 def check(posts, out_dir):
     exp = expected_counts(posts)
     panes_path = os.path.join(out_dir, "panes.jsonl")
     timer_path = os.path.join(out_dir, "timer.jsonl")
-    panes = [json.loads(line) for line in open(panes_path, encoding="utf-8")] if os.path.exists(panes_path) else []
-    timer = [json.loads(line) for line in open(timer_path, encoding="utf-8")] if os.path.exists(timer_path) else []
+    panes = (
+        [json.loads(line) for line in open(panes_path, encoding="utf-8")]
+        if os.path.exists(panes_path)
+        else []
+    )
+    timer = (
+        [json.loads(line) for line in open(timer_path, encoding="utf-8")]
+        if os.path.exists(timer_path)
+        else []
+    )
 
     summed: dict[tuple[int, str], int] = collections.Counter()
     timing_names = {0: "EARLY", 1: "ON_TIME", 2: "LATE", 3: "UNKNOWN"}
@@ -234,7 +295,11 @@ def check(posts, out_dir):
     # second firing means a pane reached the stateful DoFn after the watermark
     # had passed the end of its window.
     raw_path = os.path.join(out_dir, "timer_raw.jsonl")
-    timer_raw = sum(1 for _ in open(raw_path, encoding="utf-8")) if os.path.exists(raw_path) else 0
+    timer_raw = (
+        sum(1 for _ in open(raw_path, encoding="utf-8"))
+        if os.path.exists(raw_path)
+        else 0
+    )
     timer_ok = got_timer == exp_timer and timer_raw == len(exp)
     return {
         "correct": combine_ok and timer_ok,
@@ -256,8 +321,15 @@ def check(posts, out_dir):
 
 def runner_args(runner: str, prism_bin: str | None) -> tuple[list[str], bool]:
     if runner == "prism":
-        return (["--runner=PrismRunner", f"--prism_location={prism_bin}", "--streaming",
-                 "--prism_log_level=warn"], True)
+        return (
+            [
+                "--runner=PrismRunner",
+                f"--prism_location={prism_bin}",
+                "--streaming",
+                "--prism_log_level=warn",
+            ],
+            True,
+        )
     if runner == "direct":
         return (["--runner=BundleBasedDirectRunner", "--streaming"], True)
     if runner == "fnapi":
@@ -268,14 +340,20 @@ def runner_args(runner: str, prism_bin: str | None) -> tuple[list[str], bool]:
 def child(args) -> None:
     """Runs one runner (warm-up, then the timed run) and writes a JSON result."""
     import logging
+
     logging.getLogger().setLevel(logging.WARNING)
     t_import = time.time()
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
+
     import_s = time.time() - t_import
 
     beam_args, streaming = runner_args(args.child, args.prism_bin)
-    result = {"runner": args.child, "pipeline_args": beam_args, "import_s": round(import_s, 2)}
+    result = {
+        "runner": args.child,
+        "pipeline_args": beam_args,
+        "import_s": round(import_s, 2),
+    }
 
     early = True
 
@@ -296,7 +374,9 @@ def child(args) -> None:
             run(warm, os.path.join(args.out, "early_probe"))
             result["early_trigger"] = "ok"
         except Exception as e:  # noqa: BLE001 - a figure, not a test
-            result["early_trigger"] = f"fails: {type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}"
+            result["early_trigger"] = (
+                f"fails: {type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}"
+            )
             early = False
     result["early_firings_in_pipeline"] = early
     warm_s, _ = run(warm, os.path.join(args.out, "warmup"))
@@ -306,10 +386,14 @@ def child(args) -> None:
 
     posts = make_posts(args.n, args.hours)
     secs, state = run(posts, os.path.join(args.out, "main"))
-    result.update({
-        "posts": len(posts), "seconds": round(secs, 2),
-        "posts_per_s": round(len(posts) / secs, 1), "state": state,
-    })
+    result.update(
+        {
+            "posts": len(posts),
+            "seconds": round(secs, 2),
+            "posts_per_s": round(len(posts) / secs, 1),
+            "state": state,
+        }
+    )
     result.update(check(posts, os.path.join(args.out, "main")))
     with open(os.path.join(args.out, "result.json"), "w") as f:
         json.dump(result, f)
@@ -318,8 +402,12 @@ def child(args) -> None:
 def find_prism(explicit: str | None) -> str:
     if explicit:
         return explicit
-    out = subprocess.run([os.path.join(REPO, "deploy", "prism", "build.sh")],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [os.path.join(REPO, "deploy", "prism", "build.sh")],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -329,16 +417,34 @@ def sizes(text: str) -> list[int]:
 
 def run_child(args, runner: str, n: int, prism_bin: str | None) -> dict:
     out = tempfile.mkdtemp(prefix=f"yuqing-bench-{runner}-{n}-")
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", runner, "--n", str(n),
-           "--out", out, "--hours", str(args.hours), "--batch", str(args.batch),
-           "--warmup-posts", str(args.warmup_posts)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        runner,
+        "--n",
+        str(n),
+        "--out",
+        out,
+        "--hours",
+        str(args.hours),
+        "--batch",
+        str(args.batch),
+        "--warmup-posts",
+        str(args.warmup_posts),
+    ]
     if prism_bin:
         cmd += ["--prism-bin", prism_bin]
     t0 = time.time()
     # Own process group, so a timeout also kills the prism job server the
     # child started.
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         _, err = proc.communicate(timeout=args.timeout)
         rc = proc.returncode
@@ -351,8 +457,12 @@ def run_child(args, runner: str, n: int, prism_bin: str | None) -> dict:
     if os.path.exists(res_path):
         res = json.load(open(res_path))
     else:
-        res = {"runner": runner, "posts": n, "error": f"exit {rc}",
-               "stderr_tail": err.strip().splitlines()[-15:]}
+        res = {
+            "runner": runner,
+            "posts": n,
+            "error": f"exit {rc}",
+            "stderr_tail": err.strip().splitlines()[-15:],
+        }
         # A timeout still leaves what the pipeline wrote so far.
         if os.path.exists(os.path.join(out, "main")):
             res.update(check(make_posts(n, args.hours), os.path.join(out, "main")))
@@ -364,37 +474,55 @@ def run_child(args, runner: str, n: int, prism_bin: str | None) -> dict:
 def describe(res: dict) -> str:
     line = f"{res['runner']:7s} "
     if "posts_per_s" in res:
-        line += (f"{res['posts']:6d} posts in {res['seconds']:6.2f}s = {res['posts_per_s']:7.1f} posts/s"
-                 f"  (start-up+warm-up {res['warmup_s']:.2f}s)")
+        line += (
+            f"{res['posts']:6d} posts in {res['seconds']:6.2f}s = {res['posts_per_s']:7.1f} posts/s"
+            f"  (start-up+warm-up {res['warmup_s']:.2f}s)"
+        )
         if len(res.get("runs_posts_per_s", [])) > 1:
             line += f"  runs: {res['runs_posts_per_s']} correct: {res['runs_correct']}"
     else:
         line += f"{res['posts']:6d} posts: {res['error']}"
     if "correct" in res:
-        line += (f"\n        correct={res['correct']}: combine={res['combine_correct']}"
-                 f" timer->GBK={res['timer_then_gbk_correct']}"
-                 f" (timer fired {res['timer_emitted']}x for {res['timer_emitted_expected']}"
-                 f" (hashtag, window) pairs; GBK windows {res['timer_windows_got']}/"
-                 f"{res['timer_windows_expected']}; counted {res['timer_counted']}/"
-                 f"{res['expected_tag_counts']}) panes={res['pane_timings']}")
+        line += (
+            f"\n        correct={res['correct']}: combine={res['combine_correct']}"
+            f" timer->GBK={res['timer_then_gbk_correct']}"
+            f" (timer fired {res['timer_emitted']}x for {res['timer_emitted_expected']}"
+            f" (hashtag, window) pairs; GBK windows {res['timer_windows_got']}/"
+            f"{res['timer_windows_expected']}; counted {res['timer_counted']}/"
+            f"{res['expected_tag_counts']}) panes={res['pane_timings']}"
+        )
     if res.get("early_trigger", "ok") != "ok":
-        line += f"\n        early-firing trigger: {res['early_trigger']} -> ran without it"
+        line += (
+            f"\n        early-firing trigger: {res['early_trigger']} -> ran without it"
+        )
     return line
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runners", default="prism,direct,fnapi")
-    ap.add_argument("--posts", type=sizes, default=[2000, 20000],
-                    help="comma-separated sizes for prism and fnapi (default 2000,20000)")
-    ap.add_argument("--direct-posts", type=sizes, default=[2000],
-                    help="sizes for the bundle-based DirectRunner (default 2000)")
+    ap.add_argument(
+        "--posts",
+        type=sizes,
+        default=[2000, 20000],
+        help="comma-separated sizes for prism and fnapi (default 2000,20000)",
+    )
+    ap.add_argument(
+        "--direct-posts",
+        type=sizes,
+        default=[2000],
+        help="sizes for the bundle-based DirectRunner (default 2000)",
+    )
     ap.add_argument("--hours", type=int, default=6, help="event-time span of the posts")
     ap.add_argument("--batch", type=int, default=500, help="posts per TestStream event")
     ap.add_argument("--warmup-posts", type=int, default=20)
     ap.add_argument("--timeout", type=int, default=600, help="seconds per run")
-    ap.add_argument("--repeat", type=int, default=3,
-                    help="runs per (runner, size); the median posts/s is reported")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs per (runner, size); the median posts/s is reported",
+    )
     ap.add_argument("--prism-bin", help="prism binary (default: deploy/prism/build.sh)")
     ap.add_argument("--json-out", help="also write the JSON object to this file")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -410,16 +538,24 @@ def main() -> None:
     runners = [r.strip() for r in args.runners.split(",") if r.strip()]
     prism_bin = find_prism(args.prism_bin) if "prism" in runners else None
     from importlib.metadata import version
+
     summary = {
-        "command": command, "beam": version("apache-beam"),
-        "python": sys.version.split()[0], "cpus": os.cpu_count(), "prism_bin": prism_bin,
-        "hours": args.hours, "batch": args.batch, "results": [],
+        "command": command,
+        "beam": version("apache-beam"),
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "prism_bin": prism_bin,
+        "hours": args.hours,
+        "batch": args.batch,
+        "results": [],
     }
     summary["loadavg_start"] = [round(x, 2) for x in os.getloadavg()]
     for runner in runners:
-        for n in (args.direct_posts if runner == "direct" else args.posts):
+        for n in args.direct_posts if runner == "direct" else args.posts:
             runs = [run_child(args, runner, n, prism_bin) for _ in range(args.repeat)]
-            timed = sorted((r for r in runs if "posts_per_s" in r), key=lambda r: r["posts_per_s"])
+            timed = sorted(
+                (r for r in runs if "posts_per_s" in r), key=lambda r: r["posts_per_s"]
+            )
             # Report the median run; keep every run's rate and verdict.
             res = dict(timed[len(timed) // 2]) if timed else dict(runs[-1])
             res["runs_posts_per_s"] = [r.get("posts_per_s") for r in runs]
@@ -427,8 +563,11 @@ def main() -> None:
             summary["results"].append(res)
             print(describe(res), flush=True)
     summary["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    print(f"load average (1, 5, 15 min): start {summary['loadavg_start']}, "
-          f"end {summary['loadavg_end']} on {os.cpu_count()} CPUs", flush=True)
+    print(
+        f"load average (1, 5, 15 min): start {summary['loadavg_start']}, "
+        f"end {summary['loadavg_end']} on {os.cpu_count()} CPUs",
+        flush=True,
+    )
     print(json.dumps(summary, ensure_ascii=False))
     if args.json_out:
         with open(args.json_out, "w") as f:

@@ -59,7 +59,13 @@ from transforms.landing import (  # noqa: E402
 from transforms.rolling import read_latest_panes  # noqa: E402
 
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
-CASCADES = PROJECT.parent / "shared" / "data" / "weibo_cascades" / "weibo_cascades_dev.jsonl.gz"
+CASCADES = (
+    PROJECT.parent
+    / "shared"
+    / "data"
+    / "weibo_cascades"
+    / "weibo_cascades_dev.jsonl.gz"
+)
 # Table -> the columns that identify a row.
 ROW_KEYS = {
     "volume": ["window_start"],
@@ -89,21 +95,52 @@ def compare(batch: pl.DataFrame, stream: pl.DataFrame, table: str) -> dict:
         result["verdict"] = "equal"
         return result
     keys = ROW_KEYS[table]
-    only_batch = batch.join(stream, on=keys, how="anti").height if stream.height else batch.height
-    only_stream = stream.join(batch, on=keys, how="anti").height if batch.height else stream.height
-    result["verdict"] = f"differ: {only_batch} rows only in batch, {only_stream} only in streaming"
+    only_batch = (
+        batch.join(stream, on=keys, how="anti").height
+        if stream.height
+        else batch.height
+    )
+    only_stream = (
+        stream.join(batch, on=keys, how="anti").height
+        if batch.height
+        else stream.height
+    )
+    result["verdict"] = (
+        f"differ: {only_batch} rows only in batch, {only_stream} only in streaming"
+    )
     return result
 
 
 def run_batch(source: Path, out: Path, options: list[str]) -> float:
     env = {**os.environ, "YUQING_PSEUDONYM_KEY": KEY}
     started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "pipelines.volume", "--input", str(source), "--output", str(out), *options],
-                   cwd=PROJECT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.volume",
+            "--input",
+            str(source),
+            "--output",
+            str(out),
+            *options,
+        ],
+        cwd=PROJECT,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     return time.monotonic() - started
 
 
-def run_stream(records: list[bytes], work: Path, options: list[str], batch_lines: int, timeout: float) -> dict:
+def run_stream(
+    records: list[bytes],
+    work: Path,
+    options: list[str],
+    batch_lines: int,
+    timeout: float,
+) -> dict:
     """Streaming run fed ``records`` through a landing folder; its figures."""
     landing, out = work / "landing", work / "stream"
     landing.mkdir()
@@ -111,24 +148,43 @@ def run_stream(records: list[bytes], work: Path, options: list[str], batch_lines
     log = open(work / "stream.log", "w")
     started = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.volume", "--streaming", "--landing", str(landing), "--output", str(out),
-         *options],
-        cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "pipelines.volume",
+            "--streaming",
+            "--landing",
+            str(landing),
+            "--output",
+            str(out),
+            *options,
+        ],
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        start_new_session=True,
     )
     sampler = MemorySampler(process.pid)
     sampler.start()
     try:
-        files, lines = replay(records, str(landing), speed=0, batch_lines=batch_lines, prefix="replay")
+        files, lines = replay(
+            records, str(landing), speed=0, batch_lines=batch_lines, prefix="replay"
+        )
         end_stream(str(landing))
         replayed = time.monotonic() - started
         code = process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        raise SystemExit(f"the streaming run did not finish within {timeout:.0f} s (log: {work / 'stream.log'})") from None
+        raise SystemExit(
+            f"the streaming run did not finish within {timeout:.0f} s (log: {work / 'stream.log'})"
+        ) from None
     finally:
         sampler.stopped.set()
     if code != 0:
-        raise SystemExit(f"the streaming run exited {code}: {(work / 'stream.log').read_text()[-3000:]}")
+        raise SystemExit(
+            f"the streaming run exited {code}: {(work / 'stream.log').read_text()[-3000:]}"
+        )
     return {
         "files": files,
         "lines": lines,
@@ -150,39 +206,57 @@ def accounting(out: Path, stream: bool) -> dict:
         "dead_letters": dead.height,
         "late_posts": int(late["posts"].sum()) if late.height else 0,
     }
-    figures["accounted_lines"] = sum(figures[name] for name in ("posts", "duplicates", "dead_letters", "late_posts"))
+    figures["accounted_lines"] = sum(
+        figures[name] for name in ("posts", "duplicates", "dead_letters", "late_posts")
+    )
     return figures
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", type=Path, default=CASCADES)
-    parser.add_argument("--file-order", action="store_true",
-                        help="Replay the lines as the file lists them, not sorted by created_at.")
+    parser.add_argument(
+        "--file-order",
+        action="store_true",
+        help="Replay the lines as the file lists them, not sorted by created_at.",
+    )
     parser.add_argument("--window", default="1h")
     parser.add_argument("--topic-kinds", default="hashtag,mention,entity,keyword")
     parser.add_argument("--allowed-lateness", default="6h")
     parser.add_argument("--early-results-every", default="30s")
     parser.add_argument("--batch-lines", type=int, default=10_000)
     parser.add_argument("--timeout", type=float, default=3_600)
-    parser.add_argument("--keep", type=Path, default=None, help="Keep the outputs in this folder.")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="Keep the outputs in this folder."
+    )
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args(argv)
 
     common = ["--window", args.window, "--topic-kinds", args.topic_kinds]
-    streaming = ["--allowed-lateness", args.allowed_lateness, "--early-results-every", args.early_results_every]
+    streaming = [
+        "--allowed-lateness",
+        args.allowed_lateness,
+        "--early-results-every",
+        args.early_results_every,
+    ]
     work = Path(tempfile.mkdtemp(prefix="yuqing-stream-vs-batch-"))
     try:
         records = list(read_records_for_replay(str(args.input)))
         if not args.file_order:
             records = in_time_order(records)
-        print(f"{args.input.name}: {len(records):,} lines, replayed {'in file order' if args.file_order else 'in time order'}")
+        print(
+            f"{args.input.name}: {len(records):,} lines, replayed {'in file order' if args.file_order else 'in time order'}"
+        )
         batch_seconds = run_batch(args.input, work / "batch", common)
         print(f"batch run: {batch_seconds:.1f} s")
-        stream = run_stream(records, work, common + streaming, args.batch_lines, args.timeout)
-        print(f"streaming run on Prism: {stream['seconds']} s ({stream['files']} files replayed in "
-              f"{stream['replay_seconds']} s), peak RSS python {stream['peak_mib']['python']} MiB, "
-              f"prism {stream['peak_mib']['prism']} MiB, total {stream['peak_mib']['total']} MiB")
+        stream = run_stream(
+            records, work, common + streaming, args.batch_lines, args.timeout
+        )
+        print(
+            f"streaming run on Prism: {stream['seconds']} s ({stream['files']} files replayed in "
+            f"{stream['replay_seconds']} s), peak RSS python {stream['peak_mib']['python']} MiB, "
+            f"prism {stream['peak_mib']['prism']} MiB, total {stream['peak_mib']['total']} MiB"
+        )
         result = {
             "input": str(args.input),
             "order": "file" if args.file_order else "time",
@@ -192,25 +266,40 @@ def main(argv: list[str] | None = None) -> int:
             "stream": {key: value for key, value in stream.items() if key != "out"},
             "batch_accounting": accounting(work / "batch", stream=False),
             "stream_accounting": accounting(stream["out"], stream=True),
-            "tables": {table: compare(read_table(work / "batch", table), read_stream(stream["out"], table), table)
-                       for table in ROW_KEYS},
+            "tables": {
+                table: compare(
+                    read_table(work / "batch", table),
+                    read_stream(stream["out"], table),
+                    table,
+                )
+                for table in ROW_KEYS
+            },
         }
         for side in ("batch", "stream"):
             figures = result[f"{side}_accounting"]
-            print(f"{side:>6}: {figures['windows']:,} windows, {figures['posts']:,} posts, {figures['duplicates']:,} "
-                  f"duplicates, {figures['dead_letters']:,} dead letters, {figures['late_posts']:,} late posts: "
-                  f"{figures['accounted_lines']:,} of {len(records):,} lines")
+            print(
+                f"{side:>6}: {figures['windows']:,} windows, {figures['posts']:,} posts, {figures['duplicates']:,} "
+                f"duplicates, {figures['dead_letters']:,} dead letters, {figures['late_posts']:,} late posts: "
+                f"{figures['accounted_lines']:,} of {len(records):,} lines"
+            )
         for table, comparison in result["tables"].items():
-            print(f"{table:>15}: batch {comparison['batch_rows']:,} rows, streaming {comparison['stream_rows']:,}: "
-                  f"{comparison['verdict']}")
+            print(
+                f"{table:>15}: batch {comparison['batch_rows']:,} rows, streaming {comparison['stream_rows']:,}: "
+                f"{comparison['verdict']}"
+            )
         if args.keep:
             shutil.copytree(work, args.keep, dirs_exist_ok=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=1, default=str) + "\n")
-    every_line = all(result[f"{side}_accounting"]["accounted_lines"] == len(records) for side in ("batch", "stream"))
-    must_match = args.file_order or all(table["verdict"] == "equal" for table in result["tables"].values())
+    every_line = all(
+        result[f"{side}_accounting"]["accounted_lines"] == len(records)
+        for side in ("batch", "stream")
+    )
+    must_match = args.file_order or all(
+        table["verdict"] == "equal" for table in result["tables"].values()
+    )
     return 0 if every_line and must_match else 1
 
 

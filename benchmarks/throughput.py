@@ -113,8 +113,14 @@ STAGE_FUNCTIONS = {
         ("transforms/read.py", "read_slice"),
         ("benchmarks/throughput.py", "read_lines"),
     ],
-    "parse": [("transforms/posts.py", "decode_json_line"), ("transforms/posts.py", "parse_post")],
-    "privacy": [("transforms/privacy.py", "pseudonymize_to_int"), ("transforms/privacy.py", "mask_pii")],
+    "parse": [
+        ("transforms/posts.py", "decode_json_line"),
+        ("transforms/posts.py", "parse_post"),
+    ],
+    "privacy": [
+        ("transforms/privacy.py", "pseudonymize_to_int"),
+        ("transforms/privacy.py", "mask_pii"),
+    ],
     "segmentation": [("~", "<method 'tag' of 'builtins.Jieba' objects>")],
     "extraction": [("transforms/extract.py", "post_topics")],
     "aggregation": [
@@ -135,7 +141,9 @@ STAGE_FUNCTIONS = {
     # 2.77's state cache weighing every cached state value of the burst detector with
     # objsize (which walks the globals of every loaded module per call).
     "analyzer_setup": [("transforms/extract.py", "setup")],
-    "state_cache_sizing": [("apache_beam/runners/worker/statecache.py", "get_deep_size")],
+    "state_cache_sizing": [
+        ("apache_beam/runners/worker/statecache.py", "get_deep_size")
+    ],
 }
 NESTED = {"parse": ("privacy",), "extraction": ("segmentation",)}
 
@@ -166,8 +174,19 @@ def ensure_input(data_dir: Path, posts: int | None) -> tuple[Path, dict]:
         data_dir.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "sampledata", "--out", str(path), "--seed", str(SEED), *args],
-            cwd=PROJECT, check=True, stdout=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "sampledata",
+                "--out",
+                str(path),
+                "--seed",
+                str(SEED),
+                *args,
+            ],
+            cwd=PROJECT,
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         log(f"  generated {path} in {time.perf_counter() - started:.1f} s")
     return path, json.loads(truth_path.read_text(encoding="utf-8"))
@@ -199,7 +218,9 @@ class TreeMemory(threading.Thread):
             for process in processes:
                 try:
                     rss = process.memory_info().rss
-                    self.hwm[process.pid] = max(self.hwm.get(process.pid, 0), _vm_hwm(process.pid))
+                    self.hwm[process.pid] = max(
+                        self.hwm.get(process.pid, 0), _vm_hwm(process.pid)
+                    )
                 except (psutil.Error, OSError):
                     continue
                 total += rss
@@ -227,15 +248,27 @@ def _vm_hwm(pid: int) -> int:
 
 def pipeline_command(path: Path, out: Path, workers: int) -> list[str]:
     command = [
-        "-m", "pipelines.volume", "--input", str(path), "--output", str(out),
-        "--window", "1h", "--timezone", TIMEZONE, "--direct_num_workers", str(workers),
+        "-m",
+        "pipelines.volume",
+        "--input",
+        str(path),
+        "--output",
+        str(out),
+        "--window",
+        "1h",
+        "--timezone",
+        TIMEZONE,
+        "--direct_num_workers",
+        str(workers),
     ]
     if workers > 1:
         command += ["--direct_running_mode", "multi_processing"]
     return command
 
 
-def run_pipeline(path: Path, out: Path, workers: int, lines: int, profile: Path | None = None) -> dict:
+def run_pipeline(
+    path: Path, out: Path, workers: int, lines: int, profile: Path | None = None
+) -> dict:
     """One run of ``python -m pipelines.volume``; wall time and peak RSS."""
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable]
@@ -246,7 +279,9 @@ def run_pipeline(path: Path, out: Path, workers: int, lines: int, profile: Path 
     before = load()
     cpu_before = _children_cpu()
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     memory = TreeMemory(process.pid)
     memory.start()
     stdout, stderr = process.communicate()
@@ -255,7 +290,9 @@ def run_pipeline(path: Path, out: Path, workers: int, lines: int, profile: Path 
     memory.stopped.set()
     memory.join()
     if process.returncode != 0:
-        raise RuntimeError(f"pipeline failed ({process.returncode}): {stderr.decode()[-2000:]}")
+        raise RuntimeError(
+            f"pipeline failed ({process.returncode}): {stderr.decode()[-2000:]}"
+        )
     return {
         "workers": workers,
         "mode": "multi_processing" if workers > 1 else "in_memory",
@@ -298,16 +335,25 @@ def plain_loop(path: Path, key: bytes, analyzer, out: Path) -> dict:
         add_post(accumulator, summarize(post, topics))
     by_date = collections.defaultdict(list)
     for (start_us, end_us), accumulator in windows.items():
-        tables = window_tables(aggregate_window(accumulator, DEFAULT_LG_K), start_us, end_us)
+        tables = window_tables(
+            aggregate_window(accumulator, DEFAULT_LG_K), start_us, end_us
+        )
         by_date[local_date(start_us, TIMEZONE)].append((start_us, end_us, tables))
     for date, elements in by_date.items():
         for name, table in concat_window_tables(elements).items():
             if table.num_rows:
-                write_parquet_atomically(table, os.path.join(partition_dir(str(out), name, date), date_file_name(date)))
+                write_parquet_atomically(
+                    table,
+                    os.path.join(
+                        partition_dir(str(out), name, date), date_file_name(date)
+                    ),
+                )
     return {"windows": len(windows), "rejected": rejected}
 
 
-def time_loop(path: Path, lines: int, out: Path, repeat: int, profile: Path | None) -> dict:
+def time_loop(
+    path: Path, lines: int, out: Path, repeat: int, profile: Path | None
+) -> dict:
     from transforms.text import TextAnalyzer
 
     key = bytes.fromhex(KEY_HEX)
@@ -352,7 +398,10 @@ def stage_split(profile: Path, total_seconds: float | None = None) -> dict:
         cumulative[stage] = sum(
             entry[3]
             for (filename, _, name), entry in stats.items()
-            if any(filename.endswith(suffix) and name == function for suffix, function in wanted)
+            if any(
+                filename.endswith(suffix) and name == function
+                for suffix, function in wanted
+            )
         )
     own = dict(cumulative)
     for stage, nested in NESTED.items():
@@ -371,7 +420,11 @@ def top_functions(profile: Path, count: int = 12) -> list[dict]:
     stats = pstats.Stats(str(profile)).stats
     rows = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:count]
     return [
-        {"function": f"{Path(filename).name}:{line}:{name}", "calls": entry[1], "own_seconds": round(entry[2], 2)}
+        {
+            "function": f"{Path(filename).name}:{line}:{name}",
+            "calls": entry[1],
+            "own_seconds": round(entry[2], 2),
+        }
         for (filename, line, name), entry in rows
     ]
 
@@ -382,7 +435,15 @@ def top_functions(profile: Path, count: int = 12) -> list[dict]:
 def topics_frame(out: Path) -> pl.DataFrame:
     return (
         pl.read_parquet(f"{out}/topics/**/*.parquet", hive_partitioning=False)
-        .select("window_start", "kind", "topic", "posts", "participants", "reposts", "participants_sketch")
+        .select(
+            "window_start",
+            "kind",
+            "topic",
+            "posts",
+            "participants",
+            "reposts",
+            "participants_sketch",
+        )
         .sort("window_start", "kind", "topic")
     )
 
@@ -399,7 +460,10 @@ def output_size(out: Path) -> dict:
     size = {}
     for table in ("volume", "topics", "bursts", "burst_episodes", "dead_letters"):
         frame = read_table(out, table)
-        size[table] = {"rows": frame.height, "mb": round(frame.estimated_size() / MB, 1)}
+        size[table] = {
+            "rows": frame.height,
+            "mb": round(frame.estimated_size() / MB, 1),
+        }
     return size
 
 
@@ -410,7 +474,11 @@ def compare_topics(expected: pl.DataFrame, got: pl.DataFrame) -> str:
         return "equal"
     if expected.height != got.height:
         return f"differ: {expected.height} vs {got.height} rows"
-    differing = [column for column in expected.columns if not expected[column].equals(got[column])]
+    differing = [
+        column
+        for column in expected.columns
+        if not expected[column].equals(got[column])
+    ]
     return "differ in " + ", ".join(differing)
 
 
@@ -424,9 +492,9 @@ def large_day_checks(out: Path, truth: dict) -> dict:
         (pl.col("kind") == "hashtag") & (pl.col("topic") == LARGE_HASHTAG)
     )
     estimate = merged_estimate(topics["participants_sketch"].to_list())
-    bursts = pl.read_parquet(f"{out}/bursts/**/*.parquet", hive_partitioning=False).filter(
-        (pl.col("kind") == "hashtag") & (pl.col("topic") == LARGE_HASHTAG)
-    )
+    bursts = pl.read_parquet(
+        f"{out}/bursts/**/*.parquet", hive_partitioning=False
+    ).filter((pl.col("kind") == "hashtag") & (pl.col("topic") == LARGE_HASHTAG))
     starts = sorted(bursts["window_start"].to_list())
     onset_utc = onset.astimezone(datetime.UTC)
     return {
@@ -435,7 +503,9 @@ def large_day_checks(out: Path, truth: dict) -> dict:
         "windows_with_hashtag": topics.height,
         "estimated_participants": estimate,
         "true_participants": truth["hashtag_authors"][LARGE_HASHTAG],
-        "error_vs_990000": round((estimate - LARGE_PARTICIPANTS) / LARGE_PARTICIPANTS, 5),
+        "error_vs_990000": round(
+            (estimate - LARGE_PARTICIPANTS) / LARGE_PARTICIPANTS, 5
+        ),
         "surge_first_window": onset_utc.isoformat(),
         "flagged_in_first_window": any(start == onset_utc for start in starts),
         "bursting_windows": [start.isoformat() for start in starts],
@@ -458,7 +528,9 @@ def print_split(title: str, split: dict) -> None:
 def measure_size(args, posts: int, result: dict, profile_here: bool) -> dict:
     path, truth = ensure_input(args.data_dir, posts)
     lines = truth["lines"]
-    log(f"\n== N = {posts:,} requested: {truth['posts']:,} posts, {lines:,} input lines ({path.name})")
+    log(
+        f"\n== N = {posts:,} requested: {truth['posts']:,} posts, {lines:,} input lines ({path.name})"
+    )
     size: dict = {"posts": truth["posts"], "lines": lines, "input": str(path)}
     work = Path(tempfile.mkdtemp(prefix="throughput-", dir=args.work_dir))
     try:
@@ -466,8 +538,10 @@ def measure_size(args, posts: int, result: dict, profile_here: bool) -> dict:
         loop_profile = work / "loop.prof" if profile_here else None
         size["loop"] = time_loop(path, lines, loop_out, args.repeat, loop_profile)
         loop = size["loop"]
-        log(f"  plain loop   {loop['seconds']:>7.2f} s  {loop['posts_per_s']:>7,} posts/s  "
-            f"CPU {loop['cpu_seconds']} s  (runs {loop['seconds_runs']}, setup {loop['setup_seconds']} s, load {loop['load_before']})")
+        log(
+            f"  plain loop   {loop['seconds']:>7.2f} s  {loop['posts_per_s']:>7,} posts/s  "
+            f"CPU {loop['cpu_seconds']} s  (runs {loop['seconds_runs']}, setup {loop['setup_seconds']} s, load {loop['load_before']})"
+        )
         for workers in args.workers:
             runs = []
             for _ in range(args.repeat):
@@ -478,28 +552,46 @@ def measure_size(args, posts: int, result: dict, profile_here: bool) -> dict:
             best["peak_rss_mb_max"] = max(run["peak_rss_mb"] for run in runs)
             best["ratio_to_loop"] = round(best["posts_per_s"] / loop["posts_per_s"], 3)
             size[f"pipeline_{workers}"] = best
-            log(f"  pipeline w={workers} {best['seconds']:>7.2f} s  {best['posts_per_s']:>7,} posts/s  "
+            log(
+                f"  pipeline w={workers} {best['seconds']:>7.2f} s  {best['posts_per_s']:>7,} posts/s  "
                 f"ratio to loop {best['ratio_to_loop']:.2f}  CPU {best['cpu_seconds']} s  peak RSS {best['peak_rss_mb']} MB "
                 f"(parent {best['peak_rss_parent_mb']}, sum of HWM {best['peak_rss_hwm_sum_mb']}, "
-                f"{best['processes']} processes)  runs {best['seconds_runs']}  load {best['load_before']}")
+                f"{best['processes']} processes)  runs {best['seconds_runs']}  load {best['load_before']}"
+            )
         size["output"] = output_size(work / f"out-{args.workers[0]}")
-        log("  output: " + ", ".join(f"{table} {figures['rows']:,} rows ({figures['mb']} MB in memory)"
-                                     for table, figures in size["output"].items()))
+        log(
+            "  output: "
+            + ", ".join(
+                f"{table} {figures['rows']:,} rows ({figures['mb']} MB in memory)"
+                for table, figures in size["output"].items()
+            )
+        )
         loop_topics = topics_frame(loop_out)
         for workers in args.workers:
-            size[f"loop_topics_equal_pipeline_{workers}"] = compare_topics(loop_topics, topics_frame(work / f"out-{workers}"))
-            log(f"  plain loop's topics table vs the pipeline's (w={workers}): {size[f'loop_topics_equal_pipeline_{workers}']}")
+            size[f"loop_topics_equal_pipeline_{workers}"] = compare_topics(
+                loop_topics, topics_frame(work / f"out-{workers}")
+            )
+            log(
+                f"  plain loop's topics table vs the pipeline's (w={workers}): {size[f'loop_topics_equal_pipeline_{workers}']}"
+            )
         if profile_here:
             size["profile_loop"] = stage_split(loop_profile)
             print_split("stage split, cProfile of the plain loop", size["profile_loop"])
             pipe_profile = work / "pipeline.prof"
-            run = run_pipeline(path, work / "out-profiled", 1, lines, profile=pipe_profile)
+            run = run_pipeline(
+                path, work / "out-profiled", 1, lines, profile=pipe_profile
+            )
             size["profile_pipeline_1"] = stage_split(pipe_profile, run["seconds"])
             size["profile_pipeline_1"]["top_own_time"] = top_functions(pipe_profile)
-            print_split("stage split, cProfile of the pipeline, 1 worker (in_memory)", size["profile_pipeline_1"])
+            print_split(
+                "stage split, cProfile of the pipeline, 1 worker (in_memory)",
+                size["profile_pipeline_1"],
+            )
             log("    most own time:")
             for row in size["profile_pipeline_1"]["top_own_time"]:
-                log(f"      {row['own_seconds']:>7.2f} s  {row['calls']:>9,}  {row['function']}")
+                log(
+                    f"      {row['own_seconds']:>7.2f} s  {row['calls']:>9,}  {row['function']}"
+                )
             if args.keep_profiles:
                 args.keep_profiles.mkdir(parents=True, exist_ok=True)
                 shutil.copy(loop_profile, args.keep_profiles / f"loop-{posts}.prof")
@@ -512,7 +604,9 @@ def measure_size(args, posts: int, result: dict, profile_here: bool) -> dict:
 def measure_large(args) -> dict:
     path, truth = ensure_input(args.data_dir, None)
     lines = truth["lines"]
-    log(f"\n== large day: {truth['posts']:,} posts, {lines:,} input lines ({path.name})")
+    log(
+        f"\n== large day: {truth['posts']:,} posts, {lines:,} input lines ({path.name})"
+    )
     work = Path(tempfile.mkdtemp(prefix="throughput-large-", dir=args.work_dir))
     try:
         large = run_pipeline(path, work / "out", 2, lines)
@@ -521,15 +615,21 @@ def measure_large(args) -> dict:
         shutil.rmtree(work, ignore_errors=True)
     large["posts"] = truth["posts"]
     large["lines"] = lines
-    log(f"  pipeline w=2 {large['seconds']:.1f} s (target <= {TARGETS['large_day_seconds']} s: "
+    log(
+        f"  pipeline w=2 {large['seconds']:.1f} s (target <= {TARGETS['large_day_seconds']} s: "
         f"{verdict(large['seconds'] <= TARGETS['large_day_seconds'])}), {large['posts_per_s']:,} posts/s, "
-        f"peak RSS {large['peak_rss_mb']} MB (HWM sum {large['peak_rss_hwm_sum_mb']}), load {large['load_before']}")
+        f"peak RSS {large['peak_rss_mb']} MB (HWM sum {large['peak_rss_hwm_sum_mb']}), load {large['load_before']}"
+    )
     error = large["error_vs_990000"]
-    log(f"  #{LARGE_HASHTAG}# on {large['day']}: {large['estimated_participants']:,} estimated participants "
+    log(
+        f"  #{LARGE_HASHTAG}# on {large['day']}: {large['estimated_participants']:,} estimated participants "
         f"(true {large['true_participants']:,}); error vs 990,000 {100 * error:+.2f}% "
-        f"(target within 2%: {verdict(abs(error) <= TARGETS['large_estimate_error'])})")
-    log(f"  burst flagged in the surge's first window ({large['surge_first_window']}): "
-        f"{large['flagged_in_first_window']}; bursting windows: {len(large['bursting_windows'])}")
+        f"(target within 2%: {verdict(abs(error) <= TARGETS['large_estimate_error'])})"
+    )
+    log(
+        f"  burst flagged in the surge's first window ({large['surge_first_window']}): "
+        f"{large['flagged_in_first_window']}; bursting windows: {len(large['bursting_windows'])}"
+    )
     return large
 
 
@@ -539,66 +639,167 @@ def targets_summary(result: dict) -> list[dict]:
     for posts, size in sizes.items():
         two = size.get("pipeline_2")
         if two:
-            rows.append({"target": f"posts/s with 2 workers, N={posts}", "wanted": f">= {TARGETS['posts_per_s_2_workers']}",
-                         "measured": two["posts_per_s"], "met": two["posts_per_s"] >= TARGETS["posts_per_s_2_workers"]})
+            rows.append(
+                {
+                    "target": f"posts/s with 2 workers, N={posts}",
+                    "wanted": f">= {TARGETS['posts_per_s_2_workers']}",
+                    "measured": two["posts_per_s"],
+                    "met": two["posts_per_s"] >= TARGETS["posts_per_s_2_workers"],
+                }
+            )
         one = size.get("pipeline_1")
         if one:
-            rows.append({"target": f"ratio to plain loop at 1 worker, N={posts}", "wanted": f">= {TARGETS['ratio_to_loop_1_worker']}",
-                         "measured": one["ratio_to_loop"], "met": one["ratio_to_loop"] >= TARGETS["ratio_to_loop_1_worker"]})
+            rows.append(
+                {
+                    "target": f"ratio to plain loop at 1 worker, N={posts}",
+                    "wanted": f">= {TARGETS['ratio_to_loop_1_worker']}",
+                    "measured": one["ratio_to_loop"],
+                    "met": one["ratio_to_loop"] >= TARGETS["ratio_to_loop_1_worker"],
+                }
+            )
         if int(posts) >= 1_000_000:
-            peak = max(size[key]["peak_rss_mb_max"] for key in size if key.startswith("pipeline_"))
-            rows.append({"target": f"peak RSS, N={posts}", "wanted": f"<= {TARGETS['peak_rss_mb_1m']} MB",
-                         "measured": peak, "met": peak <= TARGETS["peak_rss_mb_1m"]})
+            peak = max(
+                size[key]["peak_rss_mb_max"]
+                for key in size
+                if key.startswith("pipeline_")
+            )
+            rows.append(
+                {
+                    "target": f"peak RSS, N={posts}",
+                    "wanted": f"<= {TARGETS['peak_rss_mb_1m']} MB",
+                    "measured": peak,
+                    "met": peak <= TARGETS["peak_rss_mb_1m"],
+                }
+            )
     if len(sizes) >= 2:
         small, big = sorted(sizes, key=int)[0], sorted(sizes, key=int)[-1]
         for key in sizes[small]:
             if key.startswith("pipeline_") and key in sizes[big]:
                 output_growth = sum(
-                    sizes[big]["output"][table]["mb"] - sizes[small]["output"][table]["mb"] for table in sizes[big]["output"]
+                    sizes[big]["output"][table]["mb"]
+                    - sizes[small]["output"][table]["mb"]
+                    for table in sizes[big]["output"]
                 )
-                rows.append({"target": f"peak RSS growth {key}, N={small} -> {big}", "wanted": "flat (output-sized)",
-                             "measured": f"{sizes[small][key]['peak_rss_mb']} -> {sizes[big][key]['peak_rss_mb']} MB "
-                                         f"(output +{output_growth:.0f} MB)",
-                             "met": None})
+                rows.append(
+                    {
+                        "target": f"peak RSS growth {key}, N={small} -> {big}",
+                        "wanted": "flat (output-sized)",
+                        "measured": f"{sizes[small][key]['peak_rss_mb']} -> {sizes[big][key]['peak_rss_mb']} MB "
+                        f"(output +{output_growth:.0f} MB)",
+                        "met": None,
+                    }
+                )
     large = result.get("large")
     if large:
-        rows.append({"target": "large day end to end", "wanted": f"<= {TARGETS['large_day_seconds']} s",
-                     "measured": large["seconds"], "met": large["seconds"] <= TARGETS["large_day_seconds"]})
-        rows.append({"target": "large day estimate error", "wanted": "within 2% of 990,000",
-                     "measured": large["error_vs_990000"], "met": abs(large["error_vs_990000"]) <= TARGETS["large_estimate_error"]})
-        rows.append({"target": "large day burst in first window", "wanted": True,
-                     "measured": large["flagged_in_first_window"], "met": large["flagged_in_first_window"]})
+        rows.append(
+            {
+                "target": "large day end to end",
+                "wanted": f"<= {TARGETS['large_day_seconds']} s",
+                "measured": large["seconds"],
+                "met": large["seconds"] <= TARGETS["large_day_seconds"],
+            }
+        )
+        rows.append(
+            {
+                "target": "large day estimate error",
+                "wanted": "within 2% of 990,000",
+                "measured": large["error_vs_990000"],
+                "met": abs(large["error_vs_990000"]) <= TARGETS["large_estimate_error"],
+            }
+        )
+        rows.append(
+            {
+                "target": "large day burst in first window",
+                "wanted": True,
+                "measured": large["flagged_in_first_window"],
+                "met": large["flagged_in_first_window"],
+            }
+        )
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--posts", type=int, nargs="*", default=[100_000, 1_000_000],
-                        help="Sizes N to measure (default 100000 1000000); none with --large: the large day only.")
-    parser.add_argument("--large", action="store_true", help="Also the 990,000-author day (2 workers).")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Pipeline worker counts (default 1 2).")
-    parser.add_argument("--repeat", type=int, default=1, help="Runs of each measurement; the fastest is reported.")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--posts",
+        type=int,
+        nargs="*",
+        default=[100_000, 1_000_000],
+        help="Sizes N to measure (default 100000 1000000); none with --large: the large day only.",
+    )
+    parser.add_argument(
+        "--large", action="store_true", help="Also the 990,000-author day (2 workers)."
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="Pipeline worker counts (default 1 2).",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="Runs of each measurement; the fastest is reported.",
+    )
     parser.add_argument("--no-profile", action="store_true", help="Skip the profiles.")
-    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "yuqing-throughput",
-                        help="Where generated inputs are kept between runs.")
-    parser.add_argument("--work-dir", type=Path, default=None, help="Where outputs go while measured (default: temp).")
-    parser.add_argument("--keep-profiles", type=Path, default=None, help="Copy the cProfile dumps into this folder.")
-    parser.add_argument("--json-out", type=Path, default=None, help="Write all figures as one JSON object.")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "yuqing-throughput",
+        help="Where generated inputs are kept between runs.",
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="Where outputs go while measured (default: temp).",
+    )
+    parser.add_argument(
+        "--keep-profiles",
+        type=Path,
+        default=None,
+        help="Copy the cProfile dumps into this folder.",
+    )
+    parser.add_argument(
+        "--json-out",
+        type=Path,
+        default=None,
+        help="Write all figures as one JSON object.",
+    )
     args = parser.parse_args(argv)
 
     result: dict = {
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "memory_mb": round(psutil.virtual_memory().total / MB),
-                    "load_at_start": load()},
-        "git": subprocess.run(["git", "describe", "--always", "--dirty"], cwd=PROJECT,
-                              capture_output=True, text=True).stdout.strip(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "memory_mb": round(psutil.virtual_memory().total / MB),
+            "load_at_start": load(),
+        },
+        "git": subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip(),
         "targets": TARGETS,
         "sizes": {},
     }
-    log(f"load average at start {result['machine']['load_at_start']} on {os.cpu_count()} CPUs ({result['git']})")
+    log(
+        f"load average at start {result['machine']['load_at_start']} on {os.cpu_count()} CPUs ({result['git']})"
+    )
     for index, posts in enumerate(args.posts):
-        result["sizes"][str(posts)] = measure_size(args, posts, result, profile_here=index == 0 and not args.no_profile)
-    result["flink"] = {"parallelism_1": None, "parallelism_2": None, "reason": FLINK_BLOCKED}
+        result["sizes"][str(posts)] = measure_size(
+            args, posts, result, profile_here=index == 0 and not args.no_profile
+        )
+    result["flink"] = {
+        "parallelism_1": None,
+        "parallelism_2": None,
+        "reason": FLINK_BLOCKED,
+    }
     log(f"\n== Flink at parallelism 1 and 2: {FLINK_BLOCKED}")
     if args.large:
         result["large"] = measure_large(args)
@@ -607,10 +808,14 @@ def main(argv: list[str] | None = None) -> int:
     log("\n== targets")
     for row in result["target_checks"]:
         met = "" if row["met"] is None else verdict(row["met"])
-        log(f"  {row['target']:<48} wanted {str(row['wanted']):<22} measured {str(row['measured']):<18} {met}")
+        log(
+            f"  {row['target']:<48} wanted {str(row['wanted']):<22} measured {str(row['measured']):<18} {met}"
+        )
     log(f"load average at end {result['load_at_end']}")
     if args.json_out:
-        args.json_out.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+        args.json_out.write_text(
+            json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8"
+        )
         log(f"figures -> {args.json_out}")
     return 0
 

@@ -32,68 +32,156 @@ class VolumeOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
-        _add(parser, "input", action="append", default=None,
-             help="Glob of JSON Lines (.jsonl, .gz) or Parquet post files; repeatable.")
-        _add(parser, "output", default=None,
-             help="Output folder; its tables are replaced by this run's.")
-        _add(parser, "window", default="1h",
-             help="Event-time window: 1h, 30m, 1d... Windows of a day or more start at "
-                  "local midnight in --timezone. Default 1h.")
-        _add(parser, "timezone", default="Asia/Shanghai",
-             help="IANA timezone of date partitions and day windows. Default Asia/Shanghai.")
-        _add(parser, "topic-kinds", default=",".join(TOPIC_KINDS),
-             help="Comma-separated topic kinds to extract: hashtag, mention, entity, "
-                  "keyword. Default all four.")
-        _add(parser, "keywords-per-post", type=int, default=5,
-             help="At most this many keywords per post. Default 5.")
-        _add(parser, "user-dict", action="append", default=None,
-             help="Extra segmentation dictionary file (jieba format); repeatable.")
-        _add(parser, "stopwords", action="append", default=None,
-             help="Extra stop-word file, one word per line; repeatable.")
-        _add(parser, "sketch-lg-k", type=int, default=DEFAULT_LG_K,
-             help=f"log2 of HLL sketch buckets, 4..21 (default {DEFAULT_LG_K}: about "
-                  "0.8%% relative standard error).")
-        _add(parser, "burst-threshold", type=float, default=BurstParams.threshold,
-             help="Standard deviations above a topic's expected participants that make "
-                  f"a window burst. Default {BurstParams.threshold}.")
-        _add(parser, "burst-min-participants", type=int, default=BurstParams.min_participants,
-             help="Distinct participants a topic needs in a window to burst (minimum "
-                  f"support for new topics). Default {BurstParams.min_participants}.")
-        _add(parser, "burst-min-ratio", type=float, default=BurstParams.min_ratio,
-             help="A bursting window has at least this many times the expected "
-                  f"participants. Default {BurstParams.min_ratio}.")
-        _add(parser, "burst-half-life", default="24h",
-             help="Half-life of a topic's history (a duration, whole windows). Default 24h.")
-        _add(parser, "burst-warmup", default="12h",
-             help="Nothing bursts this long after the stream's first window, while every "
-                  "topic is new. Default 12h.")
-        _add(parser, "burst-idle-expiry", default="7d",
-             help="A topic silent this long forgets its history (its state is freed). "
-                  "Default 7d.")
-        _add(parser, "pseudonym-key-file", default=None,
-             help="File holding the hex key for author pseudonyms. Default: "
-                  "$YUQING_PSEUDONYM_KEY, else ~/.config/yuqing/pseudonym.key "
-                  "(created once, mode 0600).")
+        _add(
+            parser,
+            "input",
+            action="append",
+            default=None,
+            help="Glob of JSON Lines (.jsonl, .gz) or Parquet post files; repeatable.",
+        )
+        _add(
+            parser,
+            "output",
+            default=None,
+            help="Output folder; its tables are replaced by this run's.",
+        )
+        _add(
+            parser,
+            "window",
+            default="1h",
+            help="Event-time window: 1h, 30m, 1d... Windows of a day or more start at "
+            "local midnight in --timezone. Default 1h.",
+        )
+        _add(
+            parser,
+            "timezone",
+            default="Asia/Shanghai",
+            help="IANA timezone of date partitions and day windows. Default Asia/Shanghai.",
+        )
+        _add(
+            parser,
+            "topic-kinds",
+            default=",".join(TOPIC_KINDS),
+            help="Comma-separated topic kinds to extract: hashtag, mention, entity, "
+            "keyword. Default all four.",
+        )
+        _add(
+            parser,
+            "keywords-per-post",
+            type=int,
+            default=5,
+            help="At most this many keywords per post. Default 5.",
+        )
+        _add(
+            parser,
+            "user-dict",
+            action="append",
+            default=None,
+            help="Extra segmentation dictionary file (jieba format); repeatable.",
+        )
+        _add(
+            parser,
+            "stopwords",
+            action="append",
+            default=None,
+            help="Extra stop-word file, one word per line; repeatable.",
+        )
+        _add(
+            parser,
+            "sketch-lg-k",
+            type=int,
+            default=DEFAULT_LG_K,
+            help=f"log2 of HLL sketch buckets, 4..21 (default {DEFAULT_LG_K}: about "
+            "0.8%% relative standard error).",
+        )
+        _add(
+            parser,
+            "burst-threshold",
+            type=float,
+            default=BurstParams.threshold,
+            help="Standard deviations above a topic's expected participants that make "
+            f"a window burst. Default {BurstParams.threshold}.",
+        )
+        _add(
+            parser,
+            "burst-min-participants",
+            type=int,
+            default=BurstParams.min_participants,
+            help="Distinct participants a topic needs in a window to burst (minimum "
+            f"support for new topics). Default {BurstParams.min_participants}.",
+        )
+        _add(
+            parser,
+            "burst-min-ratio",
+            type=float,
+            default=BurstParams.min_ratio,
+            help="A bursting window has at least this many times the expected "
+            f"participants. Default {BurstParams.min_ratio}.",
+        )
+        _add(
+            parser,
+            "burst-half-life",
+            default="24h",
+            help="Half-life of a topic's history (a duration, whole windows). Default 24h.",
+        )
+        _add(
+            parser,
+            "burst-warmup",
+            default="12h",
+            help="Nothing bursts this long after the stream's first window, while every "
+            "topic is new. Default 12h.",
+        )
+        _add(
+            parser,
+            "burst-idle-expiry",
+            default="7d",
+            help="A topic silent this long forgets its history (its state is freed). "
+            "Default 7d.",
+        )
+        _add(
+            parser,
+            "pseudonym-key-file",
+            default=None,
+            help="File holding the hex key for author pseudonyms. Default: "
+            "$YUQING_PSEUDONYM_KEY, else ~/.config/yuqing/pseudonym.key "
+            "(created once, mode 0600).",
+        )
         # Streaming (with Beam's --streaming); see transforms/landing.py and late.py.
-        _add(parser, "landing", default=None,
-             help="With --streaming: the landing folder to watch instead of --input. "
-                  "Files ending .jsonl, .json, .ndjson, .gz or .parquet (not starting "
-                  "with . or _) are read once each, in order of arrival, as they "
-                  "appear; writers drop them whole (write, then rename). A file named "
-                  "_END ends the stream. Each run reads the folder from the start and "
-                  "replaces the output's tables.")
-        _add(parser, "allowed-lateness", default="6h",
-             help="With --streaming: how long after the watermark passes a window's "
-                  "end a post still counts in it (a LATE pane rewrites the window). "
-                  "Later posts are counted per window in the late_posts table. The "
-                  "watermark is the latest created_at read. Default 6h: crawlers "
-                  "revisit accounts and repost cascades for hours.")
-        _add(parser, "early-results-every", default="30s",
-             help="With --streaming: while a window is open, write its counts so far "
-                  "every this much processing time (0: only when it closes). Must be "
-                  "shorter than --allowed-lateness. Default 30s.")
-        _add(parser, "poll-interval", default="1s",
-             help="With --streaming: how often the landing folder is listed. Default 1s.")
+        _add(
+            parser,
+            "landing",
+            default=None,
+            help="With --streaming: the landing folder to watch instead of --input. "
+            "Files ending .jsonl, .json, .ndjson, .gz or .parquet (not starting "
+            "with . or _) are read once each, in order of arrival, as they "
+            "appear; writers drop them whole (write, then rename). A file named "
+            "_END ends the stream. Each run reads the folder from the start and "
+            "replaces the output's tables.",
+        )
+        _add(
+            parser,
+            "allowed-lateness",
+            default="6h",
+            help="With --streaming: how long after the watermark passes a window's "
+            "end a post still counts in it (a LATE pane rewrites the window). "
+            "Later posts are counted per window in the late_posts table. The "
+            "watermark is the latest created_at read. Default 6h: crawlers "
+            "revisit accounts and repost cascades for hours.",
+        )
+        _add(
+            parser,
+            "early-results-every",
+            default="30s",
+            help="With --streaming: while a window is open, write its counts so far "
+            "every this much processing time (0: only when it closes). Must be "
+            "shorter than --allowed-lateness. Default 30s.",
+        )
+        _add(
+            parser,
+            "poll-interval",
+            default="1s",
+            help="With --streaming: how often the landing folder is listed. Default 1s.",
+        )
 
 
 def usage_errors(options: VolumeOptions) -> list[str]:
@@ -137,7 +225,9 @@ def usage_errors(options: VolumeOptions) -> list[str]:
         problems.append("--keywords-per-post must be 0 or more")
     for path in (options.user_dict or []) + (options.stopwords or []):
         if not os.path.isfile(path):
-            problems.append(f"{path}: no such file (given as --user-dict or --stopwords)")
+            problems.append(
+                f"{path}: no such file (given as --user-dict or --stopwords)"
+            )
     return problems
 
 
@@ -184,9 +274,13 @@ def duration_or_zero(text: str) -> int:
 def _streaming_problems(options: VolumeOptions) -> list[str]:
     problems = []
     if options.input:
-        problems.append("--input is for batch runs; with --streaming give --landing FOLDER")
+        problems.append(
+            "--input is for batch runs; with --streaming give --landing FOLDER"
+        )
     if not options.landing:
-        problems.append("--streaming needs --landing FOLDER (the folder files are dropped in)")
+        problems.append(
+            "--streaming needs --landing FOLDER (the folder files are dropped in)"
+        )
     elif not os.path.isdir(options.landing):
         problems.append(f"--landing {options.landing}: not a folder")
     durations = {}
@@ -197,7 +291,10 @@ def _streaming_problems(options: VolumeOptions) -> list[str]:
             problems.append(f"--{flag.replace('_', '-')}: {error}")
     if durations.get("poll_interval") == 0:
         problems.append("--poll-interval must be positive")
-    early, lateness = durations.get("early_results_every"), durations.get("allowed_lateness")
+    early, lateness = (
+        durations.get("early_results_every"),
+        durations.get("allowed_lateness"),
+    )
     if early and lateness is not None and early >= lateness:
         # Prism 2.77 crashes when a window closes with an early timer pending
         # (deploy/prism/README.md, caveat 1); a longer lateness avoids it.

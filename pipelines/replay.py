@@ -38,26 +38,57 @@ from transforms.landing import (
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.replay", description=__doc__.splitlines()[0])
-    parser.add_argument("--input", required=True, help="A finished JSON Lines file (.jsonl or .gz).")
-    parser.add_argument("--landing", required=True, help="The landing folder to drop files into.")
-    parser.add_argument("--speed", type=float, default=60.0,
-                        help="Times real speed (60: a minute of posts per second); 0: no "
-                             "pacing. Default 60.")
-    parser.add_argument("--batch-seconds", "--batch_seconds", type=float, default=1.0,
-                        help="Wall-clock seconds of replay per dropped file. Default 1.")
-    parser.add_argument("--batch-lines", "--batch_lines", type=int, default=10_000,
-                        help="At most this many lines per dropped file. Default 10000.")
-    parser.add_argument("--in-time-order", "--in_time_order", action="store_true",
-                        help="Sort the lines by created_at first (the real cascades are "
-                             "grouped by cascade; replayed as they are, most of their "
-                             "posts arrive too late for their windows).")
-    parser.add_argument("--prefix", default=None,
-                        help="File name prefix (default: the input's name), so several "
-                             "replays can share a folder.")
-    parser.add_argument("--end-stream", "--end_stream", action="store_true",
-                        help=f"Drop {END_MARKER} when done: a streaming run on the folder "
-                             "then finishes after these posts.")
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.replay", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--input", required=True, help="A finished JSON Lines file (.jsonl or .gz)."
+    )
+    parser.add_argument(
+        "--landing", required=True, help="The landing folder to drop files into."
+    )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=60.0,
+        help="Times real speed (60: a minute of posts per second); 0: no "
+        "pacing. Default 60.",
+    )
+    parser.add_argument(
+        "--batch-seconds",
+        "--batch_seconds",
+        type=float,
+        default=1.0,
+        help="Wall-clock seconds of replay per dropped file. Default 1.",
+    )
+    parser.add_argument(
+        "--batch-lines",
+        "--batch_lines",
+        type=int,
+        default=10_000,
+        help="At most this many lines per dropped file. Default 10000.",
+    )
+    parser.add_argument(
+        "--in-time-order",
+        "--in_time_order",
+        action="store_true",
+        help="Sort the lines by created_at first (the real cascades are "
+        "grouped by cascade; replayed as they are, most of their "
+        "posts arrive too late for their windows).",
+    )
+    parser.add_argument(
+        "--prefix",
+        default=None,
+        help="File name prefix (default: the input's name), so several "
+        "replays can share a folder.",
+    )
+    parser.add_argument(
+        "--end-stream",
+        "--end_stream",
+        action="store_true",
+        help=f"Drop {END_MARKER} when done: a streaming run on the folder "
+        "then finishes after these posts.",
+    )
     return parser.parse_args(argv)
 
 
@@ -80,13 +111,19 @@ def run(argv: list[str] | None = None) -> int:
     if args.in_time_order:
         records = in_time_order(records)
     files, lines = replay(
-        records, args.landing, args.speed,
-        args.batch_seconds, args.batch_lines, prefix,
+        records,
+        args.landing,
+        args.speed,
+        args.batch_seconds,
+        args.batch_lines,
+        prefix,
     )
     if args.end_stream:
         end_stream(args.landing)
-    print(f"replayed {lines} lines in {files} files into {args.landing} "
-          f"in {time.monotonic() - start:.1f} s")
+    print(
+        f"replayed {lines} lines in {files} files into {args.landing} "
+        f"in {time.monotonic() - start:.1f} s"
+    )
     return 0
 
 

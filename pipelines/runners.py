@@ -60,7 +60,9 @@ def streaming_runner_problems(options: PipelineOptions) -> list[str]:
         return []
     given = options.view_as(PrismRunnerOptions).prism_location
     if given:
-        return [] if os.path.isfile(given) else [f"--prism_location {given}: no such file"]
+        return (
+            [] if os.path.isfile(given) else [f"--prism_location {given}: no such file"]
+        )
     if prism_binary() is None:
         return [
             f"--streaming runs on Prism, not found at {default_prism_path()}: "
@@ -69,7 +71,9 @@ def streaming_runner_problems(options: PipelineOptions) -> list[str]:
     return []
 
 
-def with_local_streaming_runner(argv: list[str], options: PipelineOptions) -> PipelineOptions:
+def with_local_streaming_runner(
+    argv: list[str], options: PipelineOptions
+) -> PipelineOptions:
     """``options`` with Prism named explicitly for a local streaming run.
 
     ``DirectRunner`` would switch to Prism only after trying a download, and not at
@@ -80,9 +84,13 @@ def with_local_streaming_runner(argv: list[str], options: PipelineOptions) -> Pi
     extra = ["--runner=PrismRunner"]
     if not options.view_as(PrismRunnerOptions).prism_location:
         extra.append(f"--prism_location={prism_binary()}")
-    if not any(arg.startswith(("--prism_log_level", "--prism-log-level")) for arg in argv):
+    if not any(
+        arg.startswith(("--prism_log_level", "--prism-log-level")) for arg in argv
+    ):
         extra.append("--prism_log_level=warn")
-    if not any(arg.startswith(("--job_server_timeout", "--job-server-timeout")) for arg in argv):
+    if not any(
+        arg.startswith(("--job_server_timeout", "--job-server-timeout")) for arg in argv
+    ):
         # Beam puts this deadline (300 s by default) on the job's state and message
         # streams too: a streaming run would fail after five minutes.
         extra.append(f"--job_server_timeout={STREAM_DEADLINE_SECONDS}")
@@ -120,7 +128,10 @@ def run_until_stopped(pipeline: beam.Pipeline) -> str:
     def request_stop(signum, frame) -> None:
         stop.set()
 
-    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        signum: signal.signal(signum, request_stop)
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         threading.Thread(target=wait, name="wait_for_job", daemon=True).start()
         while not finished.wait(0.2):

@@ -93,7 +93,9 @@ def analyzer_config(options: VolumeOptions) -> dict:
     }
 
 
-def write_bursts(bursts: dict, root: str, timezone: str, firing_seconds: int | None = None) -> None:
+def write_bursts(
+    bursts: dict, root: str, timezone: str, firing_seconds: int | None = None
+) -> None:
     """The detector's outputs -> the ``bursts`` and ``burst_episodes`` tables, each
     row filed under the date of its window (bursts) or onset (episodes)."""
     outputs = (
@@ -102,7 +104,9 @@ def write_bursts(bursts: dict, root: str, timezone: str, firing_seconds: int | N
     )
     for tag, table, to_table, instant in outputs:
         bursts[tag] | f"Write_{table}" >> WriteRowsByDate(
-            root, table, timezone,
+            root,
+            table,
+            timezone,
             instant_of=_row_instant(instant),
             to_table=to_table,
             row_key=_row_key(instant),
@@ -120,7 +124,9 @@ def _row_key(attribute: str):
     return lambda keyed: f"{keyed[0]}{getattr(keyed[1], attribute)}"
 
 
-def build_pipeline(pipeline: beam.Pipeline, options: VolumeOptions, root: str, key: bytes) -> None:
+def build_pipeline(
+    pipeline: beam.Pipeline, options: VolumeOptions, root: str, key: bytes
+) -> None:
     """Wire the steps: read -> extract topics -> aggregate per window -> write, and
     the windows' topics -> burst detector -> bursts and episodes."""
     streaming = bool(options.view_as(StandardOptions).streaming)
@@ -135,7 +141,9 @@ def build_pipeline(pipeline: beam.Pipeline, options: VolumeOptions, root: str, k
     windows = (
         read["posts"]
         | "ExtractTopics"
-        >> beam.ParDo(ExtractTopicsFn(parse_kinds(options.topic_kinds), analyzer_config(options)))
+        >> beam.ParDo(
+            ExtractTopicsFn(parse_kinds(options.topic_kinds), analyzer_config(options))
+        )
         | "AggregateWindows"
         >> AggregateWindows(
             window_fn,
@@ -147,7 +155,9 @@ def build_pipeline(pipeline: beam.Pipeline, options: VolumeOptions, root: str, k
     if streaming:
         windows | "WriteWindowTables" >> WriteRollingTables(root, options.timezone)
     else:
-        windows | "WriteWindowTables" >> WriteWindowTables(root, options.timezone, spill_dir)
+        windows | "WriteWindowTables" >> WriteWindowTables(
+            root, options.timezone, spill_dir
+        )
     bursts = windows | "DetectBursts" >> DetectBursts(
         burst_params(options), window_seconds * 1_000_000, streaming=streaming
     )
@@ -165,11 +175,14 @@ def flush_seconds(options: VolumeOptions) -> int:
 
 def stream_windowing(options: VolumeOptions) -> dict:
     return streaming_windowing(
-        duration_or_zero(options.allowed_lateness), duration_or_zero(options.early_results_every)
+        duration_or_zero(options.allowed_lateness),
+        duration_or_zero(options.early_results_every),
     )
 
 
-def read_stream(pipeline: beam.Pipeline, options: VolumeOptions, window_fn, root: str, key: bytes) -> dict:
+def read_stream(
+    pipeline: beam.Pipeline, options: VolumeOptions, window_fn, root: str, key: bytes
+) -> dict:
     """Streaming input: the landing folder's posts and dead letters. Posts beyond the
     allowed lateness are taken out here and counted into ``late_posts``."""
     # Before the stream ends, wait out the processing-time triggers (transforms.landing).
@@ -177,7 +190,9 @@ def read_stream(pipeline: beam.Pipeline, options: VolumeOptions, window_fn, root
     read = pipeline | "ReadLanding" >> ReadLanding(
         options.landing, key, duration_or_zero(options.poll_interval), settle
     )
-    split = read["posts"] | "SplitLatePosts" >> SplitLatePosts(window_fn, duration_or_zero(options.allowed_lateness))
+    split = read["posts"] | "SplitLatePosts" >> SplitLatePosts(
+        window_fn, duration_or_zero(options.allowed_lateness)
+    )
     (
         split[LATE_POSTS]
         | "CountLatePosts" >> CountLatePosts(flush_seconds(options))
@@ -240,7 +255,11 @@ def run(argv: list[str] | None = None) -> int:
     if options.view_as(StandardOptions).streaming:
         return run_streaming(with_local_streaming_runner(argv or [], options), key)
     output = os.path.abspath(volume.output)
-    run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    run_id = (
+        datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
+        + "-"
+        + uuid.uuid4().hex[:8]
+    )
     root = staging_dir(output, run_id)
     os.makedirs(root)
     try:
@@ -262,7 +281,11 @@ def run_streaming(options: PipelineOptions, key: bytes) -> int:
     write panes straight into them until the stream ends or the process is stopped."""
     volume = options.view_as(VolumeOptions)
     output = os.path.abspath(volume.output)
-    run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    run_id = (
+        datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
+        + "-"
+        + uuid.uuid4().hex[:8]
+    )
     staging = staging_dir(output, run_id)
     os.makedirs(staging)
     today = datetime.datetime.now(ZoneInfo(volume.timezone)).date().isoformat()
@@ -271,7 +294,10 @@ def run_streaming(options: PipelineOptions, key: bytes) -> int:
     publish(staging, output, run_id)
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, volume, output, key)
-    print(f"streaming from {volume.landing} into {output} (stop with Ctrl-C, or drop _END)", file=sys.stderr)
+    print(
+        f"streaming from {volume.landing} into {output} (stop with Ctrl-C, or drop _END)",
+        file=sys.stderr,
+    )
     state = run_until_stopped(pipeline)
     # The run is over: only each window's latest pane file stays.
     prune_all_superseded(output)

@@ -45,7 +45,9 @@ def _positive(text: str) -> int:
     return value
 
 
-def _kinds(values: list[str] | None, default: tuple[str, ...] | None) -> tuple[str, ...] | None:
+def _kinds(
+    values: list[str] | None, default: tuple[str, ...] | None
+) -> tuple[str, ...] | None:
     if not values:
         return default
     if "all" in values:
@@ -54,51 +56,104 @@ def _kinds(values: list[str] | None, default: tuple[str, ...] | None) -> tuple[s
 
 
 def _common(parser: argparse.ArgumentParser, *, period_help: str) -> None:
-    parser.add_argument("--output", default=DEFAULT_OUTPUT,
-                        help=f"The pipeline's output folder (default {DEFAULT_OUTPUT}).")
+    parser.add_argument(
+        "--output",
+        default=DEFAULT_OUTPUT,
+        help=f"The pipeline's output folder (default {DEFAULT_OUTPUT}).",
+    )
     parser.add_argument("--day", type=_date, help=period_help)
-    parser.add_argument("--week", action="store_true",
-                        help="The Monday-to-Sunday week holding --day (default: the last whole day's week).")
-    parser.add_argument("--timezone", default=None,
-                        help="IANA timezone of days and printed times (default: the pipeline's, "
-                             f"from the output's _run.json, else {DEFAULT_TIMEZONE}).")
-    parser.add_argument("--format", choices=("table", "csv", "json", "html"), default="table",
-                        help="table (default): readable terminal text; csv: the rows; json: rows "
-                             "and context; html: one self-contained file with charts.")
-    parser.add_argument("--to", type=Path, help="Write to this file instead of standard output.")
-    parser.add_argument("--charts", type=Path, metavar="DIR", help="Also write the charts as PNG files here.")
+    parser.add_argument(
+        "--week",
+        action="store_true",
+        help="The Monday-to-Sunday week holding --day (default: the last whole day's week).",
+    )
+    parser.add_argument(
+        "--timezone",
+        default=None,
+        help="IANA timezone of days and printed times (default: the pipeline's, "
+        f"from the output's _run.json, else {DEFAULT_TIMEZONE}).",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("table", "csv", "json", "html"),
+        default="table",
+        help="table (default): readable terminal text; csv: the rows; json: rows "
+        "and context; html: one self-contained file with charts.",
+    )
+    parser.add_argument(
+        "--to", type=Path, help="Write to this file instead of standard output."
+    )
+    parser.add_argument(
+        "--charts",
+        type=Path,
+        metavar="DIR",
+        help="Also write the charts as PNG files here.",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m reports",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    hot = commands.add_parser("hot", help="Hot topics of a day or week, by distinct participants")
-    _common(hot, period_help="The report day, YYYY-MM-DD (default: the last whole day in the output).")
-    hot.add_argument("--kind", action="append", choices=(*KINDS, "all"),
-                     help="Topic kind to rank; repeatable; 'all' for every kind (default hashtag).")
-    hot.add_argument("--top", type=_positive, default=10, help="How many topics (default 10).")
+    hot = commands.add_parser(
+        "hot", help="Hot topics of a day or week, by distinct participants"
+    )
+    _common(
+        hot,
+        period_help="The report day, YYYY-MM-DD (default: the last whole day in the output).",
+    )
+    hot.add_argument(
+        "--kind",
+        action="append",
+        choices=(*KINDS, "all"),
+        help="Topic kind to rank; repeatable; 'all' for every kind (default hashtag).",
+    )
+    hot.add_argument(
+        "--top", type=_positive, default=10, help="How many topics (default 10)."
+    )
 
-    timeline = commands.add_parser("timeline", help="One topic window by window, bursts marked")
-    timeline.add_argument("topic", help="The topic as written: 雅安地震, '#雅安地震#', @人民日报...")
+    timeline = commands.add_parser(
+        "timeline", help="One topic window by window, bursts marked"
+    )
+    timeline.add_argument(
+        "topic", help="The topic as written: 雅安地震, '#雅安地震#', @人民日报..."
+    )
     _common(timeline, period_help="Only this day (default: everything in the output).")
-    timeline.add_argument("--kind", choices=KINDS,
-                          help="The topic's kind (default: the kind with the most posts).")
+    timeline.add_argument(
+        "--kind",
+        choices=KINDS,
+        help="The topic's kind (default: the kind with the most posts).",
+    )
 
     bursts = commands.add_parser("bursts", help="Burst episodes, strongest first")
     _common(bursts, period_help="Episodes overlapping this day (default: all).")
-    bursts.add_argument("--kind", action="append", choices=(*KINDS, "all"),
-                        help="Topic kind; repeatable (default all).")
+    bursts.add_argument(
+        "--kind",
+        action="append",
+        choices=(*KINDS, "all"),
+        help="Topic kind; repeatable (default all).",
+    )
     bursts.add_argument("--top", type=_positive, help="At most this many episodes.")
 
     volume = commands.add_parser("volume", help="Overall posts and distinct authors")
     _common(volume, period_help="Only this day (default: everything in the output).")
-    volume.add_argument("--by", choices=("day", "window"), default="day",
-                        help="One row per local day (default) or per window.")
+    volume.add_argument(
+        "--by",
+        choices=("day", "window"),
+        default="day",
+        help="One row per local day (default) or per window.",
+    )
 
-    summary = commands.add_parser("summary", help="Row counts, accounting, top topics, bursts")
-    summary.add_argument("--output", default=DEFAULT_OUTPUT, help="The pipeline's output folder")
+    summary = commands.add_parser(
+        "summary", help="Row counts, accounting, top topics, bursts"
+    )
+    summary.add_argument(
+        "--output", default=DEFAULT_OUTPUT, help="The pipeline's output folder"
+    )
     summary.add_argument("--top", type=_positive, default=10)
     return parser
 
@@ -110,10 +165,14 @@ def _period(args, parser, *, default_latest: bool) -> Period | None:
     if day is None and (args.week or default_latest):
         day = latest_complete_day(args.output, args.timezone)
         if day is None:
-            parser.exit(1, f"{args.output}: the volume table is empty; nothing to report\n")
+            parser.exit(
+                1, f"{args.output}: the volume table is empty; nothing to report\n"
+            )
     if day is None:
         return None
-    return Period.week(day, args.timezone) if args.week else Period.day(day, args.timezone)
+    return (
+        Period.week(day, args.timezone) if args.week else Period.day(day, args.timezone)
+    )
 
 
 def _check_output(args, parser) -> None:
@@ -122,7 +181,10 @@ def _check_output(args, parser) -> None:
     from reports.queries import timezone_mismatches
 
     if not Path(args.output).is_dir():
-        parser.exit(2, f"--output {args.output}: no such folder (run the pipeline or ./run_local.sh first)\n")
+        parser.exit(
+            2,
+            f"--output {args.output}: no such folder (run the pipeline or ./run_local.sh first)\n",
+        )
     if args.timezone is None:
         from reports.tables import run_manifest
 
@@ -132,8 +194,11 @@ def _check_output(args, parser) -> None:
     except (ZoneInfoNotFoundError, ValueError):
         parser.exit(2, f"--timezone {args.timezone}: unknown timezone\n")
     if args.command != "summary" and timezone_mismatches(args.output, args.timezone):
-        print(f"warning: {args.output} was partitioned by dates of another timezone than "
-              f"{args.timezone}; pass the pipeline's --timezone to get its days", file=sys.stderr)
+        print(
+            f"warning: {args.output} was partitioned by dates of another timezone than "
+            f"{args.timezone}; pass the pipeline's --timezone to get its days",
+            file=sys.stderr,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,22 +218,36 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "hot":
         period = _period(args, parser, default_latest=True)
-        report = commands.hot_report(args.output, period, kinds=_kinds(args.kind, ("hashtag",)), top=args.top)
+        report = commands.hot_report(
+            args.output, period, kinds=_kinds(args.kind, ("hashtag",)), top=args.top
+        )
     elif args.command == "timeline":
         period = _period(args, parser, default_latest=False)
         try:
-            report = commands.timeline_report(args.output, args.topic, kind=args.kind, period=period,
-                                              timezone=args.timezone)
+            report = commands.timeline_report(
+                args.output,
+                args.topic,
+                kind=args.kind,
+                period=period,
+                timezone=args.timezone,
+            )
         except commands.TopicNotFound as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
     elif args.command == "bursts":
         period = _period(args, parser, default_latest=False)
-        report = commands.bursts_report(args.output, period, kinds=_kinds(args.kind, None),
-                                        timezone=args.timezone, top=args.top)
+        report = commands.bursts_report(
+            args.output,
+            period,
+            kinds=_kinds(args.kind, None),
+            timezone=args.timezone,
+            top=args.top,
+        )
     else:
         period = _period(args, parser, default_latest=False)
-        report = commands.volume_report(args.output, period, timezone=args.timezone, by=args.by)
+        report = commands.volume_report(
+            args.output, period, timezone=args.timezone, by=args.by
+        )
 
     pngs = draw_charts(report) if args.format == "html" or args.charts else None
     if args.charts:

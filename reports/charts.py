@@ -79,28 +79,52 @@ def timeline_chart(timeline: pl.DataFrame, title: str | None = None) -> Figure:
         return _empty(figure, axes, "无数据 no data")
     kind, topic = timeline["kind"][0], timeline["topic"][0]
     axes.set_title(title or f"{topic_label(kind, topic)} 话题走势 timeline")
-    axes.step(*_steps(timeline, "posts"), where="post", color=POSTS_COLOR, label="帖子 posts")
-    axes.step(*_steps(timeline, "participants"), where="post", color=PEOPLE_COLOR, linewidth=2,
-              label="参与人数 participants")
+    axes.step(
+        *_steps(timeline, "posts"), where="post", color=POSTS_COLOR, label="帖子 posts"
+    )
+    axes.step(
+        *_steps(timeline, "participants"),
+        where="post",
+        color=PEOPLE_COLOR,
+        linewidth=2,
+        label="参与人数 participants",
+    )
     bursting = timeline.filter(pl.col("bursting"))
     for number, (start, end) in enumerate(
         _spans(bursting["window_start"].to_list(), bursting["window_end"].to_list())
     ):
-        axes.axvspan(start, end, color=BURST_COLOR, alpha=0.35, linewidth=0,
-                     label="爆发窗口 burst windows" if number == 0 else None)
-    peak = timeline.sort(["participants", "window_start"], descending=[True, False]).row(0, named=True)
+        axes.axvspan(
+            start,
+            end,
+            color=BURST_COLOR,
+            alpha=0.35,
+            linewidth=0,
+            label="爆发窗口 burst windows" if number == 0 else None,
+        )
+    peak = timeline.sort(
+        ["participants", "window_start"], descending=[True, False]
+    ).row(0, named=True)
     if peak["participants"]:
-        axes.annotate(f"峰值 peak {peak['participants']:,}", (peak["window_start"], peak["participants"]),
-                      xytext=(6, 6), textcoords="offset points", color=PEOPLE_COLOR)
+        axes.annotate(
+            f"峰值 peak {peak['participants']:,}",
+            (peak["window_start"], peak["participants"]),
+            xytext=(6, 6),
+            textcoords="offset points",
+            color=PEOPLE_COLOR,
+        )
     axes.set_ylabel("每窗口 per window")
-    axes.set_ylim(0, max(1, int(timeline["posts"].max())) * 1.15)  # room for the peak label
+    axes.set_ylim(
+        0, max(1, int(timeline["posts"].max())) * 1.15
+    )  # room for the peak label
     axes.legend(loc="upper left", frameon=False)
     axes.grid(axis="y", alpha=0.3)
     _time_axis(axes, _zone(timeline, "window_start"))
     return figure
 
 
-def volume_chart(volume: pl.DataFrame, title: str = "总体声量 overall volume") -> Figure:
+def volume_chart(
+    volume: pl.DataFrame, title: str = "总体声量 overall volume"
+) -> Figure:
     """Posts and distinct authors per window (``volume`` from
     :func:`reports.queries.volume_timeline`)."""
     use_cjk_font()
@@ -109,10 +133,20 @@ def volume_chart(volume: pl.DataFrame, title: str = "总体声量 overall volume
     if volume.is_empty():
         return _empty(figure, axes, "无数据 no data")
     axes.set_title(title)
-    axes.fill_between(*_steps(volume, "posts"), step="post", color=POSTS_COLOR, alpha=0.6,
-                      label="帖子 posts")
-    axes.step(*_steps(volume, "participants"), where="post", color=PEOPLE_COLOR, linewidth=1.5,
-              label="发帖人数 authors")
+    axes.fill_between(
+        *_steps(volume, "posts"),
+        step="post",
+        color=POSTS_COLOR,
+        alpha=0.6,
+        label="帖子 posts",
+    )
+    axes.step(
+        *_steps(volume, "participants"),
+        where="post",
+        color=PEOPLE_COLOR,
+        linewidth=1.5,
+        label="发帖人数 authors",
+    )
     axes.set_ylabel("每窗口 per window")
     axes.set_ylim(bottom=0)
     axes.legend(loc="upper left", frameon=False)
@@ -131,14 +165,28 @@ def top_topics_chart(hot: pl.DataFrame, title: str = "热门话题 hot topics") 
     if hot.is_empty():
         return _empty(figure, axes, "无数据 no data")
     axes.set_title(title)
-    labels = [topic_label(kind, topic) for kind, topic in zip(hot["kind"], hot["topic"], strict=True)]
+    labels = [
+        topic_label(kind, topic)
+        for kind, topic in zip(hot["kind"], hot["topic"], strict=True)
+    ]
     positions = list(range(rows))[::-1]
     current = hot["participants"].to_list()
     previous = hot["previous_participants"].to_list()
     if any(value is not None for value in previous):
-        axes.barh(positions, [value or 0 for value in previous], height=0.8, color=PREVIOUS_COLOR,
-                  label="上期 previous period")
-    axes.barh(positions, current, height=0.5, color=PEOPLE_COLOR, label="参与人数 participants")
+        axes.barh(
+            positions,
+            [value or 0 for value in previous],
+            height=0.8,
+            color=PREVIOUS_COLOR,
+            label="上期 previous period",
+        )
+    axes.barh(
+        positions,
+        current,
+        height=0.5,
+        color=PEOPLE_COLOR,
+        label="参与人数 participants",
+    )
     for position, value, before, growth in zip(
         positions, current, previous, hot["growth"].to_list(), strict=True
     ):
@@ -147,7 +195,13 @@ def top_topics_chart(hot: pl.DataFrame, title: str = "热门话题 hot topics") 
             note += f"  {growth:+.0%}"
         elif before == 0:
             note += "  新 new"
-        axes.annotate(note, (value, position), xytext=(4, 0), textcoords="offset points", va="center")
+        axes.annotate(
+            note,
+            (value, position),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+        )
     axes.set_yticks(positions, labels)
     axes.set_xlabel("参与人数（去重）distinct participants")
     axes.margins(x=0.18)
@@ -156,7 +210,9 @@ def top_topics_chart(hot: pl.DataFrame, title: str = "热门话题 hot topics") 
     return figure
 
 
-def episodes_chart(episodes: pl.DataFrame, title: str = "爆发事件 burst episodes") -> Figure:
+def episodes_chart(
+    episodes: pl.DataFrame, title: str = "爆发事件 burst episodes"
+) -> Figure:
     """Each burst episode as a bar from onset to end, its peak window marked
     (``episodes`` from :func:`reports.queries.burst_episodes`), strongest on top."""
     use_cjk_font()
@@ -168,12 +224,27 @@ def episodes_chart(episodes: pl.DataFrame, title: str = "爆发事件 burst epis
     axes.set_title(title)
     positions = list(range(rows))[::-1]
     for position, row in zip(positions, episodes.iter_rows(named=True), strict=True):
-        axes.plot([row["onset"], row["end"]], [position, position], color=BURST_COLOR, linewidth=9,
-                  solid_capstyle="butt")
-        axes.plot([row["peak_window_start"]], [position], marker="v", color=PEOPLE_COLOR)
-        axes.annotate(f"{row['peak_participants']:,} 人 · {row['peak_score']:.1f}", (row["end"], position),
-                      xytext=(5, 0), textcoords="offset points", va="center")
-    labels = [topic_label(kind, topic) for kind, topic in zip(episodes["kind"], episodes["topic"], strict=True)]
+        axes.plot(
+            [row["onset"], row["end"]],
+            [position, position],
+            color=BURST_COLOR,
+            linewidth=9,
+            solid_capstyle="butt",
+        )
+        axes.plot(
+            [row["peak_window_start"]], [position], marker="v", color=PEOPLE_COLOR
+        )
+        axes.annotate(
+            f"{row['peak_participants']:,} 人 · {row['peak_score']:.1f}",
+            (row["end"], position),
+            xytext=(5, 0),
+            textcoords="offset points",
+            va="center",
+        )
+    labels = [
+        topic_label(kind, topic)
+        for kind, topic in zip(episodes["kind"], episodes["topic"], strict=True)
+    ]
     axes.set_yticks(positions, labels)
     axes.set_ylim(-0.7, rows - 0.3)
     axes.margins(x=0.12)

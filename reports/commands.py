@@ -26,7 +26,8 @@ class TopicNotFound(LookupError):
         self.topic = topic
         self.suggestions = suggestions
         names = ", ".join(
-            topic_label(kind, name) for kind, name in suggestions.select("kind", "topic").iter_rows()
+            topic_label(kind, name)
+            for kind, name in suggestions.select("kind", "topic").iter_rows()
         )
         hint = f"; topics containing it: {names}" if names else ""
         super().__init__(f"topic {topic!r} does not occur in the period{hint}")
@@ -41,7 +42,11 @@ def _period_note(period: Period | None, timezone: str) -> str:
 def _stem(period: Period | None) -> str:
     if period is None:
         return "all"
-    return period.first_day.isoformat() if period.days == 1 else f"week-{period.first_day.isoformat()}"
+    return (
+        period.first_day.isoformat()
+        if period.days == 1
+        else f"week-{period.first_day.isoformat()}"
+    )
 
 
 def _file_part(text: str) -> str:
@@ -50,7 +55,10 @@ def _file_part(text: str) -> str:
 
 
 def hot_report(
-    output: str, period: Period, kinds: tuple[str, ...] | None = ("hashtag",), top: int = 10
+    output: str,
+    period: Period,
+    kinds: tuple[str, ...] | None = ("hashtag",),
+    top: int = 10,
 ) -> Report:
     """The daily or weekly hot-topic list: who drew the most people, and the change."""
     hot = queries.hot_topics(output, period, kinds=kinds, limit=top)
@@ -85,14 +93,18 @@ def hot_report(
                 hot, title=f"热门话题 hot topics {period.label}"
             ),
             f"volume-{_stem(period)}": lambda: _charts().volume_chart(
-                queries.volume_timeline(output, period), title=f"总体声量 overall volume {period.label}"
+                queries.volume_timeline(output, period),
+                title=f"总体声量 overall volume {period.label}",
             ),
         },
     )
 
 
 def timeline_report(
-    output: str, topic: str, kind: str | None = None, period: Period | None = None,
+    output: str,
+    topic: str,
+    kind: str | None = None,
+    period: Period | None = None,
     timezone: str | None = None,
 ) -> Report:
     """One topic window by window, burst windows marked; its burst episodes aside."""
@@ -100,21 +112,29 @@ def timeline_report(
     zone = period.timezone if period else (timezone or queries.DEFAULT_TIMEZONE)
     if timeline.is_empty():
         raise TopicNotFound(topic, queries.similar_topics(output, topic, period))
-    timeline = timeline.with_columns(pl.col("window_start", "window_end").dt.convert_time_zone(zone))
+    timeline = timeline.with_columns(
+        pl.col("window_start", "window_end").dt.convert_time_zone(zone)
+    )
     kind, name = timeline["kind"][0], timeline["topic"][0]
     episodes = queries.burst_episodes(output, period, kinds=(kind,))
     episodes = episodes.filter(pl.col("topic") == name).with_columns(
         pl.col("onset", "peak_window_start", "end").dt.convert_time_zone(zone)
     )
     label = topic_label(kind, name)
-    other_kinds = queries.topic_kinds(output, name, period).filter(pl.col("kind") != kind)
+    other_kinds = queries.topic_kinds(output, name, period).filter(
+        pl.col("kind") != kind
+    )
     notes = [
         _period_note(period, zone),
         f"{label}: {int(timeline['posts'].sum()):,} posts in {timeline.height} windows; "
         f"{int(timeline['bursting'].sum())} bursting windows.",
     ]
     if not other_kinds.is_empty():
-        notes.append("Also found as: " + ", ".join(other_kinds["kind"]) + " (choose with --kind).")
+        notes.append(
+            "Also found as: "
+            + ", ".join(other_kinds["kind"])
+            + " (choose with --kind)."
+        )
     return Report(
         name="timeline",
         title=f"话题走势 Timeline of {label}",
@@ -124,24 +144,32 @@ def timeline_report(
         notes=notes,
         sections=[Section("Burst episodes", episodes)],
         charts={
-            f"timeline-{kind}-{_file_part(name)}-{_stem(period)}": lambda: _charts().timeline_chart(timeline),
+            f"timeline-{kind}-{_file_part(name)}-{_stem(period)}": lambda: (
+                _charts().timeline_chart(timeline)
+            ),
         },
     )
 
 
 def bursts_report(
-    output: str, period: Period | None = None, kinds: tuple[str, ...] | None = None,
-    timezone: str | None = None, top: int | None = None,
+    output: str,
+    period: Period | None = None,
+    kinds: tuple[str, ...] | None = None,
+    timezone: str | None = None,
+    top: int | None = None,
 ) -> Report:
     """What burst and when: the burst episodes, strongest first, with the strongest
     episode's topic drawn as a timeline."""
     zone = period.timezone if period else (timezone or queries.DEFAULT_TIMEZONE)
-    episodes = queries.burst_episodes(output, period, kinds=kinds, limit=top).with_columns(
+    episodes = queries.burst_episodes(
+        output, period, kinds=kinds, limit=top
+    ).with_columns(
         pl.col("onset", "peak_window_start", "end").dt.convert_time_zone(zone)
     )
     drawn = {
         f"bursts-{_stem(period)}": lambda: _charts().episodes_chart(
-            episodes, title=f"爆发事件 burst episodes {period.label if period else ''}".strip()
+            episodes,
+            title=f"爆发事件 burst episodes {period.label if period else ''}".strip(),
         )
     }
     if not episodes.is_empty():
@@ -150,7 +178,9 @@ def bursts_report(
         def strongest():
             timeline = queries.topic_timeline(output, name, kind=kind, period=period)
             return _charts().timeline_chart(
-                timeline.with_columns(pl.col("window_start", "window_end").dt.convert_time_zone(zone))
+                timeline.with_columns(
+                    pl.col("window_start", "window_end").dt.convert_time_zone(zone)
+                )
             )
 
         drawn[f"timeline-{kind}-{_file_part(name)}-{_stem(period)}"] = strongest
@@ -170,8 +200,12 @@ def bursts_report(
     )
 
 
-def volume_report(output: str, period: Period | None = None, timezone: str | None = None,
-                  by: str = "day") -> Report:
+def volume_report(
+    output: str,
+    period: Period | None = None,
+    timezone: str | None = None,
+    by: str = "day",
+) -> Report:
     """Overall volume: posts, reposts, duplicates and distinct authors by local day
     (participants merged per day) or by window."""
     zone = period.timezone if period else (timezone or queries.DEFAULT_TIMEZONE)

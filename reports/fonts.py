@@ -49,7 +49,9 @@ def _has_glyphs(path: str) -> bool:
 
 
 def _candidate_files() -> list[str]:
-    files = sorted(str(path) for path in FONT_DIR.glob("*") if path.suffix.lower() in FONT_SUFFIXES)
+    files = sorted(
+        str(path) for path in FONT_DIR.glob("*") if path.suffix.lower() in FONT_SUFFIXES
+    )
     try:
         import pylopdf_fonts_zh_cn
 

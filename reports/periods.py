@@ -54,7 +54,9 @@ class Period:
     @property
     def end(self) -> datetime.datetime:
         """The local midnight after the last day, in UTC (exclusive)."""
-        return _local_midnight_utc(self.last_day + datetime.timedelta(days=1), self.timezone)
+        return _local_midnight_utc(
+            self.last_day + datetime.timedelta(days=1), self.timezone
+        )
 
     def previous(self) -> "Period":
         """The period of the same length just before this one."""

@@ -95,7 +95,11 @@ def _merge_candidates(candidates: pl.DataFrame, limit: int | None) -> pl.DataFra
     merged: list[int] = []
     best: list[int] = []  # min-heap of the k best merged figures so far
     for blobs, upper in zip(sketches, summed, strict=True):
-        if limit is not None and len(best) >= limit and upper * (1 + SKETCH_MARGIN) < best[0]:
+        if (
+            limit is not None
+            and len(best) >= limit
+            and upper * (1 + SKETCH_MARGIN) < best[0]
+        ):
             break
         value = merged_estimate(blobs, lg_k)
         merged.append(value)
@@ -153,7 +157,10 @@ def hot_topics(
         return _local_times(pl.DataFrame(schema=HOT_TOPICS_SCHEMA), timezone)
     ranked = (
         _merge_candidates(candidates, limit)
-        .sort(["participants", "posts", "kind", "topic"], descending=[True, True, False, False])
+        .sort(
+            ["participants", "posts", "kind", "topic"],
+            descending=[True, True, False, False],
+        )
         .head(limit if limit is not None else candidates.height)
         .with_row_index("rank", offset=1)
     )
@@ -172,7 +179,9 @@ def hot_topics(
     return _local_times(result, timezone)
 
 
-def _previous_figures(output: str, ranked: pl.DataFrame, period: Period | None) -> pl.DataFrame:
+def _previous_figures(
+    output: str, ranked: pl.DataFrame, period: Period | None
+) -> pl.DataFrame:
     """previous_participants and previous_posts of the ranked topics."""
     keys = ranked.select("kind", "topic")
     if period is None:
@@ -180,7 +189,12 @@ def _previous_figures(output: str, ranked: pl.DataFrame, period: Period | None) 
             pl.lit(None, dtype=pl.Int64).alias("previous_participants"),
             pl.lit(None, dtype=pl.Int64).alias("previous_posts"),
         )
-    covered = _in_period(scan(output, "volume"), period.previous()).select(pl.len()).collect().item()
+    covered = (
+        _in_period(scan(output, "volume"), period.previous())
+        .select(pl.len())
+        .collect()
+        .item()
+    )
     if not covered:  # the folder does not reach back that far: unknown, not zero
         return _previous_figures(output, ranked, None)
     before = (
@@ -195,7 +209,11 @@ def _previous_figures(output: str, ranked: pl.DataFrame, period: Period | None) 
     before = before.select(
         "kind",
         "topic",
-        pl.Series("previous_participants", [merged_estimate(b, lg_k) for b in sketches], dtype=pl.Int64),
+        pl.Series(
+            "previous_participants",
+            [merged_estimate(b, lg_k) for b in sketches],
+            dtype=pl.Int64,
+        ),
         pl.col("posts").alias("previous_posts"),
     )
     return keys.join(before, on=["kind", "topic"], how="left").with_columns(
@@ -203,7 +221,9 @@ def _previous_figures(output: str, ranked: pl.DataFrame, period: Period | None) 
     )
 
 
-def summed_participants(output: str, topic: str, kind: str, period: Period | None = None) -> int:
+def summed_participants(
+    output: str, topic: str, kind: str, period: Period | None = None
+) -> int:
     """What summing the windows' participants would claim for a topic.
 
     Wrong for any span longer than one window (people who post in several windows
@@ -224,7 +244,9 @@ def topic_kinds(output: str, topic: str, period: Period | None = None) -> pl.Dat
         .agg(pl.col("posts").sum())
         .with_columns(
             pl.col("kind")
-            .replace_strict({kind: order for order, kind in enumerate(KINDS)}, default=len(KINDS))
+            .replace_strict(
+                {kind: order for order, kind in enumerate(KINDS)}, default=len(KINDS)
+            )
             .alias("order")
         )
         .sort(["posts", "order"], descending=[True, False])
@@ -233,7 +255,9 @@ def topic_kinds(output: str, topic: str, period: Period | None = None) -> pl.Dat
     )
 
 
-def similar_topics(output: str, text: str, period: Period | None = None, limit: int = 5) -> pl.DataFrame:
+def similar_topics(
+    output: str, text: str, period: Period | None = None, limit: int = 5
+) -> pl.DataFrame:
     """Which topics contain ``text`` (for a user who typed part of a topic)?"""
     return (
         _in_period(scan(output, "topics"), period)
@@ -285,22 +309,25 @@ def topic_timeline(
     )
     if rows.select(pl.len()).collect().item() == 0:
         return _local_times(pl.DataFrame(schema=TIMELINE_SCHEMA), timezone)
-    windows = (
-        pl.concat(
-            [
-                _in_period(scan(output, "volume"), period).select("window_start", "window_end"),
-                rows.select("window_start", "window_end"),
-            ]
-        )
-        .unique()
-    )
+    windows = pl.concat(
+        [
+            _in_period(scan(output, "volume"), period).select(
+                "window_start", "window_end"
+            ),
+            rows.select("window_start", "window_end"),
+        ]
+    ).unique()
     bursts = (
         scan(output, "bursts")
         .filter((pl.col("kind") == kind) & (pl.col("topic") == name))
         .select("window_start", "expected", "score")
     )
     result = (
-        windows.join(rows.select("window_start", "posts", "participants", "reposts"), on="window_start", how="left")
+        windows.join(
+            rows.select("window_start", "posts", "participants", "reposts"),
+            on="window_start",
+            how="left",
+        )
         .join(bursts, on="window_start", how="left")
         .with_columns(
             pl.lit(kind).alias("kind"),
@@ -332,7 +359,9 @@ def burst_episodes(
     """
     frame = scan(output, "burst_episodes").drop("date")
     if period is not None:
-        frame = frame.filter((pl.col("onset") < period.end) & (pl.col("end") > period.start))
+        frame = frame.filter(
+            (pl.col("onset") < period.end) & (pl.col("end") > period.start)
+        )
     if kinds:
         frame = frame.filter(pl.col("kind").is_in(list(kinds)))
     frame = frame.sort(
@@ -343,19 +372,31 @@ def burst_episodes(
     return _local_times(frame, _timezone(period))
 
 
-def bursts(output: str, limit: int | None = None, period: Period | None = None) -> pl.DataFrame:
+def bursts(
+    output: str, limit: int | None = None, period: Period | None = None
+) -> pl.DataFrame:
     """Which (topic, window) pairs burst, and how strongly (strongest first)?"""
     frame = (
         _in_period(scan(output, "bursts"), period)
         .drop("date")
-        .sort(["score", "window_start", "kind", "topic"], descending=[True, False, False, False])
+        .sort(
+            ["score", "window_start", "kind", "topic"],
+            descending=[True, False, False, False],
+        )
         .collect()
     )
     frame = frame if limit is None else frame.head(limit)
     return _local_times(frame, _timezone(period))
 
 
-VOLUME_COLUMNS = ["window_start", "window_end", "posts", "participants", "reposts", "duplicates"]
+VOLUME_COLUMNS = [
+    "window_start",
+    "window_end",
+    "posts",
+    "participants",
+    "reposts",
+    "duplicates",
+]
 
 
 def volume_timeline(output: str, period: Period | None = None) -> pl.DataFrame:
@@ -370,7 +411,9 @@ def volume_timeline(output: str, period: Period | None = None) -> pl.DataFrame:
     return _local_times(frame, _timezone(period))
 
 
-def daily_volume(output: str, period: Period | None = None, timezone: str | None = None) -> pl.DataFrame:
+def daily_volume(
+    output: str, period: Period | None = None, timezone: str | None = None
+) -> pl.DataFrame:
     """How much was posted each local day, and by how many distinct people?
 
     One row per local calendar day (in the period's timezone, else ``timezone``,
@@ -381,7 +424,10 @@ def daily_volume(output: str, period: Period | None = None, timezone: str | None
     days = (
         _in_period(scan(output, "volume"), period)
         .with_columns(
-            pl.col("window_start").dt.convert_time_zone(zone).dt.date().alias("local_date")
+            pl.col("window_start")
+            .dt.convert_time_zone(zone)
+            .dt.date()
+            .alias("local_date")
         )
         .group_by("local_date")
         .agg(
@@ -402,7 +448,9 @@ def daily_volume(output: str, period: Period | None = None, timezone: str | None
         "posts",
         "reposts",
         "duplicates",
-        pl.Series("participants", [merged_estimate(b, lg_k) for b in sketches], dtype=pl.Int64),
+        pl.Series(
+            "participants", [merged_estimate(b, lg_k) for b in sketches], dtype=pl.Int64
+        ),
     )
 
 
@@ -417,7 +465,13 @@ def volume_totals(output: str, period: Period | None = None) -> dict[str, int]:
         .collect()
     )
     dead = scan(output, "dead_letters").select(pl.len()).collect().item()
-    late = int(_in_period(scan(output, "late_posts"), period).select(pl.col("posts").sum()).collect().item() or 0)
+    late = int(
+        _in_period(scan(output, "late_posts"), period)
+        .select(pl.col("posts").sum())
+        .collect()
+        .item()
+        or 0
+    )
     posts = int(volume["posts"].sum())
     duplicates = int(volume["duplicates"].sum())
     sketches = volume["participants_sketch"].to_list()
@@ -452,7 +506,9 @@ def latest_day(output: str, timezone: str = DEFAULT_TIMEZONE) -> datetime.date |
     return last.astimezone(ZoneInfo(timezone)).date()
 
 
-def latest_complete_day(output: str, timezone: str = DEFAULT_TIMEZONE) -> datetime.date | None:
+def latest_complete_day(
+    output: str, timezone: str = DEFAULT_TIMEZONE
+) -> datetime.date | None:
     """The last local day that ends before the folder's last window ends: the day a
     daily report covers (a stream still running, or a sample whose stragglers spill
     past midnight, leaves a partial day after it). None for an empty folder."""
@@ -467,7 +523,9 @@ def latest_complete_day(output: str, timezone: str = DEFAULT_TIMEZONE) -> dateti
     zone = ZoneInfo(timezone)
     complete = last.astimezone(zone).date() - datetime.timedelta(days=1)
     if complete < first.astimezone(zone).date():
-        return latest_day(output, timezone)  # less than a whole day: the only one there is
+        return latest_day(
+            output, timezone
+        )  # less than a whole day: the only one there is
     return complete
 
 
@@ -476,7 +534,7 @@ def timezone_mismatches(output: str, timezone: str) -> int:
     date in ``timezone``: non-zero means the run was partitioned in another timezone
     than the one the report is asked for."""
     frame = scan(output, "volume").filter(
-        pl.col("window_start").dt.convert_time_zone(timezone).dt.date() != pl.col("date")
+        pl.col("window_start").dt.convert_time_zone(timezone).dt.date()
+        != pl.col("date")
     )
     return int(frame.select(pl.len()).collect().item())
-

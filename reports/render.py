@@ -20,7 +20,12 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 FORMATS = ("table", "csv", "json", "html")
-KIND_LABELS = {"hashtag": "#{}#", "mention": "@{}", "entity": "{} · 实体", "keyword": "{} · 关键词"}
+KIND_LABELS = {
+    "hashtag": "#{}#",
+    "mention": "@{}",
+    "entity": "{} · 实体",
+    "keyword": "{} · 关键词",
+}
 
 
 def topic_label(kind: str, topic: str) -> str:
@@ -63,16 +68,34 @@ def display_frame(frame: pl.DataFrame) -> pl.DataFrame:
             columns.append(pl.col(name).dt.strftime("%Y-%m-%d %H:%M"))
         elif name == "growth":
             percent = (pl.col(name) * 100).round(0).cast(pl.Int64)
-            text = pl.when(percent >= 0).then(pl.lit("+")).otherwise(pl.lit("")) + percent.cast(pl.String) + "%"
+            text = (
+                pl.when(percent >= 0).then(pl.lit("+")).otherwise(pl.lit(""))
+                + percent.cast(pl.String)
+                + "%"
+            )
             if "previous_participants" in frame.columns:
-                missing = pl.when(pl.col("previous_participants") == 0).then(pl.lit("new")).otherwise(pl.lit(""))
+                missing = (
+                    pl.when(pl.col("previous_participants") == 0)
+                    .then(pl.lit("new"))
+                    .otherwise(pl.lit(""))
+                )
             else:
                 missing = pl.lit("")
-            columns.append(pl.when(pl.col(name).is_null()).then(missing).otherwise(text).alias(name))
+            columns.append(
+                pl.when(pl.col(name).is_null())
+                .then(missing)
+                .otherwise(text)
+                .alias(name)
+            )
         elif dtype in (pl.Float32, pl.Float64):
             columns.append(pl.col(name).round(1))
         elif dtype == pl.Boolean:
-            columns.append(pl.when(pl.col(name)).then(pl.lit("yes")).otherwise(pl.lit("")).alias(name))
+            columns.append(
+                pl.when(pl.col(name))
+                .then(pl.lit("yes"))
+                .otherwise(pl.lit(""))
+                .alias(name)
+            )
     shown = frame.with_columns(columns) if columns else frame
     # Blank, not "null", where a value does not apply.
     return shown.with_columns(pl.all().cast(pl.String).fill_null(""))
@@ -103,7 +126,9 @@ def as_table(report: Report, max_rows: int = 50) -> str:
     for section in report.sections:
         lines.extend(["", section.heading])
         lines.append(
-            "(none)" if section.frame.is_empty() else render_frame(display_frame(section.frame), max_rows)
+            "(none)"
+            if section.frame.is_empty()
+            else render_frame(display_frame(section.frame), max_rows)
         )
     return "\n".join(lines) + "\n"
 
@@ -125,7 +150,9 @@ def as_json(report: Report) -> str:
         "timezone": report.timezone,
         "notes": report.notes,
         "rows": _records(report.rows),
-        "sections": {section.heading: _records(section.frame) for section in report.sections},
+        "sections": {
+            section.heading: _records(section.frame) for section in report.sections
+        },
     }
     return json.dumps(document, ensure_ascii=False, indent=1) + "\n"
 
@@ -152,11 +179,15 @@ def html_table(frame: pl.DataFrame) -> str:
     body = []
     for row in shown.iter_rows():
         cells = "".join(
-            f"<td class='number'>{_cell(value)}</td>" if name in numeric else f"<td>{_cell(value)}</td>"
+            f"<td class='number'>{_cell(value)}</td>"
+            if name in numeric
+            else f"<td>{_cell(value)}</td>"
             for name, value in zip(shown.columns, row, strict=True)
         )
         body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return (
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
 
 
 def _cell(value: str) -> str:
@@ -198,13 +229,17 @@ def as_html(report: Report, pngs: dict[str, bytes]) -> str:
     ]
     parts.extend(f"<p class='note'>{html.escape(note)}</p>" for note in report.notes)
     for name, png in pngs.items():
-        parts.append(f"<figure><img alt='{html.escape(name)}' src='{png_data_uri(png)}'></figure>")
+        parts.append(
+            f"<figure><img alt='{html.escape(name)}' src='{png_data_uri(png)}'></figure>"
+        )
     parts.append(html_table(report.rows))
     for section in report.sections:
         parts.append(f"<h2>{html.escape(section.heading)}</h2>")
         parts.append(html_table(section.frame))
     generated = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
-    parts.append(f"<p class='note'>Generated {generated} by python -m reports {html.escape(report.name)}.</p>")
+    parts.append(
+        f"<p class='note'>Generated {generated} by python -m reports {html.escape(report.name)}.</p>"
+    )
     parts.append("</body></html>")
     head = ["<!DOCTYPE html>", "<html lang='zh-CN'><head><meta charset='utf-8'>"]
     text_parts = [part for part in parts if not part.startswith("<figure>")]

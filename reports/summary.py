@@ -26,7 +26,9 @@ def summary_text(output: str, top: int = 10) -> str:
     if totals["dead_letters"]:
         lines.append("Dead letters by reason:")
         lines.append(render_frame(dead_letter_reasons(output)))
-    lines.append(f"Top {top} topics by participants (sketches merged over the whole run):")
+    lines.append(
+        f"Top {top} topics by participants (sketches merged over the whole run):"
+    )
     lines.append(
         render_frame(
             hot_topics(output, limit=top).select(
@@ -38,11 +40,14 @@ def summary_text(output: str, top: int = 10) -> str:
     if burst_rows.is_empty():
         lines.append("Bursts: none flagged.")
     else:
-        lines.append(f"Bursts: {burst_rows.height} (topic, window) pairs flagged; strongest first:")
+        lines.append(
+            f"Bursts: {burst_rows.height} (topic, window) pairs flagged; strongest first:"
+        )
         lines.append(
             render_frame(
-                burst_rows.select("kind", "topic", "window_start", "participants", "expected", "score")
-                .with_columns(pl.col("expected").round(1), pl.col("score").round(1)),
+                burst_rows.select(
+                    "kind", "topic", "window_start", "participants", "expected", "score"
+                ).with_columns(pl.col("expected").round(1), pl.col("score").round(1)),
                 max_rows=top,
             )
         )

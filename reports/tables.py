@@ -28,7 +28,9 @@ def scan(output: str, table: str) -> pl.LazyFrame:
     # While a streaming run goes on, a window can have several pane files: each holds
     # the whole window so far, so only the highest pane's rows count.
     frame = pl.scan_parquet(pattern, hive_partitioning=True, include_file_paths="_file")
-    pane = pl.col("_file").str.extract(PANE_OF_PATH_PATTERN, 1).cast(pl.Int64).fill_null(0)
+    pane = (
+        pl.col("_file").str.extract(PANE_OF_PATH_PATTERN, 1).cast(pl.Int64).fill_null(0)
+    )
     return frame.filter(pane == pane.max().over("window_start")).drop("_file")
 
 

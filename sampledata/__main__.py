@@ -37,26 +37,42 @@ def large_day_config(seed: int) -> GeneratorConfig:
         authors=40_000,
         bursts=(
             PlantedBurst(
-                LARGE_HASHTAG, start + datetime.timedelta(days=1, hours=9), 990_000,
-                shape="ramp", rise_hours=3, hours=14, posts_per_author=1.2, new=True,
+                LARGE_HASHTAG,
+                start + datetime.timedelta(days=1, hours=9),
+                990_000,
+                shape="ramp",
+                rise_hours=3,
+                hours=14,
+                posts_per_author=1.2,
+                new=True,
             ),
         ),
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, type=Path, help="Output .jsonl or .jsonl.gz")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, help="Output .jsonl or .jsonl.gz"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--days", type=int, help="Days of background traffic")
     parser.add_argument("--posts-per-day", type=int, help="Background posts per day")
     parser.add_argument("--authors", type=int, help="Background authors")
     parser.add_argument("--large", action="store_true", help="The 990,000-author day")
     args = parser.parse_args(argv)
-    config = large_day_config(args.seed) if args.large else default_sample_config(args.seed)
+    config = (
+        large_day_config(args.seed) if args.large else default_sample_config(args.seed)
+    )
     overrides = {
         field: value
-        for field, value in (("days", args.days), ("posts_per_day", args.posts_per_day), ("authors", args.authors))
+        for field, value in (
+            ("days", args.days),
+            ("posts_per_day", args.posts_per_day),
+            ("authors", args.authors),
+        )
         if value is not None
     }
     config = dataclasses.replace(config, **overrides)
@@ -64,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     write_lines(lines, args.out)
     truth_path = args.out.with_name(args.out.name + ".truth.json")
     truth_path.write_text(truth.to_json(), encoding="utf-8")
-    print(f"{truth.lines} lines ({truth.posts} posts, {truth.duplicates} duplicates, "
-          f"{truth.malformed} malformed) -> {args.out}; truth -> {truth_path}")
+    print(
+        f"{truth.lines} lines ({truth.posts} posts, {truth.duplicates} duplicates, "
+        f"{truth.malformed} malformed) -> {args.out}; truth -> {truth_path}"
+    )
     return 0
 
 

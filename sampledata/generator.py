@@ -26,36 +26,161 @@ from pathlib import Path
 BEIJING = datetime.timezone(datetime.timedelta(hours=8))
 # Share of a day's posts per local hour, Weibo-like: night trough, evening peak.
 DIURNAL = (
-    0.55, 0.35, 0.22, 0.15, 0.12, 0.14, 0.25, 0.45, 0.70, 0.85, 0.95, 1.00,
-    1.05, 0.95, 0.90, 0.95, 1.00, 1.05, 1.10, 1.20, 1.35, 1.45, 1.40, 0.95,
+    0.55,
+    0.35,
+    0.22,
+    0.15,
+    0.12,
+    0.14,
+    0.25,
+    0.45,
+    0.70,
+    0.85,
+    0.95,
+    1.00,
+    1.05,
+    0.95,
+    0.90,
+    0.95,
+    1.00,
+    1.05,
+    1.10,
+    1.20,
+    1.35,
+    1.45,
+    1.40,
+    0.95,
 )
 PLACES = (
-    "北京", "上海", "广州", "深圳", "成都", "重庆", "武汉", "杭州", "南京", "西安",
-    "雅安", "宁波", "天津", "长沙", "郑州", "昆明", "四川", "云南", "浙江", "广东",
+    "北京",
+    "上海",
+    "广州",
+    "深圳",
+    "成都",
+    "重庆",
+    "武汉",
+    "杭州",
+    "南京",
+    "西安",
+    "雅安",
+    "宁波",
+    "天津",
+    "长沙",
+    "郑州",
+    "昆明",
+    "四川",
+    "云南",
+    "浙江",
+    "广东",
 )
 ORGS = (
-    "人民日报", "新华社", "央视新闻", "清华大学", "北京大学", "中国移动", "国家电网",
-    "公安局", "教育部", "卫生部", "红十字会", "消防队", "气象局", "最高人民法院",
+    "人民日报",
+    "新华社",
+    "央视新闻",
+    "清华大学",
+    "北京大学",
+    "中国移动",
+    "国家电网",
+    "公安局",
+    "教育部",
+    "卫生部",
+    "红十字会",
+    "消防队",
+    "气象局",
+    "最高人民法院",
 )
 PEOPLE = (
-    "张伟", "王芳", "李娜", "刘洋", "陈静", "杨帆", "赵磊", "黄磊", "周杰伦", "吴敏",
-    "徐静", "孙丽", "马云", "胡歌", "林志玲", "姚明", "刘翔", "韩寒",
+    "张伟",
+    "王芳",
+    "李娜",
+    "刘洋",
+    "陈静",
+    "杨帆",
+    "赵磊",
+    "黄磊",
+    "周杰伦",
+    "吴敏",
+    "徐静",
+    "孙丽",
+    "马云",
+    "胡歌",
+    "林志玲",
+    "姚明",
+    "刘翔",
+    "韩寒",
 )
 EVENTS = (
-    "暴雨", "地震", "交通事故", "火灾", "停电", "高考", "演唱会", "马拉松", "招聘会",
-    "雾霾", "台风", "房价", "堵车", "食品安全", "医疗改革", "春运", "油价", "限号",
+    "暴雨",
+    "地震",
+    "交通事故",
+    "火灾",
+    "停电",
+    "高考",
+    "演唱会",
+    "马拉松",
+    "招聘会",
+    "雾霾",
+    "台风",
+    "房价",
+    "堵车",
+    "食品安全",
+    "医疗改革",
+    "春运",
+    "油价",
+    "限号",
 )
 COMMENTS = (
-    "太可怕了", "大家注意安全", "支持", "希望早日查明真相", "心疼", "为他们祈福",
-    "真的假的", "转发扩散", "求证", "不敢相信", "这才是正能量", "围观中", "说得太好了",
-    "有关部门怎么看", "感动", "必须严惩", "加油", "无语了", "同意楼上",
+    "太可怕了",
+    "大家注意安全",
+    "支持",
+    "希望早日查明真相",
+    "心疼",
+    "为他们祈福",
+    "真的假的",
+    "转发扩散",
+    "求证",
+    "不敢相信",
+    "这才是正能量",
+    "围观中",
+    "说得太好了",
+    "有关部门怎么看",
+    "感动",
+    "必须严惩",
+    "加油",
+    "无语了",
+    "同意楼上",
 )
-VERBS = ("出席活动", "接受采访", "发表演讲", "回应质疑", "参加比赛", "探望灾民", "发布新歌")
-EMOTICONS = ("[哈哈]", "[泪]", "[蜡烛]", "[怒]", "[赞]", "[心]", "[围观]", "[doge]", "[鼓掌]")
+VERBS = (
+    "出席活动",
+    "接受采访",
+    "发表演讲",
+    "回应质疑",
+    "参加比赛",
+    "探望灾民",
+    "发布新歌",
+)
+EMOTICONS = (
+    "[哈哈]",
+    "[泪]",
+    "[蜡烛]",
+    "[怒]",
+    "[赞]",
+    "[心]",
+    "[围观]",
+    "[doge]",
+    "[鼓掌]",
+)
 FIXED_HASHTAGS = ("热门微博", "微博公益", "随手拍", "今日头条", "iPhone", "Beam")
 MENTION_ACCOUNTS = (
-    "人民日报", "央视新闻", "头条新闻", "新浪新闻", "微博搞笑排行榜", "中国新闻网",
-    "平安北京", "Bryan_Cheung", "Apache_Beam",
+    "人民日报",
+    "央视新闻",
+    "头条新闻",
+    "新浪新闻",
+    "微博搞笑排行榜",
+    "中国新闻网",
+    "平安北京",
+    "Bryan_Cheung",
+    "Apache_Beam",
 )
 _ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 _NICK_CHARS = "小大老阿明华丽静晨星月风云雪花叶林海天宝贝猫狗熊鱼糖果子"
@@ -87,7 +212,9 @@ class PlantedBurst:
             weights = [0.5 ** (hour / 2) for hour in range(self.hours)]
         elif self.shape == "ramp":
             rise = [(hour + 1) / self.rise_hours for hour in range(self.rise_hours)]
-            fall = [0.5 ** ((hour + 1) / 2) for hour in range(self.hours - self.rise_hours)]
+            fall = [
+                0.5 ** ((hour + 1) / 2) for hour in range(self.hours - self.rise_hours)
+            ]
             weights = rise + fall
         else:
             raise ValueError(f"unknown burst shape {self.shape!r}")
@@ -139,10 +266,16 @@ def default_sample_config(seed: int = 7) -> GeneratorConfig:
     return GeneratorConfig(
         seed=seed,
         bursts=(
-            PlantedBurst("雅安地震", start + datetime.timedelta(days=1, hours=14), 1_500),
             PlantedBurst(
-                "法院致歉", start + datetime.timedelta(days=2, hours=20), 900,
-                shape="ramp", rise_hours=2, new=True,
+                "雅安地震", start + datetime.timedelta(days=1, hours=14), 1_500
+            ),
+            PlantedBurst(
+                "法院致歉",
+                start + datetime.timedelta(days=2, hours=20),
+                900,
+                shape="ramp",
+                rise_hours=2,
+                new=True,
             ),
         ),
     )
@@ -154,13 +287,16 @@ def background_hashtags(config: GeneratorConfig) -> list[str]:
 
 
 def zipf_weights(count: int, exponent: float) -> list[float]:
-    return [1.0 / (rank ** exponent) for rank in range(1, count + 1)]
+    return [1.0 / (rank**exponent) for rank in range(1, count + 1)]
 
 
 def valid_id_card(rng: random.Random) -> str:
     body = f"{rng.choice(('110105', '510100', '330203'))}19{rng.randint(60, 99)}"
     body += f"{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}{rng.randint(100, 999)}"
-    total = sum(int(digit) * weight for digit, weight in zip(body, _ID_CARD_WEIGHTS, strict=True))
+    total = sum(
+        int(digit) * weight
+        for digit, weight in zip(body, _ID_CARD_WEIGHTS, strict=True)
+    )
     return body + "10X98765432"[total % 11]
 
 
@@ -172,16 +308,22 @@ class _Stream:
         self.rng = random.Random(config.seed)
         self.truth = Truth()
         self.nicknames = [self._nickname(index) for index in range(config.authors)]
-        self.author_cumulative = list(itertools.accumulate(zipf_weights(config.authors, 0.9)))
+        self.author_cumulative = list(
+            itertools.accumulate(zipf_weights(config.authors, 0.9))
+        )
         self.hashtags = self._background_hashtags()
         self.truth.background_hashtags = list(self.hashtags)
-        self.hashtag_cumulative = list(itertools.accumulate(zipf_weights(len(self.hashtags), 1.0)))
+        self.hashtag_cumulative = list(
+            itertools.accumulate(zipf_weights(len(self.hashtags), 1.0))
+        )
         self.recent: list[tuple[str, str, str]] = []  # (id, nickname, text) to repost
         self.next_id = 3_500_000_000_000_000 + config.seed * 10_000_000
         self.planted = {burst.hashtag: set() for burst in config.bursts}
 
     def _nickname(self, index: int) -> str:
-        chars = "".join(self.rng.choice(_NICK_CHARS) for _ in range(self.rng.randint(2, 4)))
+        chars = "".join(
+            self.rng.choice(_NICK_CHARS) for _ in range(self.rng.randint(2, 4))
+        )
         return f"{chars}{index}"
 
     def _background_hashtags(self) -> list[str]:
@@ -242,11 +384,15 @@ class _Stream:
                 text = "转发微博"
             else:
                 colon = rng.choice((":", "："))
-                text = f"{rng.choice(COMMENTS)}//@{parent_nick}{colon}{parent_text}"[:280]
+                text = f"{rng.choice(COMMENTS)}//@{parent_nick}{colon}{parent_text}"[
+                    :280
+                ]
         else:
             text = self.sentence()
         if hashtag is not None and f"#{hashtag}#" not in text:
-            text = f"#{hashtag}# {text}" if rng.random() < 0.7 else f"{text} #{hashtag}#"
+            text = (
+                f"#{hashtag}# {text}" if rng.random() < 0.7 else f"{text} #{hashtag}#"
+            )
         if rng.random() < self.config.mention_share:
             text += f" @{rng.choice(MENTION_ACCOUNTS + tuple(rng.choices(self.nicknames, k=2)))}"
         if rng.random() < self.config.pii_share:
@@ -256,7 +402,9 @@ class _Stream:
     def record(self, when: datetime.datetime, author: int, hashtag: str | None) -> dict:
         text, repost_of = self.compose(hashtag)
         post_id = self.post_id()
-        nickname = self.nicknames[author] if author < len(self.nicknames) else f"网友{author}"
+        nickname = (
+            self.nicknames[author] if author < len(self.nicknames) else f"网友{author}"
+        )
         if repost_of is None or self.rng.random() < 0.3:
             self.recent.append((post_id, nickname, text[:120]))
             if len(self.recent) > 200:
@@ -265,7 +413,9 @@ class _Stream:
             self.planted[hashtag].add(author)
         form = self.rng.random()
         if form < 0.85:
-            created_at: object = when.astimezone(BEIJING).replace(microsecond=0).isoformat()
+            created_at: object = (
+                when.astimezone(BEIJING).replace(microsecond=0).isoformat()
+            )
         elif form < 0.95:
             created_at = int(when.timestamp())
         else:
@@ -280,14 +430,20 @@ class _Stream:
         if repost_of:
             record["repost_of"] = repost_of
         if self.rng.random() < 0.5:
-            record.update(reposts=self.rng.randint(0, 50), comments=self.rng.randint(0, 30),
-                          likes=self.rng.randint(0, 200))
+            record.update(
+                reposts=self.rng.randint(0, 50),
+                comments=self.rng.randint(0, 30),
+                likes=self.rng.randint(0, 200),
+            )
         return record
 
 
-def _hour_times(rng: random.Random, hour_start: datetime.datetime, count: int) -> list[datetime.datetime]:
+def _hour_times(
+    rng: random.Random, hour_start: datetime.datetime, count: int
+) -> list[datetime.datetime]:
     return sorted(
-        hour_start + datetime.timedelta(seconds=rng.random() * 3600) for _ in range(count)
+        hour_start + datetime.timedelta(seconds=rng.random() * 3600)
+        for _ in range(count)
     )
 
 
@@ -302,7 +458,12 @@ def _poisson(rng: random.Random, mean: float) -> int:
 
 
 def _malformed(rng: random.Random, index: int) -> str:
-    good = {"id": f"bad{index}", "user_id": f"u9{index:06d}", "created_at": "2026-11-21T10:00:00+08:00", "text": "坏数据"}
+    good = {
+        "id": f"bad{index}",
+        "user_id": f"u9{index:06d}",
+        "created_at": "2026-11-21T10:00:00+08:00",
+        "text": "坏数据",
+    }
     choice = index % 7
     if choice == 0:
         return ""
@@ -311,7 +472,10 @@ def _malformed(rng: random.Random, index: int) -> str:
     if choice == 2:
         return json.dumps({**good, "created_at": "yesterday"}, ensure_ascii=False)
     if choice == 3:
-        return json.dumps({key: value for key, value in good.items() if key != "user_id"}, ensure_ascii=False)
+        return json.dumps(
+            {key: value for key, value in good.items() if key != "user_id"},
+            ensure_ascii=False,
+        )
     if choice == 4:
         return json.dumps({**good, "text": 12345}, ensure_ascii=False)
     if choice == 5:
@@ -327,7 +491,10 @@ def generate(config: GeneratorConfig) -> tuple[list[str], Truth]:
     hours = config.days * 24
     mean_per_hour = config.posts_per_day / sum(DIURNAL)
     silenced = {
-        burst.hashtag: (burst.onset - datetime.timedelta(hours=burst.quiet_before_hours), burst.onset)
+        burst.hashtag: (
+            burst.onset - datetime.timedelta(hours=burst.quiet_before_hours),
+            burst.onset,
+        )
         for burst in config.bursts
         if burst.quiet_before_hours
     }
@@ -337,10 +504,14 @@ def generate(config: GeneratorConfig) -> tuple[list[str], Truth]:
         local_hour = hour_start.astimezone(BEIJING).hour
         count = _poisson(rng, mean_per_hour * DIURNAL[local_hour])
         for when in _hour_times(rng, hour_start, count):
-            author = rng.choices(range(config.authors), cum_weights=stream.author_cumulative)[0]
+            author = rng.choices(
+                range(config.authors), cum_weights=stream.author_cumulative
+            )[0]
             hashtag = None
             if rng.random() < config.hashtag_share:
-                hashtag = rng.choices(stream.hashtags, cum_weights=stream.hashtag_cumulative)[0]
+                hashtag = rng.choices(
+                    stream.hashtags, cum_weights=stream.hashtag_cumulative
+                )[0]
                 window = silenced.get(hashtag)
                 if window and window[0] <= when < window[1]:
                     hashtag = None
@@ -349,7 +520,9 @@ def generate(config: GeneratorConfig) -> tuple[list[str], Truth]:
     for burst in config.bursts:
         authors = list(range(next_author, next_author + burst.participants))
         next_author += burst.participants
-        posts = max(burst.participants, int(round(burst.participants * burst.posts_per_author)))
+        posts = max(
+            burst.participants, int(round(burst.participants * burst.posts_per_author))
+        )
         extra = [authors[index] for index in range(len(authors))]
         extra += rng.choices(authors, k=posts - len(authors))
         rng.shuffle(extra)
@@ -357,8 +530,14 @@ def generate(config: GeneratorConfig) -> tuple[list[str], Truth]:
         cursor = 0
         onset = burst.onset.astimezone(datetime.UTC)
         for hour, weight in enumerate(weights):
-            in_hour = int(round(weight * posts)) if hour < len(weights) - 1 else posts - cursor
-            for when in _hour_times(rng, onset + datetime.timedelta(hours=hour), in_hour):
+            in_hour = (
+                int(round(weight * posts))
+                if hour < len(weights) - 1
+                else posts - cursor
+            )
+            for when in _hour_times(
+                rng, onset + datetime.timedelta(hours=hour), in_hour
+            ):
                 if cursor >= len(extra):
                     break
                 timed.append((when, stream.record(when, extra[cursor], burst.hashtag)))
@@ -388,8 +567,12 @@ def generate(config: GeneratorConfig) -> tuple[list[str], Truth]:
     stream.truth.posts = len(timed)
     stream.truth.malformed = config.malformed_lines
     stream.truth.lines = len(lines)
-    stream.truth.hashtag_authors = {tag: len(authors) for tag, authors in stream.planted.items()}
-    stream.truth.user_ids_sample = sorted({record["user_id"] for _, record in timed[:: max(1, len(timed) // 50)]})
+    stream.truth.hashtag_authors = {
+        tag: len(authors) for tag, authors in stream.planted.items()
+    }
+    stream.truth.user_ids_sample = sorted(
+        {record["user_id"] for _, record in timed[:: max(1, len(timed) // 50)]}
+    )
     return lines, stream.truth
 
 
@@ -401,4 +584,3 @@ def write_lines(lines: list[str], path: Path) -> Path:
         for line in lines:
             handle.write(line + "\n")
     return path
-

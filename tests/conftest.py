@@ -19,16 +19,23 @@ TEST_KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff
 def needs_shared(path: pathlib.Path):
     """Skip, saying why, where ../shared/data is absent (a user's fresh clone)."""
     return pytest.mark.skipif(
-        not path.exists(), reason=f"{path} is absent: ../shared/data is not beside this clone"
+        not path.exists(),
+        reason=f"{path} is absent: ../shared/data is not beside this clone",
     )
 
 
-def run_volume(args: list[str], env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+def run_volume(
+    args: list[str], env: dict | None = None, timeout: int = 900
+) -> subprocess.CompletedProcess:
     """``python -m pipelines.volume ARGS`` as a user runs it, output captured."""
     full_env = {**os.environ, "YUQING_PSEUDONYM_KEY": TEST_KEY_HEX, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "pipelines.volume", *args],
-        cwd=PROJECT, env=full_env, capture_output=True, text=True, timeout=timeout,
+        cwd=PROJECT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -46,8 +53,14 @@ def small_stream(tmp_path_factory):
 
     start = GeneratorConfig().start
     config = GeneratorConfig(
-        days=2, posts_per_day=3_000, authors=1_500, malformed_lines=14, pii_share=0.01,
-        bursts=(PlantedBurst("雅安地震", start + datetime.timedelta(days=1, hours=10), 300),),
+        days=2,
+        posts_per_day=3_000,
+        authors=1_500,
+        malformed_lines=14,
+        pii_share=0.01,
+        bursts=(
+            PlantedBurst("雅安地震", start + datetime.timedelta(days=1, hours=10), 300),
+        ),
     )
     lines, truth = generate(config)
     folder = tmp_path_factory.mktemp("stream")
@@ -68,7 +81,9 @@ def small_run(small_stream, tmp_path_factory):
 def read_table(out, table):
     import polars as pl
 
-    return pl.scan_parquet(f"{out}/{table}/**/*.parquet", hive_partitioning=True).collect()
+    return pl.scan_parquet(
+        f"{out}/{table}/**/*.parquet", hive_partitioning=True
+    ).collect()
 
 
 def load_truth(path) -> dict:
@@ -87,7 +102,9 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     from apache_beam.testing.test_pipeline import TestPipeline
 
-    TestPipeline.pytest_test_pipeline_options = config.getoption("--test-pipeline-options")
+    TestPipeline.pytest_test_pipeline_options = config.getoption(
+        "--test-pipeline-options"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -101,10 +118,16 @@ def prism() -> str:
     path = prism_binary()
     if path is None:
         if shutil.which("go") is None:
-            pytest.skip(f"Prism is not built ({default_prism_path()}) and the Go toolchain is "
-                        "absent: run deploy/prism/build.sh where Go >= 1.24 is installed")
-        subprocess.run([str(PROJECT / "deploy" / "prism" / "build.sh")], check=True,
-                       capture_output=True, timeout=1_200)
+            pytest.skip(
+                f"Prism is not built ({default_prism_path()}) and the Go toolchain is "
+                "absent: run deploy/prism/build.sh where Go >= 1.24 is installed"
+            )
+        subprocess.run(
+            [str(PROJECT / "deploy" / "prism" / "build.sh")],
+            check=True,
+            capture_output=True,
+            timeout=1_200,
+        )
         path = prism_binary()
     assert path is not None
     return path
@@ -114,6 +137,11 @@ def streaming_options(prism: str):
     """Pipeline options for a TestStream pipeline on Prism."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    return PipelineOptions([
-        "--runner=PrismRunner", f"--prism_location={prism}", "--prism_log_level=error", "--streaming",
-    ])
+    return PipelineOptions(
+        [
+            "--runner=PrismRunner",
+            f"--prism_location={prism}",
+            "--prism_log_level=error",
+            "--streaming",
+        ]
+    )

@@ -34,14 +34,54 @@ from transforms.bursts import (
 )
 
 HOUR_US = 3_600_000_000
-PARAMS = BurstParams(threshold=4.0, min_participants=20, min_ratio=2.0, half_life_windows=24, warmup_windows=12, idle_windows=48)
+PARAMS = BurstParams(
+    threshold=4.0,
+    min_participants=20,
+    min_ratio=2.0,
+    half_life_windows=24,
+    warmup_windows=12,
+    idle_windows=48,
+)
 # Diurnal totals of all participants per hour, quiet at night, peak in the evening.
-DIURNAL = [300, 200, 120, 80, 60, 70, 130, 250, 400, 500, 550, 600,
-           620, 560, 520, 560, 600, 620, 650, 700, 800, 850, 820, 560]
+DIURNAL = [
+    300,
+    200,
+    120,
+    80,
+    60,
+    70,
+    130,
+    250,
+    400,
+    500,
+    550,
+    600,
+    620,
+    560,
+    520,
+    560,
+    600,
+    620,
+    650,
+    700,
+    800,
+    850,
+    820,
+    560,
+]
 
 
-def count(hour: int, participants: int, total: int, stream_start_hour: int = 0) -> WindowCount:
-    return WindowCount(hour * HOUR_US, (hour + 1) * HOUR_US, participants, participants, total, stream_start_hour * HOUR_US)
+def count(
+    hour: int, participants: int, total: int, stream_start_hour: int = 0
+) -> WindowCount:
+    return WindowCount(
+        hour * HOUR_US,
+        (hour + 1) * HOUR_US,
+        participants,
+        participants,
+        total,
+        stream_start_hour * HOUR_US,
+    )
 
 
 def judge_series(series: list[WindowCount], params: BurstParams = PARAMS):
@@ -57,7 +97,10 @@ def judge_series(series: list[WindowCount], params: BurstParams = PARAMS):
 
 def stationary(hours: int, share: float) -> list[WindowCount]:
     """A topic holding ``share`` of every window's participants, rounded like counts."""
-    return [count(hour, round(share * DIURNAL[hour % 24]), DIURNAL[hour % 24]) for hour in range(hours)]
+    return [
+        count(hour, round(share * DIURNAL[hour % 24]), DIURNAL[hour % 24])
+        for hour in range(hours)
+    ]
 
 
 def test_surge_is_flagged_in_its_first_window():
@@ -110,7 +153,11 @@ def test_consecutive_bursting_windows_form_one_episode():
     flagged, episodes, history = judge_series(series)
     assert flagged == [40, 41, 42]
     (episode,) = episodes
-    assert (episode.onset_us, episode.end_us, episode.windows) == (40 * HOUR_US, 43 * HOUR_US, 3)
+    assert (episode.onset_us, episode.end_us, episode.windows) == (
+        40 * HOUR_US,
+        43 * HOUR_US,
+        3,
+    )
     assert (episode.peak_start_us, episode.peak_participants) == (40 * HOUR_US, 300)
     assert history.episode is None
 
@@ -137,7 +184,10 @@ def test_judge_topic_orders_the_windows_and_closes_the_last_episode():
     assert [burst.start_us // HOUR_US for burst in bursts] == flagged == [40, 58, 59]
     # The episode still open after hour 59 is closed at the end of the input.
     assert episodes == closed + [history.episode]
-    assert [(episode.onset_us // HOUR_US, episode.windows) for episode in episodes] == [(40, 1), (58, 2)]
+    assert [(episode.onset_us // HOUR_US, episode.windows) for episode in episodes] == [
+        (40, 1),
+        (58, 2),
+    ]
 
 
 def test_latest_pane_of_each_window_wins():
@@ -150,21 +200,36 @@ def test_latest_pane_of_each_window_wins():
 # --- The transform -----------------------------------------------------------------
 
 
-def window_element(hour: int, total: int, topics: dict[str, int]) -> tuple[int, int, dict[str, pa.Table]]:
+def window_element(
+    hour: int, total: int, topics: dict[str, int]
+) -> tuple[int, int, dict[str, pa.Table]]:
     """A window as ``AggregateWindows`` emits it, with hashtag topics."""
     start, end = hour * HOUR_US, (hour + 1) * HOUR_US
     volume = pa.Table.from_pydict(
-        {"window_start": [start], "window_end": [end], "posts": [total], "participants": [total],
-         "reposts": [0], "duplicates": [0], "participants_sketch": [b""]},
+        {
+            "window_start": [start],
+            "window_end": [end],
+            "posts": [total],
+            "participants": [total],
+            "reposts": [0],
+            "duplicates": [0],
+            "participants_sketch": [b""],
+        },
         schema=tables.VOLUME,
     )
     names = sorted(topics)
     rows = len(names)
     topic_table = pa.Table.from_pydict(
-        {"window_start": [start] * rows, "window_end": [end] * rows, "kind": ["hashtag"] * rows,
-         "topic": names, "posts": [topics[name] for name in names],
-         "participants": [topics[name] for name in names], "participants_sketch": [b""] * rows,
-         "reposts": [0] * rows},
+        {
+            "window_start": [start] * rows,
+            "window_end": [end] * rows,
+            "kind": ["hashtag"] * rows,
+            "topic": names,
+            "posts": [topics[name] for name in names],
+            "participants": [topics[name] for name in names],
+            "participants_sketch": [b""] * rows,
+            "reposts": [0] * rows,
+        },
         schema=tables.TOPICS,
     )
     return start, end, {"volume": volume, "topics": topic_table}
@@ -191,19 +256,29 @@ def stream_windows() -> list[tuple[int, int, dict[str, pa.Table]]]:
 
 
 def rows_of(results):
-    bursts = results[BURSTS_TAG] | "BurstRows" >> beam.MapTuple(lambda key, burst: (key, burst.start_us // HOUR_US - BASE_HOUR))
+    bursts = results[BURSTS_TAG] | "BurstRows" >> beam.MapTuple(
+        lambda key, burst: (key, burst.start_us // HOUR_US - BASE_HOUR)
+    )
     episodes = results[EPISODES_TAG] | "EpisodeRows" >> beam.MapTuple(
-        lambda key, episode: (key, episode.onset_us // HOUR_US - BASE_HOUR, episode.windows)
+        lambda key, episode: (
+            key,
+            episode.onset_us // HOUR_US - BASE_HOUR,
+            episode.windows,
+        )
     )
     return bursts, episodes
 
 
 def test_detect_bursts_in_batch():
     with TestPipeline() as pipeline:
-        results = pipeline | beam.Create(stream_windows()) | DetectBursts(PARAMS, HOUR_US)
+        results = (
+            pipeline | beam.Create(stream_windows()) | DetectBursts(PARAMS, HOUR_US)
+        )
         bursts, episodes = rows_of(results)
         assert_that(bursts, equal_to([(("hashtag", "quake"), 30)]), label="Bursts")
-        assert_that(episodes, equal_to([(("hashtag", "quake"), 30, 1)]), label="Episodes")
+        assert_that(
+            episodes, equal_to([(("hashtag", "quake"), 30, 1)]), label="Episodes"
+        )
 
 
 def windows_as_they_fire(elements) -> TestStream:
@@ -212,7 +287,12 @@ def windows_as_they_fire(elements) -> TestStream:
     stream = TestStream()
     for first in range(0, len(elements), 4):
         group = elements[first : first + 4]
-        stream = stream.add_elements([TimestampedValue(element, element[1] / 1e6 - 1e-6) for element in reversed(group)])
+        stream = stream.add_elements(
+            [
+                TimestampedValue(element, element[1] / 1e6 - 1e-6)
+                for element in reversed(group)
+            ]
+        )
         stream = stream.advance_watermark_to(group[-1][1] / 1e6)
     return stream.advance_watermark_to_infinity()
 
@@ -242,12 +322,21 @@ class ShardHarness:
 
     def send(self, *pairs):
         element = (3, (pairs[0][1].start_us, tuple(pairs)))
-        self.detector.process(element, soon_state=self.soon, later_state=self.later, flush=self.flush)
+        self.detector.process(
+            element, soon_state=self.soon, later_state=self.later, flush=self.flush
+        )
 
     def fire(self, hour):
-        return list(self.detector.on_flush(
-            fired_at=Timestamp(micros=hour * HOUR_US), soon_state=self.soon, later_state=self.later,
-            histories_state=self.histories, flush=self.flush, expire=self.expire))
+        return list(
+            self.detector.on_flush(
+                fired_at=Timestamp(micros=hour * HOUR_US),
+                soon_state=self.soon,
+                later_state=self.later,
+                histories_state=self.histories,
+                flush=self.flush,
+                expire=self.expire,
+            )
+        )
 
     def waiting(self):
         """The counts the shard holds, near and later."""
@@ -256,7 +345,9 @@ class ShardHarness:
 
 
 def test_idle_topics_are_dropped_from_their_shard():
-    shard = ShardHarness(DetectBurstsFn(BurstParams(warmup_windows=2, idle_windows=5), HOUR_US))
+    shard = ShardHarness(
+        DetectBurstsFn(BurstParams(warmup_windows=2, idle_windows=5), HOUR_US)
+    )
     steady, quake = ("hashtag", "steady"), ("hashtag", "quake")
 
     def window(hour, *keys):
@@ -272,13 +363,20 @@ def test_idle_topics_are_dropped_from_their_shard():
     assert set(shard.histories.value) == {quake}
     # The shard expires when its last topic goes idle.
     assert shard.expire.timers[""] == Timestamp(micros=(8 + 5) * HOUR_US)
-    list(shard.detector.on_expire(fired_at=shard.expire.timers[""], histories_state=shard.histories,
-                                  expire=shard.expire))
+    list(
+        shard.detector.on_expire(
+            fired_at=shard.expire.timers[""],
+            histories_state=shard.histories,
+            expire=shard.expire,
+        )
+    )
     assert shard.histories.value is None
 
 
 def test_counts_wait_for_the_watermark_to_pass_their_window():
-    shard = ShardHarness(DetectBurstsFn(BurstParams(warmup_windows=2, idle_windows=5), HOUR_US))
+    shard = ShardHarness(
+        DetectBurstsFn(BurstParams(warmup_windows=2, idle_windows=5), HOUR_US)
+    )
     key = ("hashtag", "steady")
     for hour in (9, 8):
         shard.send((key, count(hour, 30, 600)))
@@ -292,8 +390,14 @@ def test_a_topic_keeps_its_shard_in_every_process():
     code = "from transforms.bursts import topic_shard; print(topic_shard(('hashtag', '雅安地震'), 256))"
     project = Path(__file__).resolve().parents[1]
     shards = {
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=project,
-                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=project,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
         for seed in ("1", "2")
     }
     assert shards == {f"{topic_shard(('hashtag', '雅安地震'), 256)}\n"}
@@ -328,7 +432,9 @@ def test_idle_topics_are_expired_on_prism(prism):
     pipeline, _ = prism_stream(prism, BurstParams(warmup_windows=2, idle_windows=5))
     result = pipeline.run()
     result.wait_until_finish()
-    expired = result.metrics().query(MetricsFilter().with_name("topics_expired"))["counters"]
+    expired = result.metrics().query(MetricsFilter().with_name("topics_expired"))[
+        "counters"
+    ]
     # 'steady' falls silent after hour 32 and is expired 5 windows later; 'quake' when
     # the watermark reaches the end of the stream.
     assert sum(counter.committed for counter in expired) == 2
@@ -351,8 +457,12 @@ def test_a_windows_panes_replace_each_other_while_it_waits():
     assert str(5 * HOUR_US) in shard.flush.timers
     shard.fire(5)
     assert shard.waiting() == []
-    history = judge_window(judge_window(None, count(0, 3, 600), params, HOUR_US)[0], count(4, 14, 600), params,
-                           HOUR_US)[0]
+    history = judge_window(
+        judge_window(None, count(0, 3, 600), params, HOUR_US)[0],
+        count(4, 14, 600),
+        params,
+        HOUR_US,
+    )[0]
     assert shard.histories.value[key] == history
 
 
@@ -369,7 +479,9 @@ def test_a_backfill_is_judged_as_in_batch_reading_later_windows_a_stretch_at_a_t
     for item in reversed(series):
         shard.send((key, item))
     outputs = [output for hour in hours for output in shard.fire(hour + 1)]
-    bursts = [output for output in outputs if not isinstance(output, beam.pvalue.TaggedOutput)]
+    bursts = [
+        output for output in outputs if not isinstance(output, beam.pvalue.TaggedOutput)
+    ]
     batch_bursts, _ = judge_topic(series, params, HOUR_US)
     assert bursts == [(key, burst) for burst in batch_bursts] and len(bursts) == 1
     assert shard.waiting() == []
@@ -377,14 +489,22 @@ def test_a_backfill_is_judged_as_in_batch_reading_later_windows_a_stretch_at_a_t
 
 
 def test_a_panes_counts_reach_the_detector_one_element_per_shard():
-    keys = [("hashtag", f"topic{number}") for number in range(40)] + [("mention", "任志强")]
+    keys = [("hashtag", f"topic{number}") for number in range(40)] + [
+        ("mention", "任志强")
+    ]
     pairs = [(key, count(4, 10, 600)) for key in keys]
     elements = counts_by_shard(4 * HOUR_US, pairs, 8)
     # Every shard hears of the window, with or without topics of its own in it.
     assert [shard for shard, _ in elements] == list(range(8))
     assert {start for _, (start, _) in elements} == {4 * HOUR_US}
-    assert sorted(pair for _, (_, shard_pairs) in elements for pair in shard_pairs) == sorted(pairs)
-    assert all(topic_shard(key, 8) == shard for shard, (_, shard_pairs) in elements for key, _ in shard_pairs)
+    assert sorted(
+        pair for _, (_, shard_pairs) in elements for pair in shard_pairs
+    ) == sorted(pairs)
+    assert all(
+        topic_shard(key, 8) == shard
+        for shard, (_, shard_pairs) in elements
+        for key, _ in shard_pairs
+    )
 
 
 def test_the_stream_starts_at_the_earliest_window_seen_before_judging():
@@ -398,7 +518,13 @@ def test_the_stream_starts_at_the_earliest_window_seen_before_judging():
     shard.send((early_key, count(2, 30, 600, stream_start_hour=2)))
     shard.fire(3)
     shard.fire(6)
-    expected = judge_window(None, count(5, 30, 600, stream_start_hour=2), params, HOUR_US)[0]
+    expected = judge_window(
+        None, count(5, 30, 600, stream_start_hour=2), params, HOUR_US
+    )[0]
     assert shard.histories.value[late_key] == expected
-    assert shard.histories.value[late_key] != judge_window(None, count(5, 30, 600, stream_start_hour=5), params,
-                                                           HOUR_US)[0]
+    assert (
+        shard.histories.value[late_key]
+        != judge_window(None, count(5, 30, 600, stream_start_hour=5), params, HOUR_US)[
+            0
+        ]
+    )

@@ -27,7 +27,10 @@ def test_a_setting_the_user_made_is_kept(clean_environ):
     clean_environ.setenv("MALLOC_ARENA_MAX", "4")
     hand_back_freed_memory()
     assert os.environ["MALLOC_ARENA_MAX"] == "4"
-    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == MALLOC_SETTINGS["MALLOC_TRIM_THRESHOLD_"]
+    assert (
+        os.environ["MALLOC_TRIM_THRESHOLD_"]
+        == MALLOC_SETTINGS["MALLOC_TRIM_THRESHOLD_"]
+    )
 
 
 def test_a_setting_that_is_not_a_number_is_left_to_glibc(clean_environ):

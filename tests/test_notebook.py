@@ -23,8 +23,12 @@ def executed(tmp_path_factory):
     os.environ["YUQING_OUTPUT"] = str(out)  # the kernel inherits the environment
     try:
         # Any cell that raises fails the test here (CellExecutionError).
-        NotebookClient(notebook, timeout=180, kernel_name="python3",
-                       resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+        NotebookClient(
+            notebook,
+            timeout=180,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+        ).execute()
     finally:
         if previous is None:
             os.environ.pop("YUQING_OUTPUT")
@@ -34,7 +38,12 @@ def executed(tmp_path_factory):
 
 
 def _outputs(notebook):
-    return [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+    return [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    ]
 
 
 def test_notebook_runs_and_shows_tables_and_charts(executed):
@@ -42,13 +51,24 @@ def test_notebook_runs_and_shows_tables_and_charts(executed):
     assert not [output for output in outputs if output.output_type == "error"]
     images = [output for output in outputs if "image/png" in output.get("data", {})]
     assert len(images) == 4  # top topics, timeline, burst episodes, volume
-    tables = [output["data"]["text/html"] for output in outputs if "text/html" in output.get("data", {})]
+    tables = [
+        output["data"]["text/html"]
+        for output in outputs
+        if "text/html" in output.get("data", {})
+    ]
     hot_table = tables[0]
     assert "每小时打卡" in hot_table and "雅安地震" in hot_table
 
 
 def test_notebook_reports_the_last_whole_day_with_merged_participants(executed):
-    text = "".join(output.get("text", "") for output in _outputs(executed) if output.output_type == "stream")
+    text = "".join(
+        output.get("text", "")
+        for output in _outputs(executed)
+        if output.output_type == "stream"
+    )
     assert "Report day: 2026-11-21 (Asia/Shanghai); compared with 2026-11-20" in text
-    assert re.search(r"distinct people on 2026-11-21; adding up the windows' participants would claim [\d,]+\.", text)
+    assert re.search(
+        r"distinct people on 2026-11-21; adding up the windows' participants would claim [\d,]+\.",
+        text,
+    )
     assert "missing from font" not in text and "Glyph" not in text

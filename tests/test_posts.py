@@ -5,14 +5,24 @@ import pytest
 from transforms.posts import InvalidPost, decode_json_line, parse_created_at, parse_post
 
 KEY = b"test-key"
-GOOD = {"id": "p1", "user_id": "u1", "created_at": "2012-09-11T11:34:22+08:00", "text": "你好"}
+GOOD = {
+    "id": "p1",
+    "user_id": "u1",
+    "created_at": "2012-09-11T11:34:22+08:00",
+    "text": "你好",
+}
 EPOCH_US = 1_347_334_462_000_000  # 2012-09-11T03:34:22Z
 
 
 @pytest.mark.parametrize(
     "value",
-    ["2012-09-11T11:34:22+08:00", "2012-09-11T03:34:22Z", "2012-09-11T03:34:22.000+00:00",
-     1_347_334_462, 1_347_334_462_000],
+    [
+        "2012-09-11T11:34:22+08:00",
+        "2012-09-11T03:34:22Z",
+        "2012-09-11T03:34:22.000+00:00",
+        1_347_334_462,
+        1_347_334_462_000,
+    ],
     ids=["iso-offset", "iso-z", "iso-fraction", "epoch-seconds", "epoch-millis"],
 )
 def test_created_at_forms_agree(value):
@@ -46,11 +56,23 @@ def test_created_at_rejections_say_why(value, reason):
         ({"id": ["x"]}, "id: expected a string or integer, got array"),
         ({"user_id": ""}, "user_id: empty string"),
         ({"likes": "many"}, "likes: expected an integer, got str"),
-        ({"repost_of": {"id": 1}}, "repost_of: expected a string or integer, got object"),
+        (
+            {"repost_of": {"id": 1}},
+            "repost_of: expected a string or integer, got object",
+        ),
         ({"source": 3}, "source: expected a string, got int"),
     ],
-    ids=["no-id", "no-user", "no-text", "text-int", "id-list", "user-empty", "likes-str",
-         "repost-object", "source-int"],
+    ids=[
+        "no-id",
+        "no-user",
+        "no-text",
+        "text-int",
+        "id-list",
+        "user-empty",
+        "likes-str",
+        "repost-object",
+        "source-int",
+    ],
 )
 def test_parse_post_rejections(change, reason):
     record = {**GOOD, **change}
@@ -69,8 +91,13 @@ def test_parse_post_pseudonymizes_and_masks():
 
 @pytest.mark.parametrize(
     "line, reason",
-    [(b"\n", "blank line"), (b"not json\n", "not valid JSON"), (b"[1, 2]\n", "got array"),
-     (b'"text"\n', "got str"), (b"\xff\xfe{}\n", "not valid UTF-8")],
+    [
+        (b"\n", "blank line"),
+        (b"not json\n", "not valid JSON"),
+        (b"[1, 2]\n", "got array"),
+        (b'"text"\n', "got str"),
+        (b"\xff\xfe{}\n", "not valid UTF-8"),
+    ],
     ids=["blank", "garbage", "array", "string", "bad-utf8"],
 )
 def test_decode_json_line_rejections(line, reason):
@@ -79,4 +106,7 @@ def test_decode_json_line_rejections(line, reason):
 
 
 def test_decode_json_line_takes_huge_integers():
-    assert decode_json_line(b'{"id": 123456789012345678901234567890}')["id"] == 123456789012345678901234567890
+    assert (
+        decode_json_line(b'{"id": 123456789012345678901234567890}')["id"]
+        == 123456789012345678901234567890
+    )

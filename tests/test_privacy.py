@@ -32,10 +32,23 @@ VALID_ID = "11010519491231002X"  # the GB 11643 standard's own example
         (f"身份证{VALID_ID}", VALID_ID, PLACEHOLDER_ID_CARD),
         ("邮件 tip123@example.com 联系", "tip123@example.com", PLACEHOLDER_EMAIL),
         ("卡号4111111111111111", "4111111111111111", PLACEHOLDER_BANK_CARD),
-        ("卡号 6222 0000 0000 0000 004", "6222 0000 0000 0000 004", PLACEHOLDER_BANK_CARD),
+        (
+            "卡号 6222 0000 0000 0000 004",
+            "6222 0000 0000 0000 004",
+            PLACEHOLDER_BANK_CARD,
+        ),
     ],
-    ids=["mobile", "mobile-+86-dashed", "landline-dash", "landline-parens", "landline-run",
-         "id-card", "email", "bank-card-luhn", "bank-card-grouped"],
+    ids=[
+        "mobile",
+        "mobile-+86-dashed",
+        "landline-dash",
+        "landline-parens",
+        "landline-run",
+        "id-card",
+        "email",
+        "bank-card-luhn",
+        "bank-card-grouped",
+    ],
 )
 def test_mask_pii_replaces_the_number(text, secret, placeholder):
     masked = mask_pii(text)
@@ -45,7 +58,12 @@ def test_mask_pii_replaces_the_number(text, secret, placeholder):
 
 @pytest.mark.parametrize(
     "text",
-    ["帖子 3518239452345678 号", "身份证110105194912310021", "2012年9月11日 20120911", "转发 1000 次"],
+    [
+        "帖子 3518239452345678 号",
+        "身份证110105194912310021",
+        "2012年9月11日 20120911",
+        "转发 1000 次",
+    ],
     ids=["luhn-invalid-long-number", "id-card-bad-checksum", "dates", "small-numbers"],
 )
 def test_mask_pii_leaves_other_numbers(text):

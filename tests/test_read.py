@@ -38,7 +38,13 @@ KEY = bytes.fromhex(TEST_KEY_HEX)
         ([0, 0], 5, [(0, 2)]),
         ([], 4, []),
     ],
-    ids=["even-runs-and-a-short-tail", "big-unit-alone", "empty-units-join-the-run-before", "all-empty", "no-units"],
+    ids=[
+        "even-runs-and-a-short-tail",
+        "big-unit-alone",
+        "empty-units-join-the-run-before",
+        "all-empty",
+        "no-units",
+    ],
 )
 def test_group_units_covers_every_unit_once_in_order(sizes, target, runs):
     assert group_units(sizes, target) == runs
@@ -51,7 +57,12 @@ def test_slice_target_bounds_slices_per_file():
 
 
 def _post_line(number: int) -> bytes:
-    record = {"id": str(number), "user_id": f"u{number % 97}", "created_at": "2026-11-21T10:00:00+08:00", "text": f"第{number}条 #雅安地震#"}
+    record = {
+        "id": str(number),
+        "user_id": f"u{number % 97}",
+        "created_at": "2026-11-21T10:00:00+08:00",
+        "text": f"第{number}条 #雅安地震#",
+    }
     return json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
 
 
@@ -72,15 +83,25 @@ def test_slices_read_back_every_line_once_in_order(tmp_path, name):
     slices, count, error = json_lines_slices(str(path))
     assert (count, error) == (len(lines), None)
     assert len(slices) == 4
-    assert [piece.first_number for piece in slices] == [1, *(1 + sum(p.count for p in slices[:i]) for i in range(1, 4))]
+    assert [piece.first_number for piece in slices] == [
+        1,
+        *(1 + sum(p.count for p in slices[:i]) for i in range(1, 4)),
+    ]
     read = [line for piece in slices for line in read_slice(piece)]
     assert read == lines
 
 
-@pytest.mark.parametrize(("name", "slices"), [("posts.jsonl.gz", MAX_SLICES_PER_GZIP_FILE), ("posts.jsonl", 12)])
-def test_a_gzip_file_is_cut_in_few_slices_a_plain_one_in_as_many_as_it_fills(tmp_path, name, slices):
+@pytest.mark.parametrize(
+    ("name", "slices"),
+    [("posts.jsonl.gz", MAX_SLICES_PER_GZIP_FILE), ("posts.jsonl", 12)],
+)
+def test_a_gzip_file_is_cut_in_few_slices_a_plain_one_in_as_many_as_it_fills(
+    tmp_path, name, slices
+):
     path = tmp_path / name
-    (gzip.open if name.endswith(".gz") else open)(path, "wb").write(b"".join(_lines(MIN_SLICE_LINES * 12)))
+    (gzip.open if name.endswith(".gz") else open)(path, "wb").write(
+        b"".join(_lines(MIN_SLICE_LINES * 12))
+    )
     assert len(json_lines_slices(str(path))[0]) == slices
 
 
@@ -103,9 +124,12 @@ def test_parquet_slices_are_runs_of_row_groups(tmp_path):
     slices, count, _ = parquet_slices(str(path))
     assert count == rows
     assert [(piece.first_number, piece.count, piece.start) for piece in slices] == [
-        (1, 12_000, 0), (12_001, 8_500, 3)
+        (1, 12_000, 0),
+        (12_001, 8_500, 3),
     ]
-    assert [row["id"] for piece in slices for row in read_slice(piece)] == table.column("id").to_pylist()
+    assert [row["id"] for piece in slices for row in read_slice(piece)] == table.column(
+        "id"
+    ).to_pylist()
 
 
 def test_a_file_that_shrank_since_slicing_ends_its_slice_with_a_dead_letter(tmp_path):
@@ -115,7 +139,9 @@ def test_a_file_that_shrank_since_slicing_ends_its_slice_with_a_dead_letter(tmp_
     posts = [output for output in outputs if not hasattr(output, "tag")]
     (letter,) = [output.value for output in outputs if hasattr(output, "tag")]
     assert len(posts) == 60
-    assert letter.source == f"{path}:61" and "file unreadable from line 61" in letter.error
+    assert (
+        letter.source == f"{path}:61" and "file unreadable from line 61" in letter.error
+    )
 
 
 def test_read_posts_accounts_for_every_line_of_every_file(tmp_path):
@@ -123,7 +149,9 @@ def test_read_posts_accounts_for_every_line_of_every_file(tmp_path):
     (tmp_path / "big.jsonl.gz").write_bytes(gzip.compress(b"".join(big)))
     small = [_post_line(number) for number in range(100_000, 100_050)]
     (tmp_path / "small.jsonl").write_bytes(b"".join(small))
-    cut = gzip.compress(b"".join(_post_line(number) for number in range(200_000, 230_000)))
+    cut = gzip.compress(
+        b"".join(_post_line(number) for number in range(200_000, 230_000))
+    )
     (tmp_path / "cut.jsonl.gz").write_bytes(cut[: len(cut) // 2])
     _, readable, _ = json_lines_slices(str(tmp_path / "cut.jsonl.gz"))
 
@@ -132,17 +160,24 @@ def test_read_posts_accounts_for_every_line_of_every_file(tmp_path):
         counts = (
             (read["posts"], read[DEAD_LETTERS])
             | "Both" >> beam.Flatten()
-            | "Kind" >> beam.Map(lambda out: "post" if hasattr(out, "event_time_us") else out.error.split(":")[0])
+            | "Kind"
+            >> beam.Map(
+                lambda out: (
+                    "post" if hasattr(out, "event_time_us") else out.error.split(":")[0]
+                )
+            )
             | "Count" >> beam.combiners.Count.PerElement()
         )
         assert_that(
             counts,
-            equal_to([
-                ("post", len(big) - 2 + len(small) + readable),
-                ("not valid JSON", 1),
-                ("blank line", 1),
-                (f"file unreadable from line {readable + 1}", 1),
-            ]),
+            equal_to(
+                [
+                    ("post", len(big) - 2 + len(small) + readable),
+                    ("not valid JSON", 1),
+                    ("blank line", 1),
+                    (f"file unreadable from line {readable + 1}", 1),
+                ]
+            ),
         )
 
 
@@ -156,7 +191,14 @@ def test_one_and_two_workers_write_the_same_tables(tmp_path):
     outputs = {}
     for workers in (1, 2):
         out = tmp_path / f"out{workers}"
-        args = ["--input", str(path), "--output", str(out), "--direct_num_workers", str(workers)]
+        args = [
+            "--input",
+            str(path),
+            "--output",
+            str(out),
+            "--direct_num_workers",
+            str(workers),
+        ]
         if workers > 1:
             args += ["--direct_running_mode", "multi_processing"]
         result = run_volume(args)
@@ -166,13 +208,17 @@ def test_one_and_two_workers_write_the_same_tables(tmp_path):
         one, two = (read_table(outputs[w], table) for w in (1, 2))
         if table == "dead_letters":
             one, two = (frame.drop("read_at") for frame in (one, two))
-        key = [c for c in ("window_start", "kind", "topic", "source") if c in one.columns]
+        key = [
+            c for c in ("window_start", "kind", "topic", "source") if c in one.columns
+        ]
         assert_frame_equal(one.sort(key), two.sort(key))
     assert read_table(outputs[1], "volume")["posts"].sum() > 20_000
 
 
 def test_empty_files_give_no_records_and_no_dead_letters(tmp_path):
-    pq.write_table(pa.table({"id": pa.array([], pa.string())}), tmp_path / "empty.parquet")
+    pq.write_table(
+        pa.table({"id": pa.array([], pa.string())}), tmp_path / "empty.parquet"
+    )
     (tmp_path / "empty.jsonl").write_bytes(b"")
     parquet, rows, _ = parquet_slices(str(tmp_path / "empty.parquet"))
     lines_slices, lines, error = json_lines_slices(str(tmp_path / "empty.jsonl"))

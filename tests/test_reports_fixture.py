@@ -58,17 +58,26 @@ def known_posts() -> list[Post]:
         posts += [Post(at(22, hour), f"a{i}", yaan, repost=i < 10) for i in range(30)]
     posts += [Post(at(21, 10), f"a{i}", yaan) for i in range(10)]
     posts += [Post(at(10, 10), f"a{i}", yaan) for i in range(5)]
-    posts += [Post(at(22, 20), f"b{i}", (("hashtag", "法院致歉"),), repost=i < 20) for i in range(40)]
+    posts += [
+        Post(at(22, 20), f"b{i}", (("hashtag", "法院致歉"),), repost=i < 20)
+        for i in range(40)
+    ]
     mention = (("mention", "人民日报"),)
     posts += [Post(at(22, 9), f"c{i}", mention) for i in range(5)]
     posts += [Post(at(22, 10), f"c{i}", mention) for i in range(5, 10)]
     posts += [Post(at(21, 15), f"c{i}", mention) for i in range(20)]
     posts += [
-        Post(at(22, 12), f"a{i}", (("keyword", "消息"),) + ((("keyword", "雅安地震"),) if i < 3 else ()))
+        Post(
+            at(22, 12),
+            f"a{i}",
+            (("keyword", "消息"),) + ((("keyword", "雅安地震"),) if i < 3 else ()),
+        )
         for i in range(30)
     ]
     posts += [Post(at(22, 0), f"d{i}", (("hashtag", "深夜食堂"),)) for i in range(5)]
-    posts += [Post(at(21, 23), f"d{i}", (("hashtag", "深夜食堂"),)) for i in range(5, 8)]
+    posts += [
+        Post(at(21, 23), f"d{i}", (("hashtag", "深夜食堂"),)) for i in range(5, 8)
+    ]
     posts += [Post(at(23, 9), f"e{i}", (("entity", "北京"),)) for i in range(2)]
     return posts
 
@@ -109,7 +118,10 @@ def _write(root: pathlib.Path, table: str, rows: list[dict], date_of) -> None:
     for day, day_rows in sorted(by_date.items()):
         folder = root / table / f"date={day.isoformat()}"
         folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(day_rows, schema=TABLES[table]), folder / "part-0.parquet")
+        pq.write_table(
+            pa.Table.from_pylist(day_rows, schema=TABLES[table]),
+            folder / "part-0.parquet",
+        )
 
 
 def _local_date(column: str):
@@ -123,24 +135,34 @@ def aggregate(posts: list[Post]) -> tuple[list[dict], list[dict]]:
         windows.setdefault(post.when, []).append(post)
     volume, topics = [], []
     for start, in_window in sorted(windows.items()):
-        volume.append({
-            "window_start": start, "window_end": start + HOUR, "posts": len(in_window),
-            "participants": len({post.author for post in in_window}),
-            "reposts": sum(post.repost for post in in_window),
-            "duplicates": DUPLICATES.get(start, 0),
-            "participants_sketch": _sketch({post.author for post in in_window}),
-        })
+        volume.append(
+            {
+                "window_start": start,
+                "window_end": start + HOUR,
+                "posts": len(in_window),
+                "participants": len({post.author for post in in_window}),
+                "reposts": sum(post.repost for post in in_window),
+                "duplicates": DUPLICATES.get(start, 0),
+                "participants_sketch": _sketch({post.author for post in in_window}),
+            }
+        )
         by_topic: dict[tuple[str, str], list[Post]] = {}
         for post in in_window:
             for key in post.topics:
                 by_topic.setdefault(key, []).append(post)
         for (kind, topic), about in sorted(by_topic.items()):
-            topics.append({
-                "window_start": start, "window_end": start + HOUR, "kind": kind, "topic": topic,
-                "posts": len(about), "participants": len({post.author for post in about}),
-                "participants_sketch": _sketch({post.author for post in about}),
-                "reposts": sum(post.repost for post in about),
-            })
+            topics.append(
+                {
+                    "window_start": start,
+                    "window_end": start + HOUR,
+                    "kind": kind,
+                    "topic": topic,
+                    "posts": len(about),
+                    "participants": len({post.author for post in about}),
+                    "participants_sketch": _sketch({post.author for post in about}),
+                    "reposts": sum(post.repost for post in about),
+                }
+            )
     return volume, topics
 
 
@@ -149,19 +171,55 @@ def write_known_output(root: pathlib.Path) -> pathlib.Path:
     _write(root, "volume", volume, _local_date("window_start"))
     _write(root, "topics", topics, _local_date("window_start"))
     bursts = [
-        dict(zip(("kind", "topic", "window_start", "posts", "participants", "expected", "score"), row,
-                 strict=True)) | {"window_end": row[2] + HOUR}
+        dict(
+            zip(
+                (
+                    "kind",
+                    "topic",
+                    "window_start",
+                    "posts",
+                    "participants",
+                    "expected",
+                    "score",
+                ),
+                row,
+                strict=True,
+            )
+        )
+        | {"window_end": row[2] + HOUR}
         for row in BURST_ROWS
     ]
     _write(root, "bursts", bursts, _local_date("window_start"))
     episodes = [
-        dict(zip(("kind", "topic", "onset", "peak_window_start", "end", "windows",
-                  "peak_participants", "peak_score", "posts"), row, strict=True))
+        dict(
+            zip(
+                (
+                    "kind",
+                    "topic",
+                    "onset",
+                    "peak_window_start",
+                    "end",
+                    "windows",
+                    "peak_participants",
+                    "peak_score",
+                    "posts",
+                ),
+                row,
+                strict=True,
+            )
+        )
         for row in EPISODE_ROWS
     ]
     _write(root, "burst_episodes", episodes, _local_date("onset"))
-    dead = [{"raw": "{\"id\": 1", "error": "not valid JSON: truncated", "source": "posts.jsonl:7",
-             "stage": "parse", "read_at": at(23, 12)}]
+    dead = [
+        {
+            "raw": '{"id": 1',
+            "error": "not valid JSON: truncated",
+            "source": "posts.jsonl:7",
+            "stage": "parse",
+            "read_at": at(23, 12),
+        }
+    ]
     _write(root, "dead_letters", dead, _local_date("read_at"))
     return root
 
@@ -191,17 +249,30 @@ def pipeline_sample(tmp_path_factory) -> pathlib.Path:
         return out
     start = GeneratorConfig().start
     config = GeneratorConfig(
-        days=SAMPLE_DAYS, posts_per_day=1_200, authors=600, malformed_lines=3, hashtags=40,
-        bursts=(PlantedBurst("雅安地震", start + datetime.timedelta(days=1, hours=10), 250),),
+        days=SAMPLE_DAYS,
+        posts_per_day=1_200,
+        authors=600,
+        malformed_lines=3,
+        hashtags=40,
+        bursts=(
+            PlantedBurst("雅安地震", start + datetime.timedelta(days=1, hours=10), 250),
+        ),
     )
     lines, _ = generate(config)
     for hour in range(SAMPLE_DAYS * 24):
         when = start + datetime.timedelta(hours=hour, minutes=17)
         for person in range(HOURLY_AUTHORS):
-            lines.append(json.dumps({
-                "id": f"77{hour:03d}{person:03d}", "user_id": f"hourly{person}",
-                "created_at": when.isoformat(), "text": f"#{HOURLY_TAG}# 第{hour}小时",
-            }, ensure_ascii=False))
+            lines.append(
+                json.dumps(
+                    {
+                        "id": f"77{hour:03d}{person:03d}",
+                        "user_id": f"hourly{person}",
+                        "created_at": when.isoformat(),
+                        "text": f"#{HOURLY_TAG}# 第{hour}小时",
+                    },
+                    ensure_ascii=False,
+                )
+            )
     path = write_lines(lines, root / "posts.jsonl.gz")
     result = run_volume(["--input", str(path), "--output", str(out)])
     assert result.returncode == 0, result.stderr[-3000:]

@@ -78,10 +78,19 @@ def at(hour: float) -> int:
         (9, 0, 9, True),
         (9, 0, 8.99, False),
     ],
-    ids=["open-window", "late-within-lateness", "at-expiry", "no-lateness-at-end", "no-lateness-before-end"],
+    ids=[
+        "open-window",
+        "late-within-lateness",
+        "at-expiry",
+        "no-lateness-at-end",
+        "no-lateness-before-end",
+    ],
 )
 def test_is_beyond_lateness(end_hour, lateness_hours, watermark_hour, beyond):
-    assert is_beyond_lateness(at(end_hour), lateness_hours * HOUR_US, at(watermark_hour)) is beyond
+    assert (
+        is_beyond_lateness(at(end_hour), lateness_hours * HOUR_US, at(watermark_hour))
+        is beyond
+    )
 
 
 @pytest.mark.parametrize(
@@ -93,7 +102,13 @@ def test_is_beyond_lateness(end_hour, lateness_hours, watermark_hour, beyond):
         (at(1), [], at(100), at(1)),
         (at(1), [at(2) + 1_234], at(100), at(2) + 1_000),
     ],
-    ids=["latest-event", "never-back", "capped-by-wall-clock", "nothing-read", "whole-milliseconds"],
+    ids=[
+        "latest-event",
+        "never-back",
+        "capped-by-wall-clock",
+        "nothing-read",
+        "whole-milliseconds",
+    ],
 )
 def test_next_watermark(current, times, wall, expected):
     assert next_watermark_us(current, times, wall) == expected
@@ -110,7 +125,15 @@ def test_next_watermark(current, times, wall, expected):
         ("_posts.jsonl", False),
         ("README.md", False),
     ],
-    ids=["jsonl", "gz", "parquet", "temporary", "end-marker", "underscore", "other-suffix"],
+    ids=[
+        "jsonl",
+        "gz",
+        "parquet",
+        "temporary",
+        "end-marker",
+        "underscore",
+        "other-suffix",
+    ],
 )
 def test_is_landing_file(name, taken):
     assert is_landing_file(f"/landing/{name}") is taken
@@ -146,7 +169,9 @@ def test_landing_progress_survives_the_sdks_unsampled_output_bytes():
     point must still be a number, or the bundle (and the streaming run) fails."""
     from apache_beam.runners.worker.bundle_processor import DataInputOperation
 
-    tracker = LandingTracker(LandingRestriction(frozenset({"/l/a.jsonl", "/l/b.jsonl"})))
+    tracker = LandingTracker(
+        LandingRestriction(frozenset({"/l/a.jsonl", "/l/b.jsonl"}))
+    )
     progress = tracker.current_progress().with_completed(float("nan"))
     assert 0 < progress.fraction_completed < 1
     split = DataInputOperation._compute_split(0, progress.fraction_completed, 4, 0.5, 4)
@@ -167,7 +192,9 @@ def test_the_watermark_is_reported_a_lag_after_it_is_proposed():
     clock[0] = 5_000_000
     assert estimator.current_watermark() == Timestamp(micros=at(8))
     # The state survives a checkpoint.
-    restored = LaggingWatermarkEstimator(estimator.get_estimator_state(), clock=lambda: 7_000_000)
+    restored = LaggingWatermarkEstimator(
+        estimator.get_estimator_state(), clock=lambda: 7_000_000
+    )
     assert restored.current_watermark() == Timestamp(micros=at(9))
     restored.finish()
     assert restored.current_watermark() == MAX_TIMESTAMP
@@ -175,13 +202,23 @@ def test_the_watermark_is_reported_a_lag_after_it_is_proposed():
 
 def _line(post_id: str, hour: float) -> bytes:
     moment = datetime.datetime.fromtimestamp(at(hour) / 1e6, datetime.UTC)
-    return json.dumps({"id": post_id, "user_id": "u1", "created_at": moment.isoformat(), "text": "x"}).encode()
+    return json.dumps(
+        {"id": post_id, "user_id": "u1", "created_at": moment.isoformat(), "text": "x"}
+    ).encode()
 
 
 def test_replay_batches_paces_by_event_time_and_keeps_stragglers_in_place():
-    lines = [_line("1", 0), _line("2", 0.5), _line("3", 0.25), b"not json", _line("4", 2)]
+    lines = [
+        _line("1", 0),
+        _line("2", 0.5),
+        _line("3", 0.25),
+        b"not json",
+        _line("4", 2),
+    ]
     # 3600x: an hour of posts per second; files close every half second of replay.
-    batches = list(replay_batches(lines, speed=3600, batch_seconds=0.5, batch_lines=100))
+    batches = list(
+        replay_batches(lines, speed=3600, batch_seconds=0.5, batch_lines=100)
+    )
     assert [(due, [line.strip() for line in batch]) for due, batch in batches] == [
         (0.0, [lines[0]]),
         (0.5, [lines[1], lines[2], lines[3]]),
@@ -191,18 +228,38 @@ def test_replay_batches_paces_by_event_time_and_keeps_stragglers_in_place():
 
 def test_in_time_order_sorts_cascades_and_keeps_timeless_lines_with_their_neighbour():
     # As in the real cascades: a source, its reposts, then an older cascade.
-    lines = [_line("a", 5), _line("a-r1", 6), b"not json", _line("b", 1), _line("a-r2", 6), _line("b-r1", 2)]
-    assert in_time_order(lines) == [lines[3], lines[5], lines[0], lines[1], lines[2], lines[4]]
+    lines = [
+        _line("a", 5),
+        _line("a-r1", 6),
+        b"not json",
+        _line("b", 1),
+        _line("a-r2", 6),
+        _line("b-r1", 2),
+    ]
+    assert in_time_order(lines) == [
+        lines[3],
+        lines[5],
+        lines[0],
+        lines[1],
+        lines[2],
+        lines[4],
+    ]
     assert in_time_order([b"{}", _line("x", 0)]) == [b"{}", _line("x", 0)]
 
 
 def test_replay_without_pacing_cuts_files_by_lines(tmp_path):
     lines = [_line(str(index), index / 10) for index in range(25)]
     waits = []
-    files, count = replay(lines, str(tmp_path), speed=0, batch_lines=10, sleep=waits.append)
+    files, count = replay(
+        lines, str(tmp_path), speed=0, batch_lines=10, sleep=waits.append
+    )
     assert (files, count, waits) == (3, 25, [])
     dropped = sorted(path.name for path in tmp_path.iterdir())
-    assert dropped == ["replay-000001.jsonl", "replay-000002.jsonl", "replay-000003.jsonl"]
+    assert dropped == [
+        "replay-000001.jsonl",
+        "replay-000002.jsonl",
+        "replay-000003.jsonl",
+    ]
     assert (tmp_path / "replay-000003.jsonl").read_bytes().count(b"\n") == 5
 
 
@@ -213,10 +270,28 @@ def test_replay_command_feeds_a_gz_file_and_ends_the_stream(tmp_path):
     from pipelines import replay as replay_command
 
     landing = tmp_path / "landing"
-    assert replay_command.run(["--input", str(source), "--landing", str(landing), "--speed", "0", "--end-stream"]) == 0
+    assert (
+        replay_command.run(
+            [
+                "--input",
+                str(source),
+                "--landing",
+                str(landing),
+                "--speed",
+                "0",
+                "--end-stream",
+            ]
+        )
+        == 0
+    )
     files, ended = list_landing(str(landing))
     assert ended and len(files) == 1
-    assert replay_command.run(["--input", str(tmp_path / "missing.gz"), "--landing", str(landing)]) == 2
+    assert (
+        replay_command.run(
+            ["--input", str(tmp_path / "missing.gz"), "--landing", str(landing)]
+        )
+        == 2
+    )
 
 
 def test_panes_are_new_files_and_a_stale_pane_is_not_written(tmp_path):
@@ -229,39 +304,90 @@ def test_panes_are_new_files_and_a_stale_pane_is_not_written(tmp_path):
     assert write_pane(pa.table({"posts": [3]}), folder, start, 1, "EARLY") is None
     assert pane_of_file(final) == (3, "ON_TIME")
     # Pane 0 stays (a reader may have listed it) until the grace period is over.
-    assert sorted(os.listdir(folder)) == ["20261120T080000Z-pane000000.parquet", "20261120T080000Z-pane000003.parquet"]
-    assert prune_superseded(folder, grace_seconds=10, now=time.time() + 11) == ["20261120T080000Z-pane000000.parquet"]
+    assert sorted(os.listdir(folder)) == [
+        "20261120T080000Z-pane000000.parquet",
+        "20261120T080000Z-pane000003.parquet",
+    ]
+    assert prune_superseded(folder, grace_seconds=10, now=time.time() + 11) == [
+        "20261120T080000Z-pane000000.parquet"
+    ]
     assert os.listdir(folder) == ["20261120T080000Z-pane000003.parquet"]
     # An empty pane writes nothing where the window has no file yet.
-    assert write_pane(pa.table({"posts": pa.array([], pa.int64())}), folder, at(9), 0, "EARLY") is None
+    assert (
+        write_pane(
+            pa.table({"posts": pa.array([], pa.int64())}), folder, at(9), 0, "EARLY"
+        )
+        is None
+    )
 
 
 def test_a_reader_takes_the_latest_pane_of_each_window(tmp_path):
     folder = tmp_path / "volume" / "date=2026-11-20"
     for start, pane, posts in [(at(8), 0, 2), (at(8), 2, 5), (at(9), 0, 7)]:
-        row = {"window_start": [start], "window_end": [start + HOUR_US], "posts": [posts]}
+        row = {
+            "window_start": [start],
+            "window_end": [start + HOUR_US],
+            "posts": [posts],
+        }
         write_pane(pa.table(row), str(folder), start, pane, "EARLY", grace_seconds=3600)
-    frame = pl.scan_parquet(f"{tmp_path}/volume/**/*.parquet", hive_partitioning=True, include_file_paths="file")
-    latest = frame.filter(latest_panes_expression()).drop("file").collect().sort("window_start")
+    frame = pl.scan_parquet(
+        f"{tmp_path}/volume/**/*.parquet",
+        hive_partitioning=True,
+        include_file_paths="file",
+    )
+    latest = (
+        frame.filter(latest_panes_expression())
+        .drop("file")
+        .collect()
+        .sort("window_start")
+    )
     assert latest["posts"].to_list() == [5, 7]
     # A plain scan still sees the superseded pane until it is pruned.
     assert frame.collect()["posts"].sum() == 14
-    assert read_latest_panes(str(tmp_path), "volume").sort("window_start")["posts"].to_list() == [5, 7]
+    assert read_latest_panes(str(tmp_path), "volume").sort("window_start")[
+        "posts"
+    ].to_list() == [5, 7]
 
 
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [
         (["--output", "{tmp}/out"], {}, "--streaming needs --landing FOLDER"),
-        (["--landing", "{tmp}", "--output", "{tmp}/out", "--input", "{tmp}/x.jsonl"], {}, "--input is for batch runs"),
-        (["--landing", "{tmp}", "--output", "{tmp}/out", "--early-results-every", "1h",
-          "--allowed-lateness", "30m"], {}, "--early-results-every must be shorter than --allowed-lateness"),
-        (["--landing", "{tmp}", "--output", "{tmp}/out"], {"YUQING_PRISM": "", "YUQING_CACHE": "{tmp}/cache"},
-         "build it once with deploy/prism/build.sh"),
+        (
+            ["--landing", "{tmp}", "--output", "{tmp}/out", "--input", "{tmp}/x.jsonl"],
+            {},
+            "--input is for batch runs",
+        ),
+        (
+            [
+                "--landing",
+                "{tmp}",
+                "--output",
+                "{tmp}/out",
+                "--early-results-every",
+                "1h",
+                "--allowed-lateness",
+                "30m",
+            ],
+            {},
+            "--early-results-every must be shorter than --allowed-lateness",
+        ),
+        (
+            ["--landing", "{tmp}", "--output", "{tmp}/out"],
+            {"YUQING_PRISM": "", "YUQING_CACHE": "{tmp}/cache"},
+            "build it once with deploy/prism/build.sh",
+        ),
     ],
-    ids=["no-landing", "input-given", "early-not-shorter-than-lateness", "prism-not-built"],
+    ids=[
+        "no-landing",
+        "input-given",
+        "early-not-shorter-than-lateness",
+        "prism-not-built",
+    ],
 )
-def test_streaming_usage_errors_are_one_line(args, env, expected, tmp_path, monkeypatch, capsys):
+def test_streaming_usage_errors_are_one_line(
+    args, env, expected, tmp_path, monkeypatch, capsys
+):
     from pipelines import volume
 
     for name, value in env.items():
@@ -269,10 +395,14 @@ def test_streaming_usage_errors_are_one_line(args, env, expected, tmp_path, monk
     monkeypatch.setenv("YUQING_PSEUDONYM_KEY", "00" * 32)
     assert volume.run(["--streaming", *(arg.format(tmp=tmp_path) for arg in args)]) == 2
     error = capsys.readouterr().err.strip()
-    assert error.startswith("error: ") and "\n" not in error and expected in error, error
+    assert error.startswith("error: ") and "\n" not in error and expected in error, (
+        error
+    )
 
 
-def test_a_local_streaming_run_is_named_for_prism_without_a_five_minute_deadline(tmp_path):
+def test_a_local_streaming_run_is_named_for_prism_without_a_five_minute_deadline(
+    tmp_path,
+):
     from apache_beam.options.pipeline_options import (
         DebugOptions,
         PortableOptions,
@@ -293,7 +423,9 @@ def test_a_local_streaming_run_is_named_for_prism_without_a_five_minute_deadline
     assert options.view_as(PrismRunnerOptions).prism_location == str(binary)
     # Beam's default (300 s) also bounds the job's state stream: a longer streaming
     # run failed with DEADLINE_EXCEEDED after five minutes.
-    assert options.view_as(PortableOptions).job_server_timeout == STREAM_DEADLINE_SECONDS
+    assert (
+        options.view_as(PortableOptions).job_server_timeout == STREAM_DEADLINE_SECONDS
+    )
     # Prism's splits of bundles with timers fire some timers twice and lose others.
     assert PRISM_NO_SPLITS in options.view_as(DebugOptions).experiments
     batch = PipelineOptions(["--runner=DirectRunner"])
@@ -309,7 +441,9 @@ def post(post_id: str, hour: float, author: int = 1, text: str = "#a#") -> Post:
 
 def read_at(watermark_hour: float, *posts: Post) -> list[TimestampedValue]:
     """Posts as the landing source emits them: stamped with the watermark."""
-    return [TimestampedValue(item, Timestamp(micros=at(watermark_hour))) for item in posts]
+    return [
+        TimestampedValue(item, Timestamp(micros=at(watermark_hour))) for item in posts
+    ]
 
 
 class RecordFn(beam.DoFn):
@@ -323,7 +457,10 @@ class RecordFn(beam.DoFn):
 
     def process(self, element, pane=beam.DoFn.PaneInfoParam):
         with open(self._path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps([*self._describe(element), int(pane.timing), pane.index]) + "\n")
+            handle.write(
+                json.dumps([*self._describe(element), int(pane.timing), pane.index])
+                + "\n"
+            )
 
 
 def describe_volume(element) -> list:
@@ -335,11 +472,18 @@ def describe_volume(element) -> list:
 
 def describe_late(element) -> list:
     start_us, _, by_table = element
-    return [(start_us - DAY_US) / HOUR_US, by_table["late_posts"].to_pylist()[0]["posts"]]
+    return [
+        (start_us - DAY_US) / HOUR_US,
+        by_table["late_posts"].to_pylist()[0]["posts"],
+    ]
 
 
 def recorded(path) -> list[list]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+    return (
+        [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        if path.exists()
+        else []
+    )
 
 
 EARLY, ON_TIME, LATE = 0, 1, 2
@@ -382,7 +526,9 @@ def test_panes_and_late_posts_land_where_the_readme_says(prism, tmp_path):
         (
             split["posts"]
             | beam.ParDo(ExtractTopicsFn(("hashtag",)))
-            | AggregateWindows(window_fn, windowing=streaming_windowing(LATENESS_HOURS * 3600, 10))
+            | AggregateWindows(
+                window_fn, windowing=streaming_windowing(LATENESS_HOURS * 3600, 10)
+            )
             | "RecordPanes" >> beam.ParDo(RecordFn(str(panes_path), describe_volume))
         )
         (
@@ -456,10 +602,15 @@ def test_late_counts_add_up_and_number_their_own_panes():
         output
         for since_last in (3, 2, 4)
         for output in count_fn.process(
-            (bounds, since_last), timestamp=Timestamp(micros=at(12)), window=window.GlobalWindow(), counted=counted
+            (bounds, since_last),
+            timestamp=Timestamp(micros=at(12)),
+            window=window.GlobalWindow(),
+            counted=counted,
         )
     ]
     assert [(output.value, output.pane_info.index) for output in outputs] == [
-        ((bounds, 3), 0), ((bounds, 5), 1), ((bounds, 9), 2)
+        ((bounds, 3), 0),
+        ((bounds, 5), 1),
+        ((bounds, 9), 2),
     ]
     assert [output.pane_info.is_first for output in outputs] == [True, False, False]

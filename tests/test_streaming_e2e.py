@@ -21,8 +21,15 @@ from transforms.rolling import read_latest_panes
 pytestmark = [pytest.mark.streaming, pytest.mark.slow]
 
 COMMON = ["--window", "1h", "--topic-kinds", "hashtag,mention"]
-STREAMING = ["--streaming", "--allowed-lateness", "1h", "--early-results-every", "2s",
-             "--poll-interval", "1s"]
+STREAMING = [
+    "--streaming",
+    "--allowed-lateness",
+    "1h",
+    "--early-results-every",
+    "2s",
+    "--poll-interval",
+    "1s",
+]
 STRAGGLERS = 5
 
 
@@ -33,7 +40,9 @@ def scan(out, table: str) -> pl.DataFrame:
 
 def totals(out) -> tuple[int, int]:
     """(posts, late posts) in the tables as they are now."""
-    return int(scan(out, "volume")["posts"].sum()), int(scan(out, "late_posts")["posts"].sum())
+    return int(scan(out, "volume")["posts"].sum()), int(
+        scan(out, "late_posts")["posts"].sum()
+    )
 
 
 def comparable(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
@@ -43,11 +52,28 @@ def comparable(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
 
 
 def start_stream(landing, out, prism_path) -> subprocess.Popen:
-    env = {**os.environ, "YUQING_PSEUDONYM_KEY": TEST_KEY_HEX, "YUQING_PRISM": prism_path}
+    env = {
+        **os.environ,
+        "YUQING_PSEUDONYM_KEY": TEST_KEY_HEX,
+        "YUQING_PRISM": prism_path,
+    }
     return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.volume", "--landing", str(landing), "--output", str(out),
-         *COMMON, *STREAMING],
-        cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pipelines.volume",
+            "--landing",
+            str(landing),
+            "--output",
+            str(out),
+            *COMMON,
+            *STREAMING,
+        ],
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
 
@@ -59,7 +85,9 @@ def wait_for(condition, timeout: float, process: subprocess.Popen, what: str):
         if value:
             return value
         if process.poll() is not None:
-            pytest.fail(f"the streaming run exited ({process.returncode}) before {what}: {process.stderr.read()[-3000:]}")
+            pytest.fail(
+                f"the streaming run exited ({process.returncode}) before {what}: {process.stderr.read()[-3000:]}"
+            )
         time.sleep(0.3)
     process.kill()
     pytest.fail(f"timed out waiting for {what}: {process.stderr.read()[-3000:]}")
@@ -75,10 +103,14 @@ def parts(small_stream, tmp_path_factory):
     paths = []
     for index in range(4):
         path = folder / f"part-{index}.jsonl"
-        path.write_text("\n".join(lines[index * size:(index + 1) * size]) + "\n", encoding="utf-8")
+        path.write_text(
+            "\n".join(lines[index * size : (index + 1) * size]) + "\n", encoding="utf-8"
+        )
         paths.append(path)
     batch = tmp_path_factory.mktemp("batch") / "tables"
-    result = run_volume(["--input", str(folder / "*.jsonl"), "--output", str(batch), *COMMON])
+    result = run_volume(
+        ["--input", str(folder / "*.jsonl"), "--output", str(batch), *COMMON]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return paths, truth, batch
 
@@ -86,12 +118,24 @@ def parts(small_stream, tmp_path_factory):
 def straggler_lines(first_line: str) -> bytes:
     """New posts dated an hour into the stream: beyond a 1 h lateness by the end."""
     record = json.loads(first_line)
-    start = datetime.datetime.fromisoformat(record["created_at"]) if isinstance(record["created_at"], str) else None
+    start = (
+        datetime.datetime.fromisoformat(record["created_at"])
+        if isinstance(record["created_at"], str)
+        else None
+    )
     start = start or datetime.datetime.fromtimestamp(record["created_at"], datetime.UTC)
     moment = (start + datetime.timedelta(hours=1)).isoformat()
     return b"".join(
-        json.dumps({"id": f"straggler-{index}", "user_id": f"s{index}", "created_at": moment,
-                    "text": "#迟到#"}, ensure_ascii=False).encode() + b"\n"
+        json.dumps(
+            {
+                "id": f"straggler-{index}",
+                "user_id": f"s{index}",
+                "created_at": moment,
+                "text": "#迟到#",
+            },
+            ensure_ascii=False,
+        ).encode()
+        + b"\n"
         for index in range(STRAGGLERS)
     )
 
@@ -107,10 +151,22 @@ def test_growing_tables_end_as_the_batch_run(parts, prism, tmp_path):  # noqa: F
         for path in paths:
             drop_file(str(landing), path.name, path.read_bytes())
             before = seen[-1][0]
-            seen.append(wait_for(lambda before=before: (now := totals(out))[0] > before and now, 60, process,
-                                 f"{path.name} shows in the tables"))
-        drop_file(str(landing), "stragglers.jsonl", straggler_lines(paths[0].read_text().splitlines()[0]))
-        wait_for(lambda: totals(out)[1] == STRAGGLERS, 60, process, "late posts are counted")
+            seen.append(
+                wait_for(
+                    lambda before=before: (now := totals(out))[0] > before and now,
+                    60,
+                    process,
+                    f"{path.name} shows in the tables",
+                )
+            )
+        drop_file(
+            str(landing),
+            "stragglers.jsonl",
+            straggler_lines(paths[0].read_text().splitlines()[0]),
+        )
+        wait_for(
+            lambda: totals(out)[1] == STRAGGLERS, 60, process, "late posts are counted"
+        )
         end_stream(str(landing))
         assert process.wait(timeout=120) == 0, process.stderr.read()[-3000:]
     finally:
@@ -118,21 +174,35 @@ def test_growing_tables_end_as_the_batch_run(parts, prism, tmp_path):  # noqa: F
             os.killpg(process.pid, signal.SIGKILL)
     # The tables grew while the run went on, and never shrank.
     posts_seen = [posts for posts, _ in seen]
-    assert posts_seen == sorted(posts_seen) and len(set(posts_seen)) == len(paths) + 1, seen
+    assert (
+        posts_seen == sorted(posts_seen) and len(set(posts_seen)) == len(paths) + 1
+    ), seen
 
     volume, batch_volume = scan(out, "volume"), scan(batch, "volume")
-    assert_frame_equal(comparable(volume, ["window_start"]), comparable(batch_volume, ["window_start"]))
+    assert_frame_equal(
+        comparable(volume, ["window_start"]), comparable(batch_volume, ["window_start"])
+    )
     keys = ["window_start", "kind", "topic"]
-    assert_frame_equal(comparable(scan(out, "topics"), keys), comparable(scan(batch, "topics"), keys))
+    assert_frame_equal(
+        comparable(scan(out, "topics"), keys), comparable(scan(batch, "topics"), keys)
+    )
     dead = scan(out, "dead_letters")
     assert dead.height == scan(batch, "dead_letters").height == truth.malformed
     late = scan(out, "late_posts").filter(pl.col("posts") > 0)
     assert late["posts"].to_list() == [STRAGGLERS]
     # Every line ends in exactly one place.
-    assert volume["posts"].sum() + volume["duplicates"].sum() + dead.height + late["posts"].sum() == truth.lines + STRAGGLERS
+    assert (
+        volume["posts"].sum()
+        + volume["duplicates"].sum()
+        + dead.height
+        + late["posts"].sum()
+        == truth.lines + STRAGGLERS
+    )
     checker = PROJECT.parent / "shared" / "tools" / "check_contract.py"
     if checker.exists():
-        check = subprocess.run([sys.executable, str(checker), str(out)], capture_output=True, text=True)
+        check = subprocess.run(
+            [sys.executable, str(checker), str(out)], capture_output=True, text=True
+        )
         assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
 
 
@@ -146,12 +216,18 @@ def test_stopping_with_sigterm_keeps_the_latest_panes(parts, prism, tmp_path):  
         drop_file(str(landing), path.name, path.read_bytes())
     process = start_stream(landing, out, prism)
     try:
-        wait_for(lambda: (out / "volume").exists() and totals(out)[0] == truth.posts, 90, process,
-                 "every post shows in early panes")
+        wait_for(
+            lambda: (out / "volume").exists() and totals(out)[0] == truth.posts,
+            90,
+            process,
+            "every post shows in early panes",
+        )
         os.kill(process.pid, signal.SIGTERM)
         assert process.wait(timeout=60) == 0, process.stderr.read()[-3000:]
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     keys = ["window_start"]
-    assert_frame_equal(comparable(scan(out, "volume"), keys), comparable(scan(batch, "volume"), keys))
+    assert_frame_equal(
+        comparable(scan(out, "volume"), keys), comparable(scan(batch, "volume"), keys)
+    )

@@ -342,9 +342,13 @@ def test_accounts_under_a_persons_name_become_entities(analyzer):
     chain = "//@任志强:故意？//@段钢:1、毒剂是从哪里买的？以什么理由买的？"
     entities, _ = analyzer.entities_and_keywords(chain)
     assert ("任志强", "PER") in entities and ("段钢", "PER") in entities
-    nicknames = "//@陳冠希Uncle:哈哈哈哈//@含国第一帅逼:哈哈哈哈//@奇葩小师妹:哈 @Chicken_翼"
+    nicknames = (
+        "//@陳冠希Uncle:哈哈哈哈//@含国第一帅逼:哈哈哈哈//@奇葩小师妹:哈 @Chicken_翼"
+    )
     assert account_person_names(nicknames, analyzer.rules) == []
-    assert account_person_names("我參加了票選，@彭于晏，誰是你心目中年度最佳藝人呢？", analyzer.rules) == ["彭于晏"]
+    assert account_person_names(
+        "我參加了票選，@彭于晏，誰是你心目中年度最佳藝人呢？", analyzer.rules
+    ) == ["彭于晏"]
 
 
 def test_stop_names_and_single_characters_are_dropped():

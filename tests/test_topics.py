@@ -28,9 +28,19 @@ from transforms.topics import (
         ("@天蝎嗳yue#救救孩子#又一校园", ["救救孩子"]),
     ],
     ids=[
-        "paired-weibo", "single-latin", "two-single-latin", "full-width", "trimmed",
-        "adjacent-pairs", "repeated-once", "glued-to-word", "url-fragment",
-        "glued-to-chinese", "lone-sign", "paired-latin-with-space", "after-latin-nickname",
+        "paired-weibo",
+        "single-latin",
+        "two-single-latin",
+        "full-width",
+        "trimmed",
+        "adjacent-pairs",
+        "repeated-once",
+        "glued-to-word",
+        "url-fragment",
+        "glued-to-chinese",
+        "lone-sign",
+        "paired-latin-with-space",
+        "after-latin-nickname",
     ],
 )
 def test_extract_hashtags(text, expected):
@@ -52,9 +62,16 @@ def test_extract_hashtags(text, expected):
         ("//@永强的小博 昨天一兄弟言及金融三大板块", []),
     ],
     ids=[
-        "chinese-name", "after-chinese-text", "latin-name-lowercased", "repost-chain",
-        "fullwidth-colon-chain", "reply-is-a-mention", "email-is-not", "repeated-once",
-        "mention-inside-chain-text", "real-chain-without-colon",
+        "chinese-name",
+        "after-chinese-text",
+        "latin-name-lowercased",
+        "repost-chain",
+        "fullwidth-colon-chain",
+        "reply-is-a-mention",
+        "email-is-not",
+        "repeated-once",
+        "mention-inside-chain-text",
+        "real-chain-without-colon",
     ],
 )
 def test_extract_mentions(text, expected):
@@ -67,7 +84,12 @@ def test_repost_chain_names_in_order():
 
 @pytest.mark.parametrize(
     "raw, expected",
-    [("  Beam ", "beam"), ("ＡＰＡＣＨＥ　Ｂｅａｍ", "apache beam"), ("雅安地震", "雅安地震"), ("a \t b", "a b")],
+    [
+        ("  Beam ", "beam"),
+        ("ＡＰＡＣＨＥ　Ｂｅａｍ", "apache beam"),
+        ("雅安地震", "雅安地震"),
+        ("a \t b", "a b"),
+    ],
     ids=["trim-lower", "nfkc-fullwidth", "chinese-unchanged", "inner-whitespace"],
 )
 def test_normalize_topic(raw, expected):

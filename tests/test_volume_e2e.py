@@ -49,7 +49,8 @@ def _reference_volume(lines: list[str]) -> pl.DataFrame:
         for hour, by_id in sorted(posts.items())
     ]
     return pl.DataFrame(rows).with_columns(
-        pl.col("window_start").dt.cast_time_unit("us"), pl.col("posts").cast(pl.Int64),
+        pl.col("window_start").dt.cast_time_unit("us"),
+        pl.col("posts").cast(pl.Int64),
         pl.col("participants").cast(pl.Int64),
     )
 
@@ -62,17 +63,27 @@ def test_accounting_holds_on_the_sample(small_stream, small_run):
     assert volume["posts"].sum() == truth.posts
     assert volume["duplicates"].sum() == truth.duplicates
     assert dead.height == truth.malformed
-    assert volume["posts"].sum() + volume["duplicates"].sum() + dead.height == truth.lines
+    assert (
+        volume["posts"].sum() + volume["duplicates"].sum() + dead.height == truth.lines
+    )
 
 
 def test_volume_matches_a_plain_python_count(small_stream, small_run):
     _, _, lines = small_stream
     out, _ = small_run
-    got = read_table(out, "volume").select("window_start", "posts", "participants").sort("window_start")
+    got = (
+        read_table(out, "volume")
+        .select("window_start", "posts", "participants")
+        .sort("window_start")
+    )
     expected = _reference_volume(lines)
-    assert_frame_equal(got.select("window_start", "posts"), expected.select("window_start", "posts"))
+    assert_frame_equal(
+        got.select("window_start", "posts"), expected.select("window_start", "posts")
+    )
     # Participants are HLL estimates; below a few hundred authors they are exact.
-    assert (got["participants"] - expected["participants"]).abs().max() <= max(1, int(expected["participants"].max() * 0.02))
+    assert (got["participants"] - expected["participants"]).abs().max() <= max(
+        1, int(expected["participants"].max() * 0.02)
+    )
 
 
 def test_topics_carry_all_four_kinds(small_run):
@@ -88,8 +99,14 @@ def test_planted_surge_bursts_in_its_first_window(small_stream, small_run):
     onset = datetime.datetime.fromisoformat(planted["onset"]).astimezone(datetime.UTC)
     hashtags = read_table(out, "bursts").filter(pl.col("kind") == "hashtag")
     assert hashtags["topic"].unique().to_list() == [planted["hashtag"]]
-    assert hashtags["window_start"].min() == onset.replace(minute=0, second=0, microsecond=0)
-    (episode,) = read_table(out, "burst_episodes").filter(pl.col("kind") == "hashtag").iter_rows(named=True)
+    assert hashtags["window_start"].min() == onset.replace(
+        minute=0, second=0, microsecond=0
+    )
+    (episode,) = (
+        read_table(out, "burst_episodes")
+        .filter(pl.col("kind") == "hashtag")
+        .iter_rows(named=True)
+    )
     assert episode["onset"] == hashtags["window_start"].min()
     assert episode["windows"] == hashtags.height
 
@@ -99,7 +116,9 @@ def test_contract_checker_passes(small_run):
     checker = PROJECT.parent / "shared" / "tools" / "check_contract.py"
     if not checker.exists():
         pytest.skip("../shared/tools/check_contract.py is absent")
-    result = subprocess.run([sys.executable, str(checker), str(out)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(checker), str(out)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout
 
 
@@ -117,8 +136,11 @@ def test_dead_letters_say_why_and_where(small_run):
 def test_no_raw_user_id_or_personal_data_anywhere(small_stream, small_run):
     _, truth, lines = small_stream
     out, result = small_run
-    user_ids = {json.loads(line)["user_id"] for line in lines if line.startswith("{") and '"user_id"' in line
-                and line.endswith("}")}
+    user_ids = {
+        json.loads(line)["user_id"]
+        for line in lines
+        if line.startswith("{") and '"user_id"' in line and line.endswith("}")
+    }
     secrets = set(truth.pii)
     assert secrets, "the sample must carry personal data for this test to mean anything"
     texts = [result.stdout, result.stderr]
@@ -140,38 +162,84 @@ def test_no_raw_user_id_or_personal_data_anywhere(small_stream, small_run):
 
 def test_usage_errors_exit_nonzero_with_one_line(tmp_path):
     cases = [
-        (["--input", str(tmp_path / "nothing*.jsonl"), "--output", str(tmp_path / "o")], "no file matched"),
+        (
+            [
+                "--input",
+                str(tmp_path / "nothing*.jsonl"),
+                "--output",
+                str(tmp_path / "o"),
+            ],
+            "no file matched",
+        ),
         (["--output", str(tmp_path / "o")], "--input is required"),
-        (["--input", __file__, "--output", str(tmp_path / "o"), "--window", "1x"], "--window"),
-        (["--input", __file__, "--output", str(tmp_path / "o"), "--timezone", "Mars/Olympus"], "IANA"),
+        (
+            ["--input", __file__, "--output", str(tmp_path / "o"), "--window", "1x"],
+            "--window",
+        ),
+        (
+            [
+                "--input",
+                __file__,
+                "--output",
+                str(tmp_path / "o"),
+                "--timezone",
+                "Mars/Olympus",
+            ],
+            "IANA",
+        ),
         (["--input", __file__, "--output", "/proc/forbidden/out"], "not writable"),
     ]
     for args, message in cases:
         result = run_volume(args)
         assert result.returncode == 2, (args, result.stderr)
-        lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        lines = [
+            line for line in result.stderr.splitlines() if line.startswith("error:")
+        ]
         assert len(lines) == 1 and message in lines[0], result.stderr
 
 
 def test_rerun_replaces_tables_and_reads_parquet_input(small_stream, tmp_path):
     path, truth, lines = small_stream
     # The same posts as Parquet (created_at kept as strings and integers, as in JSON).
-    records = [json.loads(line) for line in lines if line.startswith("{") and line.endswith("}")]
-    good = [r for r in records if isinstance(r.get("text"), str) and "user_id" in r and "id" in r
-            and r.get("created_at") not in ("yesterday", "2026-11-21 10:00:00")]
+    records = [
+        json.loads(line)
+        for line in lines
+        if line.startswith("{") and line.endswith("}")
+    ]
+    good = [
+        r
+        for r in records
+        if isinstance(r.get("text"), str)
+        and "user_id" in r
+        and "id" in r
+        and r.get("created_at") not in ("yesterday", "2026-11-21 10:00:00")
+    ]
     parquet_path = tmp_path / "posts.parquet"
     frame = pl.DataFrame(
-        {"id": [str(r["id"]) for r in good], "user_id": [r["user_id"] for r in good],
-         "created_at": [str(r["created_at"]) if isinstance(r["created_at"], str)
-                        else datetime.datetime.fromtimestamp(_event_seconds(r["created_at"]), SHANGHAI).isoformat()
-                        for r in good],
-         "text": [r["text"] for r in good], "repost_of": [r.get("repost_of") for r in good]}
+        {
+            "id": [str(r["id"]) for r in good],
+            "user_id": [r["user_id"] for r in good],
+            "created_at": [
+                str(r["created_at"])
+                if isinstance(r["created_at"], str)
+                else datetime.datetime.fromtimestamp(
+                    _event_seconds(r["created_at"]), SHANGHAI
+                ).isoformat()
+                for r in good
+            ],
+            "text": [r["text"] for r in good],
+            "repost_of": [r.get("repost_of") for r in good],
+        }
     )
     frame.write_parquet(parquet_path)
     out = tmp_path / "out"
-    first = run_volume(["--input", str(path), "--output", str(out), "--topic-kinds", "hashtag"])
+    first = run_volume(
+        ["--input", str(path), "--output", str(out), "--topic-kinds", "hashtag"]
+    )
     assert first.returncode == 0, first.stderr[-2000:]
-    second = run_volume(["--input", str(parquet_path), "--output", str(out), "--topic-kinds", "hashtag"])
+    second = run_volume(
+        ["--input", str(parquet_path), "--output", str(out), "--topic-kinds", "hashtag"]
+    )
     assert second.returncode == 0, second.stderr[-2000:]
     volume = read_table(out, "volume")
     assert volume["posts"].sum() == truth.posts
@@ -196,12 +264,19 @@ def test_real_cascades_accounting_hashtags_and_chains(tmp_path):
     out = tmp_path / "out"
     result = run_volume(["--input", str(CASCADES), "--output", str(out)])
     assert result.returncode == 0, result.stderr[-3000:]
-    assert set(read_table(out, "topics")["kind"].unique().to_list()) == {"hashtag", "mention", "entity", "keyword"}
+    assert set(read_table(out, "topics")["kind"].unique().to_list()) == {
+        "hashtag",
+        "mention",
+        "entity",
+        "keyword",
+    }
     with gzip.open(CASCADES, "rt", encoding="utf-8") as handle:
         lines = handle.read().splitlines()
     volume = read_table(out, "volume")
     dead = read_table(out, "dead_letters")
-    assert volume["posts"].sum() + volume["duplicates"].sum() + dead.height == len(lines)
+    assert volume["posts"].sum() + volume["duplicates"].sum() + dead.height == len(
+        lines
+    )
 
     topics = read_table(out, "topics")
     hashtags = topics.filter(pl.col("kind") == "hashtag")
@@ -209,7 +284,9 @@ def test_real_cascades_accounting_hashtags_and_chains(tmp_path):
     expected = collections.Counter()
     chain_only = collections.Counter()
     for record in _distinct_records(lines):
-        spans = re.findall(r"#([^#\n]+)#", unicodedata.normalize("NFKC", record["text"]))
+        spans = re.findall(
+            r"#([^#\n]+)#", unicodedata.normalize("NFKC", record["text"])
+        )
         for tag in {" ".join(span.split()).lower() for span in spans if span.strip()}:
             expected[tag] += 1
         for name in re.findall(r"//@([\w\-]+)", record["text"]):
@@ -218,7 +295,12 @@ def test_real_cascades_accounting_hashtags_and_chains(tmp_path):
     missing = {tag: count for tag, count in expected.items() if got.get(tag, 0) < count}
     assert not missing, f"hashtags not found: {list(missing.items())[:5]}"
 
-    mentions = dict(topics.filter(pl.col("kind") == "mention").group_by("topic").agg(pl.col("posts").sum()).iter_rows())
+    mentions = dict(
+        topics.filter(pl.col("kind") == "mention")
+        .group_by("topic")
+        .agg(pl.col("posts").sum())
+        .iter_rows()
+    )
     assert chain_only, "the real data has //@name repost chains"
     # A chain name counts as a mention only in posts that @-mention it in prose.
     prose_mentions = collections.Counter()
@@ -234,7 +316,9 @@ def test_run_manifest_records_how_the_tables_were_made(small_run):
     out, _ = small_run
     manifest = json.loads((out / "_run.json").read_text())
     assert (manifest["window_seconds"], manifest["timezone"], manifest["sketch"]) == (
-        3600, "Asia/Shanghai", {"type": "HLL_4", "lg_k": 14}
+        3600,
+        "Asia/Shanghai",
+        {"type": "HLL_4", "lg_k": 14},
     )
     assert manifest["topic_kinds"] == ["hashtag", "mention", "entity", "keyword"]
     assert manifest["mode"] == "batch" and manifest["apache_beam"].startswith("2.77")

@@ -17,35 +17,57 @@ from transforms.windows import (
 
 @pytest.mark.parametrize(
     "text, seconds",
-    [("1h", 3600), ("30m", 1800), ("15min", 900), ("1d", 86400), ("90", 90), ("2 days", 172800)],
+    [
+        ("1h", 3600),
+        ("30m", 1800),
+        ("15min", 900),
+        ("1d", 86400),
+        ("90", 90),
+        ("2 days", 172800),
+    ],
     ids=["hour", "minutes", "min", "day", "bare-seconds", "days-word"],
 )
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "0h", "1x", "-1h", "h"], ids=["empty", "zero", "unit", "negative", "no-number"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "0h", "1x", "-1h", "h"],
+    ids=["empty", "zero", "unit", "negative", "no-number"],
+)
 def test_parse_duration_rejects(text):
     with pytest.raises(ValueError, match="is not a duration"):
         parse_duration(text)
 
 
 def _assign(window_fn, moment: datetime.datetime):
-    context = window.WindowFn.AssignContext(Timestamp.from_utc_datetime(moment.astimezone(datetime.UTC)))
+    context = window.WindowFn.AssignContext(
+        Timestamp.from_utc_datetime(moment.astimezone(datetime.UTC))
+    )
     (assigned,) = window_fn.assign(context)
-    return (assigned.start.to_utc_datetime(has_tz=True), assigned.end.to_utc_datetime(has_tz=True))
+    return (
+        assigned.start.to_utc_datetime(has_tz=True),
+        assigned.end.to_utc_datetime(has_tz=True),
+    )
 
 
 def test_day_windows_start_at_local_midnight_in_shanghai():
     shanghai = ZoneInfo("Asia/Shanghai")
-    start, end = _assign(window_fn_for(86400, "Asia/Shanghai"), datetime.datetime(2026, 11, 22, 0, 30, tzinfo=shanghai))
+    start, end = _assign(
+        window_fn_for(86400, "Asia/Shanghai"),
+        datetime.datetime(2026, 11, 22, 0, 30, tzinfo=shanghai),
+    )
     assert start == datetime.datetime(2026, 11, 22, tzinfo=shanghai)
     assert end == datetime.datetime(2026, 11, 23, tzinfo=shanghai)
 
 
 def test_day_window_across_daylight_saving_is_23_hours():
     berlin = ZoneInfo("Europe/Berlin")
-    start, end = _assign(LocalDayWindows(1, "Europe/Berlin"), datetime.datetime(2026, 3, 29, 12, tzinfo=berlin))
+    start, end = _assign(
+        LocalDayWindows(1, "Europe/Berlin"),
+        datetime.datetime(2026, 3, 29, 12, tzinfo=berlin),
+    )
     assert start == datetime.datetime(2026, 3, 29, tzinfo=berlin)
     assert end - start == datetime.timedelta(hours=23)
 
@@ -56,7 +78,10 @@ def test_week_windows_are_stable_blocks_of_seven_days():
     first = _assign(fn, datetime.datetime(2026, 11, 20, 12, tzinfo=shanghai))
     assert first[1] - first[0] == datetime.timedelta(days=7)
     assert _assign(fn, first[0].astimezone(shanghai)) == first
-    assert _assign(fn, (first[1] - datetime.timedelta(seconds=1)).astimezone(shanghai)) == first
+    assert (
+        _assign(fn, (first[1] - datetime.timedelta(seconds=1)).astimezone(shanghai))
+        == first
+    )
 
 
 def test_hour_windows_are_fixed_windows():
@@ -70,6 +95,8 @@ def test_longer_than_a_day_must_be_whole_days():
 
 def test_local_date_uses_timezone():
     # 2026-11-21T17:00Z is already the 22nd in Beijing.
-    micros = int(datetime.datetime(2026, 11, 21, 17, tzinfo=datetime.UTC).timestamp() * 1e6)
+    micros = int(
+        datetime.datetime(2026, 11, 21, 17, tzinfo=datetime.UTC).timestamp() * 1e6
+    )
     assert local_date(micros, "Asia/Shanghai") == "2026-11-22"
     assert local_date(micros, "UTC") == "2026-11-21"

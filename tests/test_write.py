@@ -37,47 +37,69 @@ def _sample_posts():
     posts = []
     for index in range(WINDOWS * 3):
         hour = (index * 17) % WINDOWS
-        posts.append((BASE + hour * HOUR + index, PostSummary(f"p{index}", index % 7, False, (("hashtag", f"t{hour}"),))))
+        posts.append(
+            (
+                BASE + hour * HOUR + index,
+                PostSummary(f"p{index}", index % 7, False, (("hashtag", f"t{hour}"),)),
+            )
+        )
     return posts
 
 
-def _write_sample(root: str, windowing: dict | None, writer: beam.PTransform, spill_dir: str | None = None) -> None:
+def _write_sample(
+    root: str,
+    windowing: dict | None,
+    writer: beam.PTransform,
+    spill_dir: str | None = None,
+) -> None:
     with TestPipeline() as pipeline:
         (
             pipeline
             | beam.Create(_sample_posts())
             | beam.Map(lambda pair: TimestampedValue(pair[1], pair[0]))
-            | AggregateWindows(FixedWindows(HOUR), windowing=windowing, spill_dir=spill_dir)
+            | AggregateWindows(
+                FixedWindows(HOUR), windowing=windowing, spill_dir=spill_dir
+            )
             | writer
         )
 
 
 def _assert_rows_in_their_windows(root: str) -> None:
-    topics = pl.scan_parquet(f"{root}/topics/**/*.parquet", hive_partitioning=True).collect()
+    topics = pl.scan_parquet(
+        f"{root}/topics/**/*.parquet", hive_partitioning=True
+    ).collect()
     # Topic t<h> is posted only in hour h: each row's topic names its window.
     hours = ((topics["window_start"].dt.epoch("s") - BASE) // HOUR).to_list()
     assert [f"t{hour}" for hour in hours] == topics["topic"].to_list()
     assert topics["posts"].sum() == WINDOWS * 3
     local_dates = topics["window_start"].dt.convert_time_zone("Asia/Shanghai").dt.date()
     assert (local_dates == topics["date"]).all()
-    volume = pl.scan_parquet(f"{root}/volume/**/*.parquet", hive_partitioning=True).collect()
+    volume = pl.scan_parquet(
+        f"{root}/volume/**/*.parquet", hive_partitioning=True
+    ).collect()
     assert volume.height == WINDOWS and volume["window_start"].n_unique() == WINDOWS
 
 
-@pytest.mark.parametrize("spilled", [False, True], ids=["in-memory", "spilled-to-files"])
+@pytest.mark.parametrize(
+    "spilled", [False, True], ids=["in-memory", "spilled-to-files"]
+)
 def test_batch_writes_one_file_per_table_and_date(tmp_path, monkeypatch, spilled):
     root = str(tmp_path / "out")
     spill_dir = str(tmp_path / "spill") if spilled else None
     # The sample's windows are small: park every window's tables and rows in files.
     monkeypatch.setattr(write, "PARK_MIN_TOPIC_ROWS", 0)
     monkeypatch.setattr(aggregate, "SPILL_ROWS", 1)
-    _write_sample(root, None, WriteWindowTables(root, "Asia/Shanghai", spill_dir), spill_dir)
+    _write_sample(
+        root, None, WriteWindowTables(root, "Asia/Shanghai", spill_dir), spill_dir
+    )
     assert os.path.isdir(str(tmp_path / "spill")) == spilled
     for table in ("volume", "topics"):
         folders = sorted(os.listdir(os.path.join(root, table)))
         assert folders == ["date=2026-11-20", "date=2026-11-21", "date=2026-11-22"]
         for folder in folders:
-            assert os.listdir(os.path.join(root, table, folder)) == [folder[5:].replace("-", "") + ".parquet"]
+            assert os.listdir(os.path.join(root, table, folder)) == [
+                folder[5:].replace("-", "") + ".parquet"
+            ]
     _assert_rows_in_their_windows(root)
 
 
@@ -97,7 +119,11 @@ def test_every_row_lands_in_its_own_window_partition(tmp_path):
                 assert len(starts) == 1, f"{name} holds rows of {len(starts)} windows"
                 micros = int(starts[0].timestamp() * 1_000_000)
                 assert pane_file_name(micros, 0) == name
-                local = starts[0].astimezone(datetime.timezone(datetime.timedelta(hours=8))).date()
+                local = (
+                    starts[0]
+                    .astimezone(datetime.timezone(datetime.timedelta(hours=8)))
+                    .date()
+                )
                 assert os.path.basename(dirpath) == f"date={local.isoformat()}"
                 seen_windows += 1
         assert seen_windows == WINDOWS
@@ -109,23 +135,38 @@ def test_files_carry_the_table_schema_and_zstd(tmp_path):
     write_parquet_atomically(tables.VOLUME.empty_table(), path)
     parquet = pq.ParquetFile(path)
     assert parquet.schema_arrow.equals(tables.VOLUME)
-    assert parquet.metadata.num_row_groups == 0 or parquet.metadata.row_group(0).column(0).compression == "ZSTD"
-    assert os.listdir(os.path.dirname(path)) == ["20261122T000000Z.parquet"]  # no temporary left
+    assert (
+        parquet.metadata.num_row_groups == 0
+        or parquet.metadata.row_group(0).column(0).compression == "ZSTD"
+    )
+    assert os.listdir(os.path.dirname(path)) == [
+        "20261122T000000Z.parquet"
+    ]  # no temporary left
 
 
 def test_publish_replaces_old_tables_entirely(tmp_path):
     output = str(tmp_path)
     old = os.path.join(output, "topics", "date=2026-01-01", "old.parquet")
     write_parquet_atomically(tables.TOPICS.empty_table(), old)
-    write_parquet_atomically(tables.BURSTS.empty_table(), os.path.join(output, "bursts", "date=2026-01-01", "old.parquet"))
+    write_parquet_atomically(
+        tables.BURSTS.empty_table(),
+        os.path.join(output, "bursts", "date=2026-01-01", "old.parquet"),
+    )
     write_run_manifest(output, {"run_id": "run0"})
     staging = staging_dir(output, "run1")
-    write_parquet_atomically(tables.TOPICS.empty_table(), os.path.join(staging, "topics", "date=2026-11-22", "new.parquet"))
+    write_parquet_atomically(
+        tables.TOPICS.empty_table(),
+        os.path.join(staging, "topics", "date=2026-11-22", "new.parquet"),
+    )
     write_run_manifest(staging, {"run_id": "run1"})
     publish(staging, output, "run1")
     assert not os.path.exists(old)
-    assert os.path.exists(os.path.join(output, "topics", "date=2026-11-22", "new.parquet"))
-    assert not os.path.exists(os.path.join(output, "bursts")), "a table this run did not write must not survive"
+    assert os.path.exists(
+        os.path.join(output, "topics", "date=2026-11-22", "new.parquet")
+    )
+    assert not os.path.exists(os.path.join(output, "bursts")), (
+        "a table this run did not write must not survive"
+    )
     assert sorted(os.listdir(output)) == ["_run.json", "topics"]
     with open(os.path.join(output, "_run.json")) as handle:
         assert json.load(handle) == {"run_id": "run1"}
@@ -134,5 +175,7 @@ def test_publish_replaces_old_tables_entirely(tmp_path):
 def test_empty_tables_get_a_schema_file(tmp_path):
     filled = write_empty_tables(str(tmp_path), "2026-11-23")
     assert set(filled) == set(tables.TABLES)
-    frame = pl.scan_parquet(f"{tmp_path}/bursts/**/*.parquet", hive_partitioning=True).collect()
+    frame = pl.scan_parquet(
+        f"{tmp_path}/bursts/**/*.parquet", hive_partitioning=True
+    ).collect()
     assert frame.height == 0 and "score" in frame.columns

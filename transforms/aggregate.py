@@ -73,7 +73,13 @@ def _smallest_unsigned(largest: int) -> np.dtype:
     return np.dtype(np.uint64)
 
 
-def pack_rows(ids: array, authors: array, reposts: bytearray, topic_ends: array, topic_codes: array) -> tuple:
+def pack_rows(
+    ids: array,
+    authors: array,
+    reposts: bytearray,
+    topic_ends: array,
+    topic_codes: array,
+) -> tuple:
     """A ``WindowPosts``'s rows as (rows, count type, code type, one zlib block): the
     form accumulators cross the shuffle in, and wait in the runner's buffers in.
 
@@ -113,9 +119,18 @@ def unpack_rows(packed: tuple) -> tuple[array, array, bytearray, array, array]:
         return block[at - size : at]
 
     ids, authors = _array("q", take(8 * rows)), _array("q", take(8 * rows))
-    reposts = bytearray(np.unpackbits(np.frombuffer(take((rows + 7) // 8), dtype=np.uint8), count=rows).tobytes())
-    ends = np.cumsum(np.frombuffer(take(count_type.itemsize * rows), dtype=count_type), dtype=np.int64)
-    codes = np.frombuffer(take(code_type.itemsize * int(ends[-1] if rows else 0)), dtype=code_type)
+    reposts = bytearray(
+        np.unpackbits(
+            np.frombuffer(take((rows + 7) // 8), dtype=np.uint8), count=rows
+        ).tobytes()
+    )
+    ends = np.cumsum(
+        np.frombuffer(take(count_type.itemsize * rows), dtype=count_type),
+        dtype=np.int64,
+    )
+    codes = np.frombuffer(
+        take(code_type.itemsize * int(ends[-1] if rows else 0)), dtype=code_type
+    )
     return ids, authors, reposts, _array("q", ends), _array("i", codes.astype(np.int32))
 
 
@@ -151,8 +166,16 @@ class WindowPosts:
     """
 
     __slots__ = (
-        "ids", "authors", "reposts", "topic_ends", "topic_codes",
-        "pairs", "_codes", "_spill_dir", "_spilled", "_spilled_rows",
+        "ids",
+        "authors",
+        "reposts",
+        "topic_ends",
+        "topic_codes",
+        "pairs",
+        "_codes",
+        "_spill_dir",
+        "_spilled",
+        "_spilled_rows",
     )
 
     def __init__(self, spill_dir: str | None = None) -> None:
@@ -187,7 +210,9 @@ class WindowPosts:
         if packed is None:
             self._clear_rows()
         else:
-            self.ids, self.authors, self.reposts, self.topic_ends, self.topic_codes = unpack_rows(packed)
+            self.ids, self.authors, self.reposts, self.topic_ends, self.topic_codes = (
+                unpack_rows(packed)
+            )
         self._codes = {pair: code for code, pair in enumerate(self.pairs)}
 
     def __len__(self) -> int:
@@ -201,7 +226,13 @@ class WindowPosts:
             self.pairs.append(pair)
         return code
 
-    def append(self, id_key: int, author: int, is_repost: bool, topics: Iterable[tuple[str, str]]) -> None:
+    def append(
+        self,
+        id_key: int,
+        author: int,
+        is_repost: bool,
+        topics: Iterable[tuple[str, str]],
+    ) -> None:
         """Add one post (a copy of an id already here included)."""
         self.ids.append(id_key)
         self.authors.append(author)
@@ -213,7 +244,9 @@ class WindowPosts:
 
     def _spill(self) -> None:
         """Move the arrays' rows into a new file in the spill folder."""
-        self._spilled.append((spill(pack_rows(*self._array_rows()), self._spill_dir), None))
+        self._spilled.append(
+            (spill(pack_rows(*self._array_rows()), self._spill_dir), None)
+        )
         self._spilled_rows += len(self.ids)
         self._clear_rows()
 
@@ -222,7 +255,9 @@ class WindowPosts:
         (its spilled rows stay in their files until ``unpack``)."""
         recode = np.array([self.code(pair) for pair in other.pairs], dtype=np.int32)
         for path, its_recode in other._spilled:
-            self._spilled.append((path, recode if its_recode is None else recode[its_recode]))
+            self._spilled.append(
+                (path, recode if its_recode is None else recode[its_recode])
+            )
         self._spilled_rows += other._spilled_rows
         self._add_rows(*other._array_rows(), recode)
 
@@ -237,7 +272,15 @@ class WindowPosts:
             self._add_rows(*unpack_rows(unspill(path)), recode)
         self._add_rows(*arrays)
 
-    def _add_rows(self, ids, authors, reposts, topic_ends, topic_codes, recode: np.ndarray | None = None) -> None:
+    def _add_rows(
+        self,
+        ids,
+        authors,
+        reposts,
+        topic_ends,
+        topic_codes,
+        recode: np.ndarray | None = None,
+    ) -> None:
         """Append rows given as arrays, their codes translated by ``recode``."""
         offset = len(self.topic_codes)
         codes = np.frombuffer(topic_codes, dtype=np.int32)
@@ -247,15 +290,23 @@ class WindowPosts:
         self.authors.extend(authors)
         self.reposts.extend(reposts)
         self.topic_codes.frombytes(codes.astype(np.int32).tobytes())
-        self.topic_ends.frombytes((np.frombuffer(topic_ends, dtype=np.int64) + offset).tobytes())
+        self.topic_ends.frombytes(
+            (np.frombuffer(topic_ends, dtype=np.int64) + offset).tobytes()
+        )
 
     def row_topics(self, row: int) -> Sequence[int]:
         """The topic codes of row ``row``."""
-        return self.topic_codes[self.topic_ends[row - 1] if row else 0 : self.topic_ends[row]]
+        return self.topic_codes[
+            self.topic_ends[row - 1] if row else 0 : self.topic_ends[row]
+        ]
 
     def row_summary(self, row: int) -> tuple:
         """Row ``row`` as (author, is_repost, (kind, topic) pairs): what copies compare by."""
-        return self.authors[row], bool(self.reposts[row]), tuple(self.pairs[code] for code in self.row_topics(row))
+        return (
+            self.authors[row],
+            bool(self.reposts[row]),
+            tuple(self.pairs[code] for code in self.row_topics(row)),
+        )
 
 
 class WindowAggregate(NamedTuple):
@@ -306,7 +357,9 @@ def distinct_rows(accumulator: WindowPosts) -> list[int]:
     return rows
 
 
-def aggregate_window(accumulator: WindowPosts, lg_k: int = DEFAULT_LG_K) -> WindowAggregate:
+def aggregate_window(
+    accumulator: WindowPosts, lg_k: int = DEFAULT_LG_K
+) -> WindowAggregate:
     """Count a window's distinct posts, reposts and participants, overall and per topic.
 
     Participants are HLL estimates (``lg_k`` sets the precision: relative standard
@@ -345,7 +398,11 @@ def aggregate_window(accumulator: WindowPosts, lg_k: int = DEFAULT_LG_K) -> Wind
             entry[2].update(author)
     pairs = accumulator.pairs
     found = sorted(
-        ((pairs[code], entry, estimate(entry[2])) for code, entry in enumerate(per_code) if entry is not None),
+        (
+            (pairs[code], entry, estimate(entry[2]))
+            for code, entry in enumerate(per_code)
+            if entry is not None
+        ),
         key=lambda row: (row[0][0], -row[2], row[0][1]),
     )
     columns: dict[str, list] = {
@@ -425,7 +482,9 @@ def window_bounds(window_fn: WindowFn, event_time_us: int) -> tuple[int, int]:
         size = window_fn.size.micros
         start = event_time_us - (event_time_us - window_fn.offset.micros) % size
         return start, start + size
-    (assigned,) = window_fn.assign(WindowFn.AssignContext(Timestamp(micros=event_time_us)))
+    (assigned,) = window_fn.assign(
+        WindowFn.AssignContext(Timestamp(micros=event_time_us))
+    )
     return assigned.start.micros, assigned.end.micros
 
 
@@ -473,11 +532,14 @@ class AggregateWindows(beam.PTransform):
 
     def expand(self, posts: beam.PCollection) -> beam.PCollection:
         if self._windowing is not None:
-            posts = posts | "WindowByEventTime" >> beam.WindowInto(self._window_fn, **self._windowing)
+            posts = posts | "WindowByEventTime" >> beam.WindowInto(
+                self._window_fn, **self._windowing
+            )
         return (
             posts
             | "KeyByWindow" >> beam.ParDo(KeyByWindowFn(self._window_fn))
-            | "CombinePerWindowKey" >> beam.CombinePerKey(AggregateWindowFn(self._lg_k, self._spill_dir))
+            | "CombinePerWindowKey"
+            >> beam.CombinePerKey(AggregateWindowFn(self._lg_k, self._spill_dir))
             | "ToTables"
             >> beam.MapTuple(
                 lambda bounds, aggregate: (*bounds, window_tables(aggregate, *bounds))

@@ -129,7 +129,9 @@ class Burst(NamedTuple):
     score: float
 
 
-def decay(mean: float, variance: float, alpha: float, steps: int, first_seen: int) -> tuple[float, float]:
+def decay(
+    mean: float, variance: float, alpha: float, steps: int, first_seen: int
+) -> tuple[float, float]:
     """The EW mean and variance after ``steps`` windows with share 0, the first of
     them ``first_seen`` windows after the stream's start."""
     for step in range(min(steps, MAX_DECAY_STEPS)):
@@ -140,17 +142,24 @@ def decay(mean: float, variance: float, alpha: float, steps: int, first_seen: in
     return mean, variance
 
 
-def expectation(window_participants: int, mean: float, variance: float) -> tuple[float, float]:
+def expectation(
+    window_participants: int, mean: float, variance: float
+) -> tuple[float, float]:
     """(expected participants, their standard deviation) of a topic in a window of
     ``window_participants`` from the history of its share; the deviation is at least
     the Poisson one and at least 1."""
     expected = mean * window_participants
-    deviation = max(math.sqrt(variance) * window_participants, math.sqrt(max(expected, 1.0)), 1.0)
+    deviation = max(
+        math.sqrt(variance) * window_participants, math.sqrt(max(expected, 1.0)), 1.0
+    )
     return expected, deviation
 
 
 def judge_window(
-    history: TopicHistory | None, count: WindowCount, params: BurstParams, window_us: int
+    history: TopicHistory | None,
+    count: WindowCount,
+    params: BurstParams,
+    window_us: int,
 ) -> tuple[TopicHistory, Burst | None, list[Episode]]:
     """Judge one window of a topic; return the new history, the burst row if the
     window bursts, and the episodes this window closes (at most two: one ended by a
@@ -168,8 +177,12 @@ def judge_window(
                 closed.append(history.episode)
             history = None
         elif gap > 0:
-            first_absent = round((history.last_end_us - count.stream_start_us) / window_us)
-            mean, variance = decay(history.mean, history.variance, params.alpha, gap, first_absent)
+            first_absent = round(
+                (history.last_end_us - count.stream_start_us) / window_us
+            )
+            mean, variance = decay(
+                history.mean, history.variance, params.alpha, gap, first_absent
+            )
             if history.episode is not None:
                 closed.append(history.episode)
             history = TopicHistory(mean, variance, history.last_end_us, None)
@@ -196,9 +209,24 @@ def judge_window(
     )
     burst = None
     if bursting:
-        burst = Burst(count.start_us, count.end_us, count.posts, count.participants, expected, score)
+        burst = Burst(
+            count.start_us,
+            count.end_us,
+            count.posts,
+            count.participants,
+            expected,
+            score,
+        )
         if episode is None:
-            episode = Episode(count.start_us, count.end_us, count.start_us, count.participants, score, 1, count.posts)
+            episode = Episode(
+                count.start_us,
+                count.end_us,
+                count.start_us,
+                count.participants,
+                score,
+                1,
+                count.posts,
+            )
         else:
             peak = count.participants > episode.peak_participants
             episode = Episode(
@@ -232,7 +260,10 @@ def is_later_pane(count: WindowCount, kept: WindowCount | None) -> bool:
     """Whether ``count`` is a later pane of its window than ``kept`` (None: no pane
     yet). Panes accumulate, so the later pane has the most participants and posts; of
     two equal ones the first kept stays."""
-    return kept is None or (count.participants, count.posts) > (kept.participants, kept.posts)
+    return kept is None or (count.participants, count.posts) > (
+        kept.participants,
+        kept.posts,
+    )
 
 
 def latest_panes(counts: Iterable[WindowCount]) -> list[WindowCount]:
@@ -250,7 +281,9 @@ def latest_panes(counts: Iterable[WindowCount]) -> list[WindowCount]:
 PendingCounts = dict[tuple[tuple[str, str], int], WindowCount]
 
 
-def keep_latest_pane(pending: PendingCounts, key: tuple[str, str], count: WindowCount) -> bool:
+def keep_latest_pane(
+    pending: PendingCounts, key: tuple[str, str], count: WindowCount
+) -> bool:
     """Store ``count`` in ``pending`` (in place) if it is a later pane of its topic
     and window than the one there (``is_later_pane``) -> whether it was stored: a
     window's early panes are replaced, not piled up, while it waits for the
@@ -262,7 +295,9 @@ def keep_latest_pane(pending: PendingCounts, key: tuple[str, str], count: Window
     return True
 
 
-def take_ready_counts(pending: PendingCounts, now_us: int) -> list[tuple[tuple[str, str], WindowCount]]:
+def take_ready_counts(
+    pending: PendingCounts, now_us: int
+) -> list[tuple[tuple[str, str], WindowCount]]:
     """Remove from ``pending`` (in place) and return the counts whose window ended
     at or before ``now_us``."""
     ready = [slot for slot, count in pending.items() if count.end_us <= now_us]
@@ -296,7 +331,11 @@ def route_counts(
 
 
 def refill_soon(
-    soon: SoonCounts, later: Iterable[tuple[tuple[str, str], WindowCount]], now_us: int, windows: int, window_us: int
+    soon: SoonCounts,
+    later: Iterable[tuple[tuple[str, str], WindowCount]],
+    now_us: int,
+    windows: int,
+    window_us: int,
 ) -> tuple[SoonCounts, list[tuple[tuple[str, str], WindowCount]]]:
     """Move the bag's counts of windows ending within ``windows`` windows of
     ``now_us``, and of its next ``windows`` windows with counts however far, into
@@ -332,16 +371,34 @@ def topic_window_counts(
         strict=True,
     )
     for kind, topic, posts, participants in columns:
-        yield (kind, topic), WindowCount(start_us, end_us, posts, participants, window_participants, stream_start_us)
+        yield (
+            (kind, topic),
+            WindowCount(
+                start_us,
+                end_us,
+                posts,
+                participants,
+                window_participants,
+                stream_start_us,
+            ),
+        )
 
 
-def detector_columns(element: tuple[int, int, dict[str, pa.Table]]) -> tuple[int, int, dict[str, pa.Table]]:
+def detector_columns(
+    element: tuple[int, int, dict[str, pa.Table]],
+) -> tuple[int, int, dict[str, pa.Table]]:
     """A window's tables cut to the columns ``topic_window_counts`` reads."""
     start_us, end_us, by_table = element
-    return start_us, end_us, {
-        "volume": by_table["volume"].select(["participants"]),
-        "topics": by_table["topics"].select(["kind", "topic", "posts", "participants"]),
-    }
+    return (
+        start_us,
+        end_us,
+        {
+            "volume": by_table["volume"].select(["participants"]),
+            "topics": by_table["topics"].select(
+                ["kind", "topic", "posts", "participants"]
+            ),
+        },
+    )
 
 
 def judge_topic(
@@ -363,18 +420,28 @@ def judge_topic(
 
 # Table column -> attribute of the detector's row, per output table.
 BURST_COLUMNS = {
-    "window_start": "start_us", "window_end": "end_us", "posts": "posts",
-    "participants": "participants", "expected": "expected", "score": "score",
+    "window_start": "start_us",
+    "window_end": "end_us",
+    "posts": "posts",
+    "participants": "participants",
+    "expected": "expected",
+    "score": "score",
 }
 EPISODE_COLUMNS = {
-    "onset": "onset_us", "peak_window_start": "peak_start_us", "end": "end_us",
-    "windows": "windows", "peak_participants": "peak_participants",
-    "peak_score": "peak_score", "posts": "posts",
+    "onset": "onset_us",
+    "peak_window_start": "peak_start_us",
+    "end": "end_us",
+    "windows": "windows",
+    "peak_participants": "peak_participants",
+    "peak_score": "peak_score",
+    "posts": "posts",
 }
 
 
 def keyed_rows_table(
-    rows: Iterable[tuple[tuple[str, str], NamedTuple]], schema: pa.Schema, columns: dict[str, str]
+    rows: Iterable[tuple[tuple[str, str], NamedTuple]],
+    schema: pa.Schema,
+    columns: dict[str, str],
 ) -> pa.Table:
     """((kind, topic), row) pairs -> a table of ``schema``, in time order (the first
     mapped column), then kind and topic; ``columns`` maps column names to row
@@ -382,7 +449,12 @@ def keyed_rows_table(
     first = next(iter(columns.values()))
     rows = sorted(rows, key=lambda row: (getattr(row[1], first), row[0]))
     data = {"kind": [key[0] for key, _ in rows], "topic": [key[1] for key, _ in rows]}
-    data.update({column: [getattr(row, name) for _, row in rows] for column, name in columns.items()})
+    data.update(
+        {
+            column: [getattr(row, name) for _, row in rows]
+            for column, name in columns.items()
+        }
+    )
     return pa.Table.from_pydict(data, schema=schema)
 
 
@@ -402,17 +474,23 @@ def topic_shard(key: tuple[str, str], shards: int) -> int:
 
 
 def counts_by_shard(
-    window_start_us: int, keyed_counts: Iterable[tuple[tuple[str, str], WindowCount]], shards: int
+    window_start_us: int,
+    keyed_counts: Iterable[tuple[tuple[str, str], WindowCount]],
+    shards: int,
 ) -> list[tuple[int, tuple[int, tuple[tuple[tuple[str, str], WindowCount], ...]]]]:
     """A pane's ((kind, topic), WindowCount) pairs -> (shard, (the window's start,
     the pairs of that shard)) for every shard, one element per shard rather than one
     per topic: the streaming detector then reads and writes a shard's state once per
     pane, not once per topic of it, and every shard learns of every window (for the
     stream's start) even one with none of its topics."""
-    grouped: dict[int, list[tuple[tuple[str, str], WindowCount]]] = {shard: [] for shard in range(shards)}
+    grouped: dict[int, list[tuple[tuple[str, str], WindowCount]]] = {
+        shard: [] for shard in range(shards)
+    }
     for key, count in keyed_counts:
         grouped[topic_shard(key, shards)].append((key, count))
-    return [(shard, (window_start_us, tuple(pairs))) for shard, pairs in grouped.items()]
+    return [
+        (shard, (window_start_us, tuple(pairs))) for shard, pairs in grouped.items()
+    ]
 
 
 def with_stream_start(
@@ -422,7 +500,9 @@ def with_stream_start(
     as they are when it is None)."""
     if stream_start_us is None:
         return ready
-    return [(key, count._replace(stream_start_us=stream_start_us)) for key, count in ready]
+    return [
+        (key, count._replace(stream_start_us=stream_start_us)) for key, count in ready
+    ]
 
 
 def judge_ready_counts(
@@ -430,7 +510,9 @@ def judge_ready_counts(
     ready: Iterable[tuple[tuple[str, str], WindowCount]],
     params: BurstParams,
     window_us: int,
-) -> tuple[list[tuple[tuple[str, str], Burst]], list[tuple[tuple[str, str], Episode]], int]:
+) -> tuple[
+    list[tuple[tuple[str, str], Burst]], list[tuple[tuple[str, str], Episode]], int
+]:
     """Judge counts whose windows the watermark has passed against ``histories``
     (updated in place) -> (bursts, closed episodes, panes skipped as late).
 
@@ -479,8 +561,16 @@ def expire_idle_topics(
 ) -> tuple[list[tuple[tuple[str, str], Episode]], int]:
     """Drop topics with no count for ``idle_us`` before ``now_us`` (``judge_window``
     would start them afresh anyway) -> (their open episodes, how many were dropped)."""
-    idle = [key for key, history in histories.items() if history.last_end_us + idle_us <= now_us]
-    episodes = [(key, histories[key].episode) for key in idle if histories[key].episode is not None]
+    idle = [
+        key
+        for key, history in histories.items()
+        if history.last_end_us + idle_us <= now_us
+    ]
+    episodes = [
+        (key, histories[key].episode)
+        for key in idle
+        if histories[key].episode is not None
+    ]
     for key in idle:
         del histories[key]
     return episodes, len(idle)
@@ -521,7 +611,9 @@ class DetectBurstsFn(beam.DoFn):
     FLUSH = userstate.TimerSpec("flush", userstate.TimeDomain.WATERMARK)
     EXPIRE = userstate.TimerSpec("expire", userstate.TimeDomain.WATERMARK)
 
-    def __init__(self, params: BurstParams, window_us: int, soon_windows: int = SOON_WINDOWS):
+    def __init__(
+        self, params: BurstParams, window_us: int, soon_windows: int = SOON_WINDOWS
+    ):
         self._params = params
         self._window_us = window_us
         self._idle_us = params.idle_windows * window_us
@@ -532,7 +624,9 @@ class DetectBurstsFn(beam.DoFn):
 
     def process(
         self,
-        element: tuple[int, tuple[int, tuple[tuple[tuple[str, str], WindowCount], ...]]],
+        element: tuple[
+            int, tuple[int, tuple[tuple[tuple[str, str], WindowCount], ...]]
+        ],
         soon_state=beam.DoFn.StateParam(SOON),
         later_state=beam.DoFn.StateParam(LATER),
         flush=beam.DoFn.TimerParam(FLUSH),
@@ -566,12 +660,18 @@ class DetectBurstsFn(beam.DoFn):
         refilled = now_us > soon.horizon_us
         if refilled:
             later = [pair for batch in later_state.read() for pair in batch]
-            soon, still_later = refill_soon(soon, later, now_us, self._soon_windows, self._window_us)
+            soon, still_later = refill_soon(
+                soon, later, now_us, self._soon_windows, self._window_us
+            )
             later_state.clear()
             if still_later:
                 later_state.add(tuple(still_later))
-        ready = with_stream_start(take_ready_counts(soon.counts, now_us), soon.first_start_us)
-        bursts, episodes, late = judge_ready_counts(histories, ready, self._params, self._window_us)
+        ready = with_stream_start(
+            take_ready_counts(soon.counts, now_us), soon.first_start_us
+        )
+        bursts, episodes, late = judge_ready_counts(
+            histories, ready, self._params, self._window_us
+        )
         self._late.inc(late)
         self._bursts.inc(len(bursts))
         yield from bursts
@@ -596,7 +696,9 @@ class DetectBurstsFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(EPISODES_TAG, key_episode)
         self._store(histories, histories_state, expire)
 
-    def _drop_idle(self, histories, now_us: int) -> list[tuple[tuple[str, str], Episode]]:
+    def _drop_idle(
+        self, histories, now_us: int
+    ) -> list[tuple[tuple[str, str], Episode]]:
         """``expire_idle_topics`` on the shard's histories, counted in the
         ``topics_expired`` metric; returns the episodes still open in them."""
         expired, dropped = expire_idle_topics(histories, now_us, self._idle_us)
@@ -647,7 +749,13 @@ class DetectBursts(beam.PTransform):
     ``judge_window`` in event-time order, so both give the same rows.
     """
 
-    def __init__(self, params: BurstParams, window_us: int, streaming: bool = False, state_shards: int = STATE_SHARDS):
+    def __init__(
+        self,
+        params: BurstParams,
+        window_us: int,
+        streaming: bool = False,
+        state_shards: int = STATE_SHARDS,
+    ):
         super().__init__()
         self._params = params
         self._window_us = window_us
@@ -660,14 +768,20 @@ class DetectBursts(beam.PTransform):
             # Each count carries its own window's start for now: the detector sets the
             # stream's start when it judges (windows may fire in any order).
             shards = self._state_shards
-            sharded = tuple[int, tuple[int, tuple[tuple[tuple[str, str], WindowCount], ...]]]
+            sharded = tuple[
+                int, tuple[int, tuple[tuple[tuple[str, str], WindowCount], ...]]
+            ]
             counts = global_windows | "TopicCountsByShard" >> beam.FlatMap(
                 lambda element: (
                     TimestampedValue(item, Timestamp(micros=element[1] - 1))
-                    for item in counts_by_shard(element[0], topic_window_counts(element, element[0]), shards)
+                    for item in counts_by_shard(
+                        element[0], topic_window_counts(element, element[0]), shards
+                    )
                 )
             ).with_output_types(sharded)
-            judge = beam.ParDo(DetectBurstsFn(self._params, self._window_us)).with_input_types(sharded)
+            judge = beam.ParDo(
+                DetectBurstsFn(self._params, self._window_us)
+            ).with_input_types(sharded)
         else:
             first = (
                 global_windows

@@ -26,7 +26,9 @@ from transforms.topics import (
 
 def parse_kinds(text: str) -> tuple[str, ...]:
     """``"hashtag,mention"`` -> ``("hashtag", "mention")``; unknown kinds raise."""
-    kinds = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    kinds = tuple(
+        dict.fromkeys(part.strip() for part in text.split(",") if part.strip())
+    )
     unknown = [kind for kind in kinds if kind not in TOPIC_KINDS]
     if unknown or not kinds:
         raise ValueError(
@@ -82,4 +84,6 @@ class ExtractTopicsFn(beam.DoFn):
     def process(self, post: Post) -> Iterable[TimestampedValue]:
         topics = post_topics(post.text, self._kinds, self._analyzer)
         self._topics.inc(len(topics))
-        yield TimestampedValue(summarize(post, topics), Timestamp(micros=post.event_time_us))
+        yield TimestampedValue(
+            summarize(post, topics), Timestamp(micros=post.event_time_us)
+        )

@@ -130,11 +130,15 @@ def record_event_time_us(record: bytes | dict) -> int | None:
         return None
 
 
-def next_watermark_us(current_us: int, event_times_us: Iterable[int | None], wall_clock_us: int) -> int:
+def next_watermark_us(
+    current_us: int, event_times_us: Iterable[int | None], wall_clock_us: int
+) -> int:
     """The source's watermark after reading records with these event times: the latest
     event time so far, capped by the wall clock, never moving back, on whole
     milliseconds (runners such as Prism keep watermarks in milliseconds)."""
-    latest = max((time for time in event_times_us if time is not None), default=current_us)
+    latest = max(
+        (time for time in event_times_us if time is not None), default=current_us
+    )
     candidate = min(latest, wall_clock_us) // 1_000 * 1_000
     return max(current_us, candidate)
 
@@ -168,7 +172,9 @@ class LandingTracker(RestrictionTracker):
         self._checkpointed = False
 
     def current_restriction(self) -> LandingRestriction:
-        return LandingRestriction(frozenset(self._seen), self._end_seen_at_us, self._finished)
+        return LandingRestriction(
+            frozenset(self._seen), self._end_seen_at_us, self._finished
+        )
 
     def current_progress(self) -> RestrictionProgress:
         # Reported as a fraction, not as completed and remaining work: the SDK replaces
@@ -203,7 +209,9 @@ class LandingTracker(RestrictionTracker):
             return None
         self._checkpointed = True
         primary = LandingRestriction(frozenset(self._seen), self._end_seen_at_us, True)
-        residual = LandingRestriction(frozenset(self._seen), self._end_seen_at_us, False)
+        residual = LandingRestriction(
+            frozenset(self._seen), self._end_seen_at_us, False
+        )
         return primary, residual
 
     def check_done(self) -> bool:
@@ -332,10 +340,14 @@ class WatchLandingFolderFn(beam.DoFn):
             for output in self._read(file.path):
                 lines += 1
                 if isinstance(output, Post):
-                    watermark_us = next_watermark_us(watermark_us, [output.event_time_us], now_us())
+                    watermark_us = next_watermark_us(
+                        watermark_us, [output.event_time_us], now_us()
+                    )
                     yield TimestampedValue(output, stamp)
                 else:
-                    yield beam.pvalue.TaggedOutput(DEAD_LETTERS, TimestampedValue(output.value, stamp))
+                    yield beam.pvalue.TaggedOutput(
+                        DEAD_LETTERS, TimestampedValue(output.value, stamp)
+                    )
             self._files.inc()
         self._advance(watermark, watermark_us)
         if lines or not ended:
@@ -364,7 +376,9 @@ class WatchLandingFolderFn(beam.DoFn):
                 yield from self._parser.process(chunk)
         except READ_ERRORS as error:
             self._unreadable.inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, unreadable_file(path, next_number, error))
+            yield beam.pvalue.TaggedOutput(
+                DEAD_LETTERS, unreadable_file(path, next_number, error)
+            )
 
     @staticmethod
     def _advance(watermark: LaggingWatermarkEstimator, watermark_us: int) -> None:
@@ -403,7 +417,9 @@ class ReadLanding(beam.PTransform):
             | "Folder" >> beam.Create([(self._folder, self._settle)])
             | "WatchFolder"
             >> beam.ParDo(
-                WatchLandingFolderFn(self._key, self._poll, self._settle, self._chunk_lines)
+                WatchLandingFolderFn(
+                    self._key, self._poll, self._settle, self._chunk_lines
+                )
             ).with_outputs(DEAD_LETTERS, main="posts")
         )
         return {"posts": read.posts, DEAD_LETTERS: read[DEAD_LETTERS]}
@@ -413,7 +429,11 @@ def read_records_for_replay(path: str) -> Iterator[bytes]:
     """The raw lines of a finished JSON Lines file (``.gz`` too), for ``replay``."""
     for chunk in read_chunks(path):
         for record in chunk.records:
-            yield record if isinstance(record, bytes) else orjson.dumps(record, default=str) + b"\n"
+            yield (
+                record
+                if isinstance(record, bytes)
+                else orjson.dumps(record, default=str) + b"\n"
+            )
 
 
 def in_time_order(records: Iterable[bytes]) -> list[bytes]:
@@ -453,8 +473,14 @@ def replay_batches(
             if first_us is None:
                 first_us = clock_us = event_us
             clock_us = max(clock_us, event_us)
-        due = 0.0 if not speed or first_us is None else (clock_us - first_us) / 1e6 / speed
-        if batch and (len(batch) >= batch_lines or (speed and due - batch_due >= batch_seconds)):
+        due = (
+            0.0
+            if not speed or first_us is None
+            else (clock_us - first_us) / 1e6 / speed
+        )
+        if batch and (
+            len(batch) >= batch_lines or (speed and due - batch_due >= batch_seconds)
+        ):
             yield batch_due, batch
             batch = []
         if not batch:

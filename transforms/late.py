@@ -39,13 +39,17 @@ LATE_POSTS = "late_posts"
 LATENESS_MARGIN_SECONDS = 1
 
 
-def is_beyond_lateness(window_end_us: int, allowed_lateness_us: int, watermark_us: int) -> bool:
+def is_beyond_lateness(
+    window_end_us: int, allowed_lateness_us: int, watermark_us: int
+) -> bool:
     """Whether a post of the window ending at ``window_end_us``, read under
     ``watermark_us``, comes after its window closed for good."""
     return window_end_us + allowed_lateness_us <= watermark_us
 
 
-def streaming_windowing(allowed_lateness_seconds: int, early_every_seconds: int) -> dict:
+def streaming_windowing(
+    allowed_lateness_seconds: int, early_every_seconds: int
+) -> dict:
     """Keyword arguments of ``beam.WindowInto`` for the aggregation in streaming.
 
     Each window fires when the watermark passes its end (ON_TIME), every
@@ -56,7 +60,11 @@ def streaming_windowing(allowed_lateness_seconds: int, early_every_seconds: int)
     the latest pane. ``late=AfterCount(1)`` also keeps Prism 2.77 from a crash when a
     window closes with an early timer pending (``deploy/prism/README.md``).
     """
-    early = trigger.AfterProcessingTime(early_every_seconds) if early_every_seconds else None
+    early = (
+        trigger.AfterProcessingTime(early_every_seconds)
+        if early_every_seconds
+        else None
+    )
     return {
         "trigger": trigger.AfterWatermark(early=early, late=trigger.AfterCount(1)),
         "allowed_lateness": allowed_lateness_seconds + LATENESS_MARGIN_SECONDS,
@@ -102,7 +110,11 @@ class SplitLatePosts(beam.PTransform):
 def late_posts_table(window_start_us: int, window_end_us: int, posts: int) -> pa.Table:
     """One ``late_posts`` row."""
     return pa.Table.from_pydict(
-        {"window_start": [window_start_us], "window_end": [window_end_us], "posts": [posts]},
+        {
+            "window_start": [window_start_us],
+            "window_end": [window_end_us],
+            "posts": [posts],
+        },
         schema=tables.LATE_POSTS,
     )
 
@@ -139,7 +151,10 @@ class RunningLateCountFn(beam.DoFn):
         counted.write((total, panes))
         index = panes - 1
         yield WindowedValue(
-            (bounds, total), timestamp, (window,), PaneInfo(index == 0, False, PaneInfoTiming.EARLY, index, index)
+            (bounds, total),
+            timestamp,
+            (window,),
+            PaneInfo(index == 0, False, PaneInfoTiming.EARLY, index, index),
         )
 
 
@@ -173,6 +188,9 @@ class CountLatePosts(beam.PTransform):
             | "RunningCount" >> beam.ParDo(RunningLateCountFn())
             | "ToTable"
             >> beam.MapTuple(
-                lambda bounds, count: (*bounds, {LATE_POSTS: late_posts_table(*bounds, count)})
+                lambda bounds, count: (
+                    *bounds,
+                    {LATE_POSTS: late_posts_table(*bounds, count)},
+                )
             ).with_output_types(tuple[int, int, dict[str, pa.Table]])
         )

@@ -95,7 +95,9 @@ def _identifier(record: dict, field: str, required: bool) -> str | None:
             raise InvalidPost(f"{field}: missing (required)")
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise InvalidPost(f"{field}: expected a string or integer, got {_type_name(value)}")
+        raise InvalidPost(
+            f"{field}: expected a string or integer, got {_type_name(value)}"
+        )
     text = str(value).strip()
     if not text:
         if required:
@@ -112,7 +114,9 @@ def parse_created_at(value: Any) -> int:
     magnitude), or a timezone-aware datetime (Parquet timestamp columns).
     """
     if isinstance(value, bool):
-        raise InvalidPost(f"created_at: expected ISO-8601 or epoch, got {_type_name(value)}")
+        raise InvalidPost(
+            f"created_at: expected ISO-8601 or epoch, got {_type_name(value)}"
+        )
     if isinstance(value, int):
         micros = value * (1_000 if abs(value) >= _EPOCH_MILLIS_THRESHOLD else 1_000_000)
     elif isinstance(value, str):
@@ -164,8 +168,12 @@ def parse_post(record: dict, key: bytes) -> Post:
     repost_of = _identifier(record, "repost_of", required=False)
     for counter in _COUNTERS:
         value = record.get(counter)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise InvalidPost(f"{counter}: expected an integer, got {_type_name(value)}")
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int)
+        ):
+            raise InvalidPost(
+                f"{counter}: expected an integer, got {_type_name(value)}"
+            )
     source = record.get("source")
     if source is not None and not isinstance(source, str):
         raise InvalidPost(f"source: expected a string, got {_type_name(source)}")

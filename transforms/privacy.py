@@ -19,13 +19,20 @@ PLACEHOLDER_PHONE = "<PHONE>"
 PLACEHOLDER_ID_CARD = "<IDCARD>"
 PLACEHOLDER_EMAIL = "<EMAIL>"
 PLACEHOLDER_BANK_CARD = "<BANKCARD>"
-PLACEHOLDERS = (PLACEHOLDER_PHONE, PLACEHOLDER_ID_CARD, PLACEHOLDER_EMAIL, PLACEHOLDER_BANK_CARD)
+PLACEHOLDERS = (
+    PLACEHOLDER_PHONE,
+    PLACEHOLDER_ID_CARD,
+    PLACEHOLDER_EMAIL,
+    PLACEHOLDER_BANK_CARD,
+)
 
 KEY_ENV_VAR = "YUQING_PSEUDONYM_KEY"
 KEY_FILE_ENV_VAR = "YUQING_PSEUDONYM_KEY_FILE"
 DEFAULT_KEY_FILE = Path("~/.config/yuqing/pseudonym.key")
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
+_EMAIL = re.compile(
+    r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"
+)
 # 18 digits, the last may be X; whether it is an ID card is decided by its checksum.
 _ID_CARD_CANDIDATE = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
 # 16-19 digits, optionally grouped by single spaces or hyphens as cards are printed.
@@ -51,7 +58,10 @@ def is_valid_id_card(number: str) -> bool:
     """Whether an 18-character string passes GB 11643's ISO 7064 MOD 11-2 checksum."""
     if len(number) != 18 or not number[:17].isdigit():
         return False
-    total = sum(int(digit) * weight for digit, weight in zip(number[:17], _ID_CARD_WEIGHTS, strict=True))
+    total = sum(
+        int(digit) * weight
+        for digit, weight in zip(number[:17], _ID_CARD_WEIGHTS, strict=True)
+    )
     return _ID_CARD_CHECK_CHARS[total % 11] == number[17].upper()
 
 
@@ -133,7 +143,9 @@ def load_or_create_key(key_file: str | None = None) -> bytes:
             return bytes.fromhex(from_env)
         except ValueError:
             return from_env.encode("utf-8")
-    path = Path(key_file or os.environ.get(KEY_FILE_ENV_VAR) or DEFAULT_KEY_FILE).expanduser()
+    path = Path(
+        key_file or os.environ.get(KEY_FILE_ENV_VAR) or DEFAULT_KEY_FILE
+    ).expanduser()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # O_EXCL: two runs starting at once must not each write a different key.

@@ -97,7 +97,9 @@ def cut_utf8(text: str, max_bytes: int) -> str:
     return encoded[:max_bytes].decode("utf-8", errors="ignore")
 
 
-def dead_letter(raw: bytes | str | dict, error: str, source: str, stage: str, read_at_us: int) -> DeadLetter:
+def dead_letter(
+    raw: bytes | str | dict, error: str, source: str, stage: str, read_at_us: int
+) -> DeadLetter:
     """Build a dead letter whose raw line and reason hold no author id and no PII.
 
     ``raw`` is masked by pattern (any ``"user_id": value``, phone, ID-card, e-mail and
@@ -116,7 +118,11 @@ def dead_letter(raw: bytes | str | dict, error: str, source: str, stage: str, re
             record = None
     masked = mask_raw_line(text, max_chars=len(text))
     user_id = record.get("user_id") if isinstance(record, dict) else None
-    if isinstance(user_id, (str, int)) and not isinstance(user_id, bool) and str(user_id):
+    if (
+        isinstance(user_id, (str, int))
+        and not isinstance(user_id, bool)
+        and str(user_id)
+    ):
         masked = masked.replace(str(user_id), "<masked>")
         error = error.replace(str(user_id), "<masked>")
     return DeadLetter(
@@ -156,9 +162,13 @@ def _open_lines(path: str) -> io.BufferedIOBase:
     return raw
 
 
-def read_parquet_rows(path: str, chunk_lines: int = CHUNK_LINES) -> Iterator[RecordChunk]:
+def read_parquet_rows(
+    path: str, chunk_lines: int = CHUNK_LINES
+) -> Iterator[RecordChunk]:
     """Yield chunks of rows (as dicts) of a Parquet file."""
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+    with FileSystems.open(
+        path, compression_type=CompressionTypes.UNCOMPRESSED
+    ) as handle:
         number = 1
         for batch in pq.ParquetFile(handle).iter_batches(batch_size=chunk_lines):
             rows = batch.to_pylist()
@@ -197,13 +207,19 @@ def group_units(sizes: Sequence[int], target: int) -> list[tuple[int, int]]:
     return runs
 
 
-def slice_target(records: int, min_records: int = MIN_SLICE_LINES, max_slices: int = MAX_SLICES_PER_GZIP_FILE) -> int:
+def slice_target(
+    records: int,
+    min_records: int = MIN_SLICE_LINES,
+    max_slices: int = MAX_SLICES_PER_GZIP_FILE,
+) -> int:
     """Records per slice of a file of ``records`` records: at least ``min_records``,
     and few enough for at most ``max_slices`` slices."""
     return max(min_records, math.ceil(records / max_slices), 1)
 
 
-def index_json_lines(path: str, every: int = CHUNK_LINES) -> tuple[list[int], int, Exception | None]:
+def index_json_lines(
+    path: str, every: int = CHUNK_LINES
+) -> tuple[list[int], int, Exception | None]:
     """One pass over a JSON Lines file: (byte offsets in the decompressed file of
     lines 1, 1 + every, 1 + 2 * every, ...; lines read; the error that stopped the
     reading, or None). Lines are counted as ``for line in file`` yields them, as the
@@ -222,26 +238,39 @@ def index_json_lines(path: str, every: int = CHUNK_LINES) -> tuple[list[int], in
     return offsets, lines, None
 
 
-def json_lines_slices(path: str, every: int = CHUNK_LINES, read_at_us: int = 0) -> tuple[list[FileSlice], int, Exception | None]:
+def json_lines_slices(
+    path: str, every: int = CHUNK_LINES, read_at_us: int = 0
+) -> tuple[list[FileSlice], int, Exception | None]:
     """A JSON Lines file -> (its slices, lines in them, the error that stopped the
     reading or None); the slices cover every line read, in order."""
     offsets, lines, error = index_json_lines(path, every)
     sizes = [min(every, lines - index * every) for index in range(len(offsets))]
-    max_slices = MAX_SLICES_PER_GZIP_FILE if is_compressed(path) else MAX_SLICES_PER_SEEKABLE_FILE
+    max_slices = (
+        MAX_SLICES_PER_GZIP_FILE
+        if is_compressed(path)
+        else MAX_SLICES_PER_SEEKABLE_FILE
+    )
     slices = []
     for first, units in group_units(sizes, slice_target(lines, max_slices=max_slices)):
         first_line = first * every
         count = sum(sizes[first : first + units])
-        slices.append(FileSlice(path, first_line + 1, count, offsets[first], read_at_us))
+        slices.append(
+            FileSlice(path, first_line + 1, count, offsets[first], read_at_us)
+        )
     return slices, lines, error
 
 
 def parquet_slices(path: str, read_at_us: int = 0) -> tuple[list[FileSlice], int, None]:
     """A Parquet file -> (its slices, rows in them, None), each a run of whole row
     groups, read from the file's footer alone."""
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+    with FileSystems.open(
+        path, compression_type=CompressionTypes.UNCOMPRESSED
+    ) as handle:
         metadata = pq.ParquetFile(handle).metadata
-        sizes = [metadata.row_group(index).num_rows for index in range(metadata.num_row_groups)]
+        sizes = [
+            metadata.row_group(index).num_rows
+            for index in range(metadata.num_row_groups)
+        ]
     slices, number = [], 1
     target = slice_target(sum(sizes), max_slices=MAX_SLICES_PER_SEEKABLE_FILE)
     for first, units in group_units(sizes, target):
@@ -263,7 +292,9 @@ def read_slice(piece: FileSlice) -> Iterator[bytes | dict]:
 
 
 def _read_parquet_slice(piece: FileSlice) -> Iterator[dict]:
-    with FileSystems.open(piece.path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+    with FileSystems.open(
+        piece.path, compression_type=CompressionTypes.UNCOMPRESSED
+    ) as handle:
         parquet = pq.ParquetFile(handle)
         groups, rows = [], 0
         while rows < piece.count:
@@ -305,7 +336,9 @@ class SliceFilesFn(beam.DoFn):
         yield from slices
         if error is not None:
             self._unreadable.inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, unreadable_file(path, records + 1, error))
+            yield beam.pvalue.TaggedOutput(
+                DEAD_LETTERS, unreadable_file(path, records + 1, error)
+            )
 
 
 class ParsePostsFn(beam.DoFn):
@@ -320,22 +353,34 @@ class ParsePostsFn(beam.DoFn):
         self._rejected = Metrics.counter(self.__class__, "lines_rejected")
 
     def process(self, chunk: RecordChunk) -> Iterable:
-        yield from self.parse(chunk.records, chunk.path, chunk.first_number, chunk.read_at_us)
+        yield from self.parse(
+            chunk.records, chunk.path, chunk.first_number, chunk.read_at_us
+        )
 
-    def parse(self, records: Iterable, path: str, first_number: int, read_at_us: int) -> Iterator:
+    def parse(
+        self, records: Iterable, path: str, first_number: int, read_at_us: int
+    ) -> Iterator:
         """Each record -> a Post, or a TaggedOutput(DEAD_LETTERS, DeadLetter): exactly
         one output per record, in order."""
         posts = 0
         try:
             for offset, record in enumerate(records):
                 try:
-                    decoded = record if isinstance(record, dict) else decode_json_line(record)
+                    decoded = (
+                        record if isinstance(record, dict) else decode_json_line(record)
+                    )
                     post = parse_post(decoded, self._key)
                 except InvalidPost as error:
                     self._rejected.inc()
                     yield beam.pvalue.TaggedOutput(
                         DEAD_LETTERS,
-                        dead_letter(record, str(error), f"{path}:{first_number + offset}", STAGE_PARSE, read_at_us),
+                        dead_letter(
+                            record,
+                            str(error),
+                            f"{path}:{first_number + offset}",
+                            STAGE_PARSE,
+                            read_at_us,
+                        ),
                     )
                     continue
                 posts += 1
@@ -352,12 +397,15 @@ class ParseSlicesFn(ParsePostsFn):
     def process(self, piece: FileSlice) -> Iterable:
         outputs = 0
         try:
-            for output in self.parse(read_slice(piece), piece.path, piece.first_number, piece.read_at_us):
+            for output in self.parse(
+                read_slice(piece), piece.path, piece.first_number, piece.read_at_us
+            ):
                 outputs += 1
                 yield output
         except READ_ERRORS as error:
             yield beam.pvalue.TaggedOutput(
-                DEAD_LETTERS, unreadable_file(piece.path, piece.first_number + outputs, error)
+                DEAD_LETTERS,
+                unreadable_file(piece.path, piece.first_number + outputs, error),
             )
             return
         if outputs < piece.count:
@@ -367,7 +415,9 @@ class ParseSlicesFn(ParsePostsFn):
                 unreadable_file(
                     piece.path,
                     piece.first_number + outputs,
-                    EOFError(f"{missing} lines fewer than when it was sliced: the file changed"),
+                    EOFError(
+                        f"{missing} lines fewer than when it was sliced: the file changed"
+                    ),
                 ),
             )
 
@@ -379,7 +429,9 @@ class ReadPosts(beam.PTransform):
     and everything fused after them spread over all workers even for one file.
     """
 
-    def __init__(self, patterns: list[str], pseudonym_key: bytes, every: int = CHUNK_LINES):
+    def __init__(
+        self, patterns: list[str], pseudonym_key: bytes, every: int = CHUNK_LINES
+    ):
         super().__init__()
         self._patterns = list(patterns)
         self._key = pseudonym_key
@@ -396,13 +448,19 @@ class ReadPosts(beam.PTransform):
             # Overlapping globs must not read a file twice.
             | "DistinctFiles" >> beam.Distinct()
         )
-        slices = files | "SliceFiles" >> beam.ParDo(SliceFilesFn(self._every)).with_outputs(
-            DEAD_LETTERS, main="slices"
-        )
+        slices = files | "SliceFiles" >> beam.ParDo(
+            SliceFilesFn(self._every)
+        ).with_outputs(DEAD_LETTERS, main="slices")
         parsed = (
             slices.slices
             | "SpreadSlices" >> beam.Reshuffle()
-            | "ParsePosts" >> beam.ParDo(ParseSlicesFn(self._key)).with_outputs(DEAD_LETTERS, main="posts")
+            | "ParsePosts"
+            >> beam.ParDo(ParseSlicesFn(self._key)).with_outputs(
+                DEAD_LETTERS, main="posts"
+            )
         )
-        dead = (slices[DEAD_LETTERS], parsed[DEAD_LETTERS]) | "AllDeadLetters" >> beam.Flatten()
+        dead = (
+            slices[DEAD_LETTERS],
+            parsed[DEAD_LETTERS],
+        ) | "AllDeadLetters" >> beam.Flatten()
         return {"posts": parsed.posts, DEAD_LETTERS: dead}

@@ -58,7 +58,10 @@ _LOCK = threading.Lock()
 
 def pane_file_name(start_us: int, pane_index: int) -> str:
     """``20121113T080000Z-pane000003.parquet``."""
-    return window_file_name(start_us).removesuffix(".parquet") + f"-pane{pane_index:06d}.parquet"
+    return (
+        window_file_name(start_us).removesuffix(".parquet")
+        + f"-pane{pane_index:06d}.parquet"
+    )
 
 
 def latest_panes_expression():
@@ -71,7 +74,9 @@ def latest_panes_expression():
     """
     import polars as pl
 
-    pane = pl.col("file").str.extract(PANE_OF_PATH_PATTERN, 1).cast(pl.Int64).fill_null(0)
+    pane = (
+        pl.col("file").str.extract(PANE_OF_PATH_PATTERN, 1).cast(pl.Int64).fill_null(0)
+    )
     return pane == pane.max().over("window_start")
 
 
@@ -86,7 +91,9 @@ def read_latest_panes(root: str, table: str, attempts: int = 5):
     for attempt in range(attempts):
         try:
             frame = pl.scan_parquet(
-                f"{root}/{table}/**/*.parquet", hive_partitioning=True, include_file_paths="file"
+                f"{root}/{table}/**/*.parquet",
+                hive_partitioning=True,
+                include_file_paths="file",
             )
             if "window_start" in frame.collect_schema().names():
                 frame = frame.filter(latest_panes_expression())
@@ -112,7 +119,9 @@ def window_panes(folder: str) -> dict[str, list[tuple[int, str]]]:
     return panes
 
 
-def prune_superseded(folder: str, grace_seconds: float, now: float | None = None) -> list[str]:
+def prune_superseded(
+    folder: str, grace_seconds: float, now: float | None = None
+) -> list[str]:
     """Delete the pane files of ``folder`` superseded (by a later pane of the same
     window) for at least ``grace_seconds``; returns the names deleted."""
     now = time.time() if now is None else now
@@ -152,7 +161,9 @@ def pane_of_file(path: str) -> tuple[int, str] | None:
         return None
     if PANE_INDEX_KEY not in metadata:
         return None
-    return int(metadata[PANE_INDEX_KEY]), metadata.get(PANE_TIMING_KEY, b"UNKNOWN").decode()
+    return int(metadata[PANE_INDEX_KEY]), metadata.get(
+        PANE_TIMING_KEY, b"UNKNOWN"
+    ).decode()
 
 
 def with_pane(table: pa.Table, pane_index: int, timing: str) -> pa.Table:
@@ -163,7 +174,11 @@ def with_pane(table: pa.Table, pane_index: int, timing: str) -> pa.Table:
 
 
 def write_pane(
-    table: pa.Table, folder: str, start_us: int, pane_index: int, timing: str,
+    table: pa.Table,
+    folder: str,
+    start_us: int,
+    pane_index: int,
+    timing: str,
     grace_seconds: float = SUPERSEDED_GRACE_SECONDS,
 ) -> str | None:
     """Write one pane of a window into a partition folder, unless a later pane of
@@ -172,7 +187,9 @@ def write_pane(
     window = window_file_name(start_us).removesuffix(".parquet")
     with _LOCK:
         existing = window_panes(folder).get(window, [])
-        if any(index >= pane_index for index, _ in existing) or (table.num_rows == 0 and not existing):
+        if any(index >= pane_index for index, _ in existing) or (
+            table.num_rows == 0 and not existing
+        ):
             return None
         path = os.path.join(folder, pane_file_name(start_us, pane_index))
         write_parquet_atomically(with_pane(table, pane_index, timing), path)
@@ -190,13 +207,23 @@ class WritePanesFn(beam.DoFn):
         self._written = Metrics.counter(self.__class__, "panes_written")
         self._stale = Metrics.counter(self.__class__, "stale_panes_skipped")
 
-    def process(self, element: tuple[int, int, dict[str, pa.Table]], pane=beam.DoFn.PaneInfoParam) -> Iterable[str]:
+    def process(
+        self,
+        element: tuple[int, int, dict[str, pa.Table]],
+        pane=beam.DoFn.PaneInfoParam,
+    ) -> Iterable[str]:
         start_us, _, by_table = element
         pane = pane or PaneInfo(True, True, PaneInfoTiming.UNKNOWN, 0, 0)
         date = local_date(start_us, self._timezone)
         for name, table in sorted(by_table.items()):
             folder = partition_dir(self._root, name, date)
-            path = write_pane(table.cast(tables.TABLES[name]), folder, start_us, pane.index, TIMING_NAMES[pane.timing])
+            path = write_pane(
+                table.cast(tables.TABLES[name]),
+                folder,
+                start_us,
+                pane.index,
+                TIMING_NAMES[pane.timing],
+            )
             if path:
                 self._written.inc()
                 yield path
@@ -214,4 +241,6 @@ class WriteRollingTables(beam.PTransform):
         self._timezone = timezone
 
     def expand(self, panes: beam.PCollection) -> beam.PCollection:
-        return panes | "WritePanes" >> beam.ParDo(WritePanesFn(self._root, self._timezone))
+        return panes | "WritePanes" >> beam.ParDo(
+            WritePanesFn(self._root, self._timezone)
+        )

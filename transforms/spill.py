@@ -15,6 +15,8 @@ import uuid
 from typing import Any, NamedTuple
 
 SPILL_FOLDER = "_spill"
+
+
 class Spilled(NamedTuple):
     """A value parked in a file by ``park``."""
 

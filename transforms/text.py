@@ -546,7 +546,10 @@ def is_person_like_account(name: str, rules: EntityRules) -> bool:
     one- or two-character given name, all Chinese characters (任志强, 段钢; 欧阳娜娜
     with a compound surname), not a stop name. Nicknames (奇葩小师妹), brands and
     Latin handles are not."""
-    if not all("\u4e00" <= char <= "\u9fff" for char in name) or name in rules.not_names:
+    if (
+        not all("\u4e00" <= char <= "\u9fff" for char in name)
+        or name in rules.not_names
+    ):
         return False
     if name[:2] in rules.compound_surnames:
         return 3 <= len(name) <= 4

@@ -28,7 +28,9 @@ MAX_MENTION_CHARS = 30
 _WHITESPACE = re.compile(r"\s+")
 _HASH = re.compile(r"[#＃]")
 # A single Latin-script tag (`#Beam`), as on Twitter; Weibo's own tags are paired.
-_LATIN_TAG = re.compile(r"[#＃]([A-Za-z0-9_\u00C0-\u024F]*[A-Za-z\u00C0-\u024F][A-Za-z0-9_\u00C0-\u024F]*)")
+_LATIN_TAG = re.compile(
+    r"[#＃]([A-Za-z0-9_\u00C0-\u024F]*[A-Za-z\u00C0-\u024F][A-Za-z0-9_\u00C0-\u024F]*)"
+)
 _WORD_BEFORE = re.compile(r"[\w/&]")
 # An ASCII word before "@" is an e-mail-like string; CJK before it is ordinary prose
 # ("推荐@程与败").
@@ -36,7 +38,9 @@ _MENTION = re.compile(rf"(?<![A-Za-z0-9_.])[@＠]([\w\-]{{1,{MAX_MENTION_CHARS}}
 # `//@name:` (ASCII or full-width colon) marks the next author in a repost chain;
 # the `//` is what Weibo's repost box prepends, and real chains lose the colon
 # ("//@永强的小博 昨天..."), so the colon is optional.
-_REPOST_CHAIN_MARK = re.compile(rf"//\s*[@＠]([\w\-]{{1,{MAX_MENTION_CHARS}}})\s*[:：]?")
+_REPOST_CHAIN_MARK = re.compile(
+    rf"//\s*[@＠]([\w\-]{{1,{MAX_MENTION_CHARS}}})\s*[:：]?"
+)
 
 
 def normalize_topic(text: str) -> str:
@@ -80,10 +84,18 @@ def extract_hashtags(text: str) -> list[str]:
         start = match.start()
         # A '#' glued to a Latin word or URL (`C#`, `page#top`) opens only a Weibo
         # pair with Chinese text in it (`@name#救救孩子#`), never a Latin tag.
-        glued = start > 0 and _WORD_BEFORE.match(text[start - 1]) and not _is_cjk(text[start - 1])
+        glued = (
+            start > 0
+            and _WORD_BEFORE.match(text[start - 1])
+            and not _is_cjk(text[start - 1])
+        )
         closing = _HASH.search(text, start + 1)
         content = text[start + 1 : closing.start()] if closing is not None else ""
-        if closing is not None and _accept_paired(content) and not (glued and content.isascii()):
+        if (
+            closing is not None
+            and _accept_paired(content)
+            and not (glued and content.isascii())
+        ):
             topic = normalize_topic(content)
             position = closing.end()
         else:

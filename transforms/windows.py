@@ -19,8 +19,15 @@ from apache_beam.utils.timestamp import Timestamp
 SECONDS_PER_DAY = 86_400
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|sec|m|min|h|hr|d|day|days)?\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {
-    "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600,
-    "d": SECONDS_PER_DAY, "day": SECONDS_PER_DAY, "days": SECONDS_PER_DAY,
+    "s": 1,
+    "sec": 1,
+    "m": 60,
+    "min": 60,
+    "h": 3600,
+    "hr": 3600,
+    "d": SECONDS_PER_DAY,
+    "day": SECONDS_PER_DAY,
+    "days": SECONDS_PER_DAY,
 }
 
 
@@ -66,11 +73,17 @@ class LocalDayWindows(window.NonMergingWindowFn):
         ZoneInfo(timezone)  # Fails here, at construction, for an unknown zone.
 
     def _midnight(self, date: datetime.date) -> Timestamp:
-        local = datetime.datetime.combine(date, datetime.time(), ZoneInfo(self.timezone))
+        local = datetime.datetime.combine(
+            date, datetime.time(), ZoneInfo(self.timezone)
+        )
         return Timestamp.from_utc_datetime(local.astimezone(datetime.UTC))
 
-    def assign(self, context: window.WindowFn.AssignContext) -> list[window.IntervalWindow]:
-        moment = context.timestamp.to_utc_datetime(has_tz=True).astimezone(ZoneInfo(self.timezone))
+    def assign(
+        self, context: window.WindowFn.AssignContext
+    ) -> list[window.IntervalWindow]:
+        moment = context.timestamp.to_utc_datetime(has_tz=True).astimezone(
+            ZoneInfo(self.timezone)
+        )
         offset_days = (moment.date() - datetime.date(1970, 1, 1)).days
         first = moment.date() - datetime.timedelta(days=offset_days % self.days)
         start = self._midnight(first)
@@ -81,9 +94,9 @@ class LocalDayWindows(window.NonMergingWindowFn):
         return coders.IntervalWindowCoder()
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, LocalDayWindows)
-            and (self.days, self.timezone) == (other.days, other.timezone)
+        return isinstance(other, LocalDayWindows) and (self.days, self.timezone) == (
+            other.days,
+            other.timezone,
         )
 
     def __hash__(self) -> int:

@@ -70,7 +70,10 @@ def replace_atomically(path: str, write) -> None:
 
 def write_parquet_atomically(table: pa.Table, path: str) -> None:
     """Write ``table`` to ``path`` (zstd), whole or not at all."""
-    replace_atomically(path, lambda temporary: pq.write_table(table, temporary, compression=COMPRESSION))
+    replace_atomically(
+        path,
+        lambda temporary: pq.write_table(table, temporary, compression=COMPRESSION),
+    )
 
 
 def _source_order(letter: DeadLetter) -> tuple[str, int]:
@@ -110,11 +113,14 @@ def write_empty_tables(root: str, date: str) -> list[str]:
     for name, schema in tables.TABLES.items():
         folder = os.path.join(root, name)
         has_files = any(
-            file.endswith(".parquet") for _, _, files in os.walk(folder) for file in files
+            file.endswith(".parquet")
+            for _, _, files in os.walk(folder)
+            for file in files
         )
         if not has_files:
             write_parquet_atomically(
-                schema.empty_table(), os.path.join(partition_dir(root, name, date), EMPTY_FILE_NAME)
+                schema.empty_table(),
+                os.path.join(partition_dir(root, name, date), EMPTY_FILE_NAME),
             )
             filled.append(name)
     return filled
@@ -156,12 +162,17 @@ class WriteDeadLetters(beam.PTransform):
         if self._flush_seconds:
             letters = letters | "FlushPeriodically" >> beam.WindowInto(
                 window.GlobalWindows(),
-                trigger=trigger.Repeatedly(trigger.AfterProcessingTime(self._flush_seconds)),
+                trigger=trigger.Repeatedly(
+                    trigger.AfterProcessingTime(self._flush_seconds)
+                ),
                 accumulation_mode=trigger.AccumulationMode.DISCARDING,
             )
         return (
             letters
-            | "ByReadDate" >> beam.Map(lambda letter: (local_date(letter.read_at_us, timezone), letter))
+            | "ByReadDate"
+            >> beam.Map(
+                lambda letter: (local_date(letter.read_at_us, timezone), letter)
+            )
             | "GroupByReadDate" >> beam.GroupByKey()
             | "WriteDeadLetterFiles" >> beam.ParDo(WriteDeadLettersFn(self._root))
         )
@@ -172,13 +183,19 @@ def date_file_name(date: str) -> str:
     return date.replace("-", "") + ".parquet"
 
 
-def concat_window_tables(windows: Iterable[tuple[int, int, dict[str, pa.Table]]]) -> dict[str, pa.Table]:
+def concat_window_tables(
+    windows: Iterable[tuple[int, int, dict[str, pa.Table]]],
+) -> dict[str, pa.Table]:
     """Many windows' tables -> one table per name, rows in window order."""
     ordered = sorted(windows, key=lambda element: element[0])
     names = sorted({name for _, _, by_table in ordered for name in by_table})
     return {
         name: pa.concat_tables(
-            [by_table[name].cast(tables.TABLES[name]) for _, _, by_table in ordered if name in by_table]
+            [
+                by_table[name].cast(tables.TABLES[name])
+                for _, _, by_table in ordered
+                if name in by_table
+            ]
         )
         for name in names
     }
@@ -196,7 +213,9 @@ class WriteDateTablesFn(beam.DoFn):
         for name, table in concat_window_tables(windows).items():
             if table.num_rows == 0:
                 continue
-            path = os.path.join(partition_dir(self._root, name, date), date_file_name(date))
+            path = os.path.join(
+                partition_dir(self._root, name, date), date_file_name(date)
+            )
             write_parquet_atomically(table, path)
             self._files.inc()
             yield path
@@ -225,17 +244,25 @@ class WriteWindowTables(beam.PTransform):
             windows = windows | "ParkTables" >> beam.Map(
                 lambda element: (
                     *element[:2],
-                    park(element[2], element[2]["topics"].num_rows >= PARK_MIN_TOPIC_ROWS, spill_dir),
+                    park(
+                        element[2],
+                        element[2]["topics"].num_rows >= PARK_MIN_TOPIC_ROWS,
+                        spill_dir,
+                    ),
                 )
             )
         by_date = (
             windows
-            | "ByDate" >> beam.Map(lambda element: (local_date(element[0], timezone), element))
+            | "ByDate"
+            >> beam.Map(lambda element: (local_date(element[0], timezone), element))
             | "GroupByDate" >> beam.GroupByKey()
         )
         if spill_dir is not None:
             by_date = by_date | "LoadTables" >> beam.MapTuple(
-                lambda date, parked: (date, [(*element[:2], unpark(element[2])) for element in parked])
+                lambda date, parked: (
+                    date,
+                    [(*element[:2], unpark(element[2])) for element in parked],
+                )
             )
         return by_date | "WriteDateFiles" >> beam.ParDo(WriteDateTablesFn(self._root))
 
@@ -257,7 +284,11 @@ class WriteRowsFn(beam.DoFn):
     def process(self, element) -> Iterable[str]:
         date, rows = element
         rows = list(rows)
-        name = content_file_name(map(self._row_key, rows)) if self._per_firing else date_file_name(date)
+        name = (
+            content_file_name(map(self._row_key, rows))
+            if self._per_firing
+            else date_file_name(date)
+        )
         path = os.path.join(partition_dir(self._root, self._table, date), name)
         write_parquet_atomically(self._to_table(rows), path)
         yield path
@@ -272,8 +303,16 @@ class WriteRowsByDate(beam.PTransform):
     many seconds of event time and each window's rows become a file.
     """
 
-    def __init__(self, root: str, table: str, timezone: str, instant_of, to_table, row_key,
-                 firing_seconds: int | None = None):
+    def __init__(
+        self,
+        root: str,
+        table: str,
+        timezone: str,
+        instant_of,
+        to_table,
+        row_key,
+        firing_seconds: int | None = None,
+    ):
         super().__init__()
         self._root = root
         self._table = table
@@ -285,15 +324,24 @@ class WriteRowsByDate(beam.PTransform):
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         if self._firing_seconds:
-            rows = rows | "GatherPerWindow" >> beam.WindowInto(window.FixedWindows(self._firing_seconds))
+            rows = rows | "GatherPerWindow" >> beam.WindowInto(
+                window.FixedWindows(self._firing_seconds)
+            )
         timezone, instant_of = self._timezone, self._instant_of
         return (
             rows
-            | "ByDate" >> beam.Map(lambda row: (local_date(instant_of(row), timezone), row))
+            | "ByDate"
+            >> beam.Map(lambda row: (local_date(instant_of(row), timezone), row))
             | "GroupByDate" >> beam.GroupByKey()
             | "WriteFiles"
             >> beam.ParDo(
-                WriteRowsFn(self._root, self._table, self._to_table, self._row_key, bool(self._firing_seconds))
+                WriteRowsFn(
+                    self._root,
+                    self._table,
+                    self._to_table,
+                    self._row_key,
+                    bool(self._firing_seconds),
+                )
             )
         )
 
