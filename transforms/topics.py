@@ -11,13 +11,15 @@ Texts reach these functions after privacy masking (see ``transforms.privacy``).
 """
 
 import re
-import unicodedata
 
-KIND_HASHTAG = "hashtag"
-KIND_MENTION = "mention"
-KIND_ENTITY = "entity"
-KIND_KEYWORD = "keyword"
-TOPIC_KINDS = (KIND_HASHTAG, KIND_MENTION, KIND_ENTITY, KIND_KEYWORD)
+from schemas.topics import (  # noqa: F401 - the kinds are imported from here too
+    KIND_ENTITY,
+    KIND_HASHTAG,
+    KIND_KEYWORD,
+    KIND_MENTION,
+    TOPIC_KINDS,
+    normalize_topic,
+)
 
 # Weibo renders any `#...#` pair as a topic link, however long (real posts carry
 # 80-character quiz answers as topics); the cap is a classic post's 140 characters.
@@ -25,7 +27,6 @@ MAX_HASHTAG_CHARS = 140
 # Weibo nicknames are 2-30 characters of letters, digits, CJK, '_' and '-'.
 MAX_MENTION_CHARS = 30
 
-_WHITESPACE = re.compile(r"\s+")
 _HASH = re.compile(r"[#＃]")
 # A single Latin-script tag (`#Beam`), as on Twitter; Weibo's own tags are paired.
 _LATIN_TAG = re.compile(
@@ -41,17 +42,6 @@ _MENTION = re.compile(rf"(?<![A-Za-z0-9_.])[@＠]([\w\-]{{1,{MAX_MENTION_CHARS}}
 _REPOST_CHAIN_MARK = re.compile(
     rf"//\s*[@＠]([\w\-]{{1,{MAX_MENTION_CHARS}}})\s*[:：]?"
 )
-
-
-def normalize_topic(text: str) -> str:
-    """Return a topic in the contract's canonical form.
-
-    NFKC folds full-width forms (``＃ＢＥＡＭ`` -> ``#BEAM``), whitespace is trimmed and
-    inner runs collapsed to one space, Latin letters are lower-cased. Chinese text is
-    unchanged by the case fold.
-    """
-    folded = unicodedata.normalize("NFKC", text)
-    return _WHITESPACE.sub(" ", folded).strip().lower()
 
 
 def _accept_paired(content: str) -> bool:
