@@ -41,7 +41,7 @@ replay=$!
 watch_tables() {
   .venv/bin/python - "$OUT" <<'EOF'
 import sys
-from transforms.rolling import read_latest_panes
+from reports.panes import read_latest_panes
 out = sys.argv[1]
 try:
     volume, late = read_latest_panes(out, "volume"), read_latest_panes(out, "late_posts")

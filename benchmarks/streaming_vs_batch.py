@@ -11,7 +11,7 @@ with ``--streaming`` on Prism watching an empty landing folder, while the file i
 replayed into it without pacing (``transforms.landing.replay``, files of
 ``--batch-lines`` lines, sorted by ``created_at`` first unless ``--file-order``) and
 the stream is ended; the run finishes by itself once its last windows have fired.
-Then the latest pane of every window (``transforms.rolling.read_latest_panes``) is
+Then the latest pane of every window (``reports.panes.read_latest_panes``) is
 compared with the batch tables, and the lines are accounted for.
 
 The cascades file is grouped by cascade, so event time jumps back years between
@@ -50,13 +50,13 @@ sys.path.insert(0, str(PROJECT / "benchmarks"))
 from streaming_memory import MemorySampler, mib  # noqa: E402
 from throughput import read_table  # noqa: E402
 
+from reports.panes import read_latest_panes  # noqa: E402
 from transforms.landing import (  # noqa: E402
     end_stream,
     in_time_order,
     read_records_for_replay,
     replay,
 )
-from transforms.rolling import read_latest_panes  # noqa: E402
 
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 CASCADES = (

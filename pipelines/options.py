@@ -13,6 +13,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from schemas.sketch import DEFAULT_LG_K
+from schemas.timezone import DEFAULT_TIMEZONE
 from transforms.bursts import BurstParams
 from transforms.extract import parse_kinds
 from transforms.topics import TOPIC_KINDS
@@ -55,7 +56,7 @@ class VolumeOptions(PipelineOptions):
         _add(
             parser,
             "timezone",
-            default="Asia/Shanghai",
+            default=DEFAULT_TIMEZONE,
             help="IANA timezone of date partitions and day windows. Default Asia/Shanghai.",
         )
         _add(

@@ -22,8 +22,9 @@ import datetime
 import sys
 from pathlib import Path
 
-from reports.periods import DEFAULT_TIMEZONE, Period
+from reports.periods import Period
 from reports.queries import KINDS
+from schemas.timezone import DEFAULT_TIMEZONE
 
 DEFAULT_OUTPUT = "out"
 

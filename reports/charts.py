@@ -18,7 +18,7 @@ import polars as pl
 from matplotlib.figure import Figure
 
 from reports.fonts import font_families
-from reports.render import topic_label  # noqa: F401 - charts.topic_label for notebooks
+from reports.labels import topic_label
 
 POSTS_COLOR = "#9aa5b1"
 PEOPLE_COLOR = "#c0392b"

@@ -7,8 +7,9 @@ import re
 import polars as pl
 
 from reports import queries
+from reports.labels import topic_label
 from reports.periods import Period
-from reports.render import Report, Section, topic_label
+from reports.render import Report, Section
 
 
 def _charts():

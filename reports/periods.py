@@ -16,8 +16,7 @@ import dataclasses
 import datetime
 from zoneinfo import ZoneInfo
 
-# The pipeline's default --timezone.
-DEFAULT_TIMEZONE = "Asia/Shanghai"
+from schemas.timezone import DEFAULT_TIMEZONE
 
 
 @dataclasses.dataclass(frozen=True)

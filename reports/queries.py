@@ -13,17 +13,18 @@ participant of the day, not 24.
 
 import datetime
 import heapq
-import unicodedata
 from zoneinfo import ZoneInfo
 
 import datasketches
 import polars as pl
 
-from reports.periods import DEFAULT_TIMEZONE, Period
+from reports.periods import Period
 from reports.tables import scan
 from schemas.sketch import DEFAULT_LG_K, merged_estimate
+from schemas.timezone import DEFAULT_TIMEZONE
+from schemas.topics import TOPIC_KINDS, normalize_typed_topic
 
-KINDS = ("hashtag", "mention", "entity", "keyword")
+KINDS = TOPIC_KINDS
 # A union's HLL estimate can exceed the sum of its parts' estimates by the sketch's
 # error (about 0.8% at lg_k 14); candidates are pruned only when their summed
 # participants fall below the current k-th best by more than this margin.
@@ -71,15 +72,6 @@ def _lg_k(blobs: list[bytes]) -> int:
     if not blobs:
         return DEFAULT_LG_K
     return datasketches.hll_sketch.deserialize(blobs[0]).lg_config_k
-
-
-def normalize_topic(text: str) -> str:
-    """A topic as a user types it (``#雅安地震#``, ``@人民日报``, ``ＢＥＡＭ``) in the
-    tables' form: marks stripped, NFKC-folded, trimmed, Latin lower-cased."""
-    folded = " ".join(unicodedata.normalize("NFKC", text).split())
-    if folded.startswith("@"):
-        folded = folded[1:]
-    return folded.strip("#").strip().lower()
 
 
 def _merge_candidates(candidates: pl.DataFrame, limit: int | None) -> pl.DataFrame:
@@ -230,7 +222,7 @@ def summed_participants(
     count several times); here to show by how much, next to :func:`hot_topics`.
     """
     frame = _in_period(scan(output, "topics"), period).filter(
-        (pl.col("kind") == kind) & (pl.col("topic") == normalize_topic(topic))
+        (pl.col("kind") == kind) & (pl.col("topic") == normalize_typed_topic(topic))
     )
     return int(frame.select(pl.col("participants").sum()).collect().item() or 0)
 
@@ -239,7 +231,7 @@ def topic_kinds(output: str, topic: str, period: Period | None = None) -> pl.Dat
     """Under which kinds does a topic appear, with how many posts (most first)?"""
     return (
         _in_period(scan(output, "topics"), period)
-        .filter(pl.col("topic") == normalize_topic(topic))
+        .filter(pl.col("topic") == normalize_typed_topic(topic))
         .group_by("kind")
         .agg(pl.col("posts").sum())
         .with_columns(
@@ -261,7 +253,7 @@ def similar_topics(
     """Which topics contain ``text`` (for a user who typed part of a topic)?"""
     return (
         _in_period(scan(output, "topics"), period)
-        .filter(pl.col("topic").str.contains(normalize_topic(text), literal=True))
+        .filter(pl.col("topic").str.contains(normalize_typed_topic(text), literal=True))
         .group_by("kind", "topic")
         .agg(pl.col("posts").sum())
         .sort(["posts", "kind", "topic"], descending=[True, False, False])
@@ -292,12 +284,13 @@ def topic_timeline(
 
     One row per window of the run in the period (windows without the topic read 0,
     so a chart shows its quiet hours), oldest first. ``topic`` is taken as a user
-    types it (see :func:`normalize_topic`). Without ``kind``, the kind under which the
-    topic has the most posts (hashtag first on a tie). ``bursting``, ``expected`` and
-    ``score`` come from the ``bursts`` table (null expected/score where not bursting).
-    Empty when the topic does not occur in the period.
+    types it (see :func:`~schemas.topics.normalize_typed_topic`). Without ``kind``,
+    the kind under which the topic has the most posts (hashtag first on a tie).
+    ``bursting``, ``expected`` and ``score`` come from the ``bursts`` table (null
+    expected/score where not bursting). Empty when the topic does not occur in the
+    period.
     """
-    name = normalize_topic(topic)
+    name = normalize_typed_topic(topic)
     timezone = _timezone(period)
     if kind is None:
         kinds = topic_kinds(output, name, period)

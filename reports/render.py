@@ -20,18 +20,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 FORMATS = ("table", "csv", "json", "html")
-KIND_LABELS = {
-    "hashtag": "#{}#",
-    "mention": "@{}",
-    "entity": "{} · 实体",
-    "keyword": "{} · 关键词",
-}
-
-
-def topic_label(kind: str, topic: str) -> str:
-    """A topic as Weibo users write it (``#雅安地震#``, ``@人民日报``); entities and
-    keywords carry their kind, as the same word can be both."""
-    return KIND_LABELS.get(kind, "{}").format(topic)
 
 
 @dataclasses.dataclass

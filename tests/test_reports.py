@@ -18,7 +18,6 @@ from reports.queries import (
     daily_volume,
     hot_topics,
     latest_day,
-    normalize_topic,
     summed_participants,
     timezone_mismatches,
     topic_timeline,
@@ -27,6 +26,7 @@ from reports.queries import (
 )
 from reports.summary import summary_text
 from schemas.tables import TABLES
+from schemas.topics import normalize_typed_topic
 from tests.test_reports_fixture import (
     HOURLY_AUTHORS,
     HOURLY_TAG,
@@ -126,8 +126,8 @@ def test_period_rejects_unknown_timezone():
         "full-width-latin",
     ],
 )
-def test_normalize_topic(typed, stored):
-    assert normalize_topic(typed) == stored
+def test_normalize_typed_topic(typed, stored):
+    assert normalize_typed_topic(typed) == stored
 
 
 # --- hot topics ---------------------------------------------------------------

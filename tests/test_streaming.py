@@ -22,6 +22,7 @@ from apache_beam.transforms import window
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
+from reports.panes import latest_panes_expression, pane_of_file, read_latest_panes
 from tests.conftest import streaming_options
 from tests.fakes import FakeValue
 from transforms.aggregate import AggregateWindows
@@ -48,13 +49,7 @@ from transforms.late import (
     streaming_windowing,
 )
 from transforms.posts import Post
-from transforms.rolling import (
-    latest_panes_expression,
-    pane_of_file,
-    prune_superseded,
-    read_latest_panes,
-    write_pane,
-)
+from transforms.rolling import prune_superseded, write_pane
 
 HOUR_US = 3_600_000_000
 # 2026-11-20 00:00 UTC.

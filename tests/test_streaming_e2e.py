@@ -14,9 +14,9 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from reports.panes import read_latest_panes
 from tests.conftest import PROJECT, TEST_KEY_HEX, run_volume
 from transforms.landing import drop_file, end_stream
-from transforms.rolling import read_latest_panes
 
 pytestmark = [pytest.mark.streaming, pytest.mark.slow]
 

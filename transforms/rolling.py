@@ -5,23 +5,19 @@ Each pane of a window is a new file,
 (``20121113T080000Z-pane000003.parquet``), written whole and renamed into place,
 and never changed afterwards. A file is never rewritten in place because a reader
 may be reading it: polars plans a scan from each file's footer and opens the file
-again to read it, and a file replaced in between makes it fail (measured: a Rust
-panic, ``range.end <= self.size``).
+again to read it, and a file replaced in between makes the read fail.
 
 Panes accumulate (each holds the whole window so far), so the file with the highest
 pane number is the window's latest result. A pane's file makes the window's earlier
 ones *superseded*; they are deleted once superseded for ``SUPERSEDED_GRACE_SECONDS``
-(on the next write into the same folder), and all at once when the run ends. A
-reader of a running stream takes, per window, the rows of the highest pane
-(``latest_panes_expression``), and retries a scan that lost a file to a deletion
-between listing and reading (``read_latest_panes`` does both); after the run only
-the latest file of each window is left, and a plain scan is right.
+(on the next write into the same folder), and all at once when the run ends.
+Readers live in ``reports.panes``.
 
 Panes of one window can reach the writer out of order when the runner runs bundles
 in parallel: a pane is not written when a later one is there already. The pane's
-timing (EARLY, ON_TIME, LATE) is in the Parquet key-value metadata
-(``pane_of_file``); on Prism 2.77 it is not reliable after the first ON_TIME pane,
-the index is.
+index and timing (EARLY, ON_TIME, LATE) go into the Parquet key-value metadata
+(``schemas.panes``); the index, not the timing, orders a window's results, as not
+every runner reports the timing reliably after the first ON_TIME pane.
 """
 
 import os
@@ -32,17 +28,14 @@ from collections.abc import Iterable
 
 import apache_beam as beam
 import pyarrow as pa
-import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import PaneInfo, PaneInfoTiming
 
 from schemas import tables
-from schemas.tables import PANE_OF_PATH_PATTERN
+from schemas.panes import PANE_INDEX_KEY, PANE_TIMING_KEY
 from transforms.windows import local_date
 from transforms.write import partition_dir, window_file_name, write_parquet_atomically
 
-PANE_INDEX_KEY = b"yuqing.pane_index"
-PANE_TIMING_KEY = b"yuqing.pane_timing"
 TIMING_NAMES = {
     PaneInfoTiming.EARLY: "EARLY",
     PaneInfoTiming.ON_TIME: "ON_TIME",
@@ -62,47 +55,6 @@ def pane_file_name(start_us: int, pane_index: int) -> str:
         window_file_name(start_us).removesuffix(".parquet")
         + f"-pane{pane_index:06d}.parquet"
     )
-
-
-def latest_panes_expression():
-    """A polars filter keeping, per window, the rows of its highest pane, over a scan
-    made with ``include_file_paths="file"`` (files without a pane count as pane 0)::
-
-        frame = pl.scan_parquet(f"{out}/volume/**/*.parquet", hive_partitioning=True,
-                                include_file_paths="file")
-        frame.filter(latest_panes_expression()).drop("file").collect()
-    """
-    import polars as pl
-
-    pane = (
-        pl.col("file").str.extract(PANE_OF_PATH_PATTERN, 1).cast(pl.Int64).fill_null(0)
-    )
-    return pane == pane.max().over("window_start")
-
-
-def read_latest_panes(root: str, table: str, attempts: int = 5):
-    """A table of a running (or finished) stream as a ``polars.DataFrame``: per
-    window, the rows of its highest pane. A superseded file can be deleted between
-    the scan's listing and its reading (after ``SUPERSEDED_GRACE_SECONDS``); the scan
-    is then retried. Tables without ``window_start`` (``dead_letters``) are read whole.
-    """
-    import polars as pl
-
-    for attempt in range(attempts):
-        try:
-            frame = pl.scan_parquet(
-                f"{root}/{table}/**/*.parquet",
-                hive_partitioning=True,
-                include_file_paths="file",
-            )
-            if "window_start" in frame.collect_schema().names():
-                frame = frame.filter(latest_panes_expression())
-            return frame.drop("file").collect()
-        except FileNotFoundError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-    raise AssertionError("unreachable")
 
 
 def window_panes(folder: str) -> dict[str, list[tuple[int, str]]]:
@@ -153,20 +105,8 @@ def prune_all_superseded(root: str) -> int:
     return deleted
 
 
-def pane_of_file(path: str) -> tuple[int, str] | None:
-    """(pane index, timing) recorded in a pane file, or None if it has none."""
-    try:
-        metadata = pq.read_schema(path).metadata or {}
-    except (OSError, pa.ArrowInvalid):
-        return None
-    if PANE_INDEX_KEY not in metadata:
-        return None
-    return int(metadata[PANE_INDEX_KEY]), metadata.get(
-        PANE_TIMING_KEY, b"UNKNOWN"
-    ).decode()
-
-
 def with_pane(table: pa.Table, pane_index: int, timing: str) -> pa.Table:
+    """``table`` with the pane's index and timing in its schema metadata."""
     metadata = dict(table.schema.metadata or {})
     metadata[PANE_INDEX_KEY] = str(pane_index).encode()
     metadata[PANE_TIMING_KEY] = timing.encode()
