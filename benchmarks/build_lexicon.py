@@ -1,4 +1,4 @@
-"""Build the entity resources of transforms/text.py from WeiboNER's train split only.
+"""Build the entity resources of transforms.text from WeiboNER's train split only.
 
 Writes two files into ``transforms/resources/``:
 
