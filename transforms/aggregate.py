@@ -302,7 +302,8 @@ class WindowPosts:
         ]
 
     def row_summary(self, row: int) -> tuple:
-        """Row ``row`` as (author, is_repost, (kind, topic) pairs): what copies compare by."""
+        """Row ``row`` as (author, is_repost, (kind, topic) pairs): what copies of one
+        id are compared by."""
         return (
             self.authors[row],
             bool(self.reposts[row]),
@@ -510,10 +511,10 @@ class AggregateWindows(beam.PTransform):
     run over years of hourly windows. Streaming passes ``windowing`` (the keyword
     arguments of ``beam.WindowInto``: trigger, allowed lateness, accumulation mode),
     so windows fire on the watermark as Beam defines it, on every runner; the combine
-    is still keyed by the window's bounds. A runner keeps a key's pending elements together,
-    and Prism pops all of them at every trigger firing of that key: with one key for
-    all windows (``CombineGlobally``) each early or late pane would cost every open
-    window's posts, and the stream would run ahead of the burst detector
+    is still keyed by the window's bounds. A runner keeps a key's pending elements
+    together, and Prism pops all of them at every trigger firing of that key: with one
+    key for all windows (``CombineGlobally``) each early or late pane would cost every
+    open window's posts, and the stream would run ahead of the burst detector
     (docs/streaming.md).
     """
 

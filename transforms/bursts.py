@@ -718,7 +718,8 @@ class DetectBurstsFn(beam.DoFn):
 
 class JudgeTopicFn(beam.DoFn):
     """((kind, topic), [WindowCount]) -> ((kind, topic), Burst) on the main output and
-    ((kind, topic), Episode) on ``EPISODES_TAG``: batch, all windows of a topic at once."""
+    ((kind, topic), Episode) on ``EPISODES_TAG``: batch, all windows of a topic at
+    once."""
 
     def __init__(self, params: BurstParams, window_us: int):
         self._params = params
