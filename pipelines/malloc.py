@@ -3,13 +3,11 @@
 glibc's malloc keeps what a process frees for reuse: in one arena per thread that
 allocated it (up to eight per core), and, once blocks of several MB have been freed,
 with a trim threshold it raises to 32 MB. Beam's FnApiRunner passes each stage's
-output around as buffers of that size from gRPC threads, so a batch run over 1M
-posts kept its runner process at 377 MB of RSS with 178 MB live (memray), and each
-worker process some 100 MB above its live heap. A fixed trim threshold (which also
-stops the threshold from rising) and two arenas brought the 1M run at 2 workers from
-1,140 to 912 MB of peak RSS, and the 1.3M-post large day from 1,265 to 953 MB
-(``benchmarks/throughput.py``; README, Performance). Dask sets the same threshold for its
-workers (``distributed.nanny.pre-spawn-environ``).
+output around as buffers of that size from gRPC threads, so a batch run's processes
+would keep far more memory than they hold live. A fixed trim threshold (which also
+stops the threshold from rising) and two arenas hand it back; docs/performance.md
+has the figures and the commands that measure them. Dask sets the same threshold for
+its workers (``distributed.nanny.pre-spawn-environ``).
 """
 
 import ctypes

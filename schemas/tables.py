@@ -2,8 +2,8 @@
 
 Each table is written as ``OUTPUT/<table>/date=YYYY-MM-DD/<file>.parquet``; the
 ``date`` column comes from the hive partition, so it is not stored in the files.
-Columns of ``../shared/CONTRACT.md`` come first and keep their names and types; the
-columns after them are this project's extensions.
+Columns of the contract (``docs/contract.md``) come first and keep their names and
+types; the columns after them are this project's extensions.
 """
 
 import pyarrow as pa

@@ -60,8 +60,8 @@ def post_id_key(post_id: str) -> int:
     return -1 - (int.from_bytes(digest, "big") >> 1)
 
 
-# zlib level 1 halves packed rows (decimal ids share their high bytes) for about
-# 0.3 s of CPU per million posts.
+# zlib's fastest level already halves packed rows (decimal ids share their high
+# bytes); higher levels cost more CPU for little more.
 PACK_LEVEL = 1
 
 
@@ -84,9 +84,10 @@ def pack_rows(
     form accumulators cross the shuffle in, and wait in the runner's buffers in.
 
     Ids and authors stay 64-bit; repost flags become bits, each row's topic count and
-    each topic code the narrowest integers that hold them: about 19 bytes a post after
-    zlib against 52 as the arrays themselves, which Beam's FnApiRunner held in several
-    copies at once (its shuffle buffer, the encoded bundle, the data channel).
+    each topic code the narrowest integers that hold them, then zlib: a fraction of
+    the arrays' size, which counts because Beam's FnApiRunner holds what crosses a
+    shuffle in several copies at once (its shuffle buffer, the encoded bundle, the
+    data channel). docs/performance.md has the sizes.
     """
     rows = len(ids)
     ends = np.frombuffer(topic_ends, dtype=np.int64)
@@ -158,8 +159,8 @@ class WindowPosts:
     With a ``spill_dir`` (batch runs: a folder every worker can read), every
     ``SPILL_ROWS`` rows are packed (``pack_rows``, about 20 bytes a post) into a file
     of their own, and only the files' names travel: a batch run completes all its
-    windows at the end of its input, and Beam's FnApiRunner held every window's rows
-    at once, in its main stage and again in about four copies around the shuffle.
+    windows at the end of its input, so Beam's FnApiRunner would hold every window's
+    rows at once, in its main stage and again in several copies around the shuffle.
     ``unpack`` reads them back when the window is aggregated. The rows not spilled
     (streaming's, where windows complete as the watermark passes them, and fewer
     than ``SPILL_ROWS`` in batch) cross the shuffle packed in memory.
@@ -301,7 +302,8 @@ class WindowPosts:
         ]
 
     def row_summary(self, row: int) -> tuple:
-        """Row ``row`` as (author, is_repost, (kind, topic) pairs): what copies compare by."""
+        """Row ``row`` as (author, is_repost, (kind, topic) pairs): what copies of one
+        id are compared by."""
         return (
             self.authors[row],
             bool(self.reposts[row]),
@@ -505,16 +507,15 @@ class AggregateWindows(beam.PTransform):
 
     ``windowing`` None (batch): each post is keyed by the bounds of its window under
     ``window_fn`` and combined per key in the global window. A windowed combine gives
-    the same rows but pays Beam's per-window trigger bookkeeping, which dominated a
-    run over years of real posts (11,447 hourly windows: about 2 minutes, most of it
-    in trigger code). Streaming passes ``windowing`` (the keyword arguments of
-    ``beam.WindowInto``: trigger, allowed lateness, accumulation mode), so windows
-    fire on the watermark as Beam defines it, on every runner; the combine is still
-    keyed by the window's bounds. A runner keeps a key's pending elements together,
-    and Prism pops all of them at every trigger firing of that key: one key for all
-    windows (``CombineGlobally``) made each early or late pane cost every open
-    window's posts, which took a third of Prism's CPU and let the stream run ahead
-    of the burst detector.
+    the same rows but pays Beam's per-window trigger bookkeeping, which dominates a
+    run over years of hourly windows. Streaming passes ``windowing`` (the keyword
+    arguments of ``beam.WindowInto``: trigger, allowed lateness, accumulation mode),
+    so windows fire on the watermark as Beam defines it, on every runner; the combine
+    is still keyed by the window's bounds. A runner keeps a key's pending elements
+    together, and Prism pops all of them at every trigger firing of that key: with one
+    key for all windows (``CombineGlobally``) each early or late pane would cost every
+    open window's posts, and the stream would run ahead of the burst detector
+    (docs/streaming.md).
     """
 
     def __init__(

@@ -21,7 +21,8 @@ and the stream is past its warm-up (every topic is "new" in a stream's first hou
 Why shares with an EWMA rather than a Poisson test against a seasonal baseline: a
 seasonal baseline needs a week of history per topic before it says anything, while
 the monitoring needs to judge hashtags born an hour ago; the share model needs no
-season and was measured on the planted streams of ``benchmarks/eval_bursts.py``.
+season. docs/bursts.md has its recall, precision and latency on planted streams
+(``benchmarks/eval_bursts.py``).
 
 Windows a topic is absent from count as share 0 (the history decays through them).
 A topic idle for ``idle_windows`` starts afresh, as if new; the streaming state is
@@ -61,9 +62,8 @@ SOON_WINDOWS = 168
 # Keys of the streaming detector's state: topics are spread over this many shards.
 # It bounds what a runner keeps per key and the step's parallelism; every pane
 # costs a state read and write per shard it touches, and every window a timer per
-# shard. Replaying 1M posts at about 7,500/s on Prism (benchmarks/streaming_memory.py),
-# the detector fell ever further behind with 256 shards (0.2 hours of event time
-# judged per second) and with 16 (3.4), and kept up with 4.
+# shard, so a few shards keep up with a fast replay where many fall behind
+# (docs/streaming.md, benchmarks/streaming_memory.py).
 STATE_SHARDS = 4
 
 
@@ -593,8 +593,8 @@ class DetectBurstsFn(beam.DoFn):
     (an event-time timer per window end, so windows are judged in event-time order
     however they arrive). Every pane of a window repeats all its topics, so keeping
     only the latest bounds that state by the open windows' topics, not by the panes
-    fired (a bag of every pane, rewritten at each timer, fell ever further behind a
-    stream with early panes every 2 s). Counts of windows beyond the next
+    fired (a bag of every pane, rewritten at each timer, would grow with every early
+    pane). Counts of windows beyond the next
     ``soon_windows`` windows wait in a bag of their own (``SoonCounts``), so a
     backfill, which delivers years of windows before their timers fire, costs each
     timer the windows near it, not all of them. A timer one window after a burst
@@ -602,7 +602,7 @@ class DetectBurstsFn(beam.DoFn):
     are dropped at the next timer of their shard, and a shard whose topics have all
     gone idle is cleared by its expiry timer. (Batch runs judge each topic's grouped
     counts with ``judge_topic`` instead: keyed state costs Beam's state cache a size
-    estimate per access, 28% of a batch run.)
+    estimate per access, a large share of a batch run.)
     """
 
     SOON = userstate.ReadModifyWriteStateSpec("soon", PickleCoder())
@@ -718,7 +718,8 @@ class DetectBurstsFn(beam.DoFn):
 
 class JudgeTopicFn(beam.DoFn):
     """((kind, topic), [WindowCount]) -> ((kind, topic), Burst) on the main output and
-    ((kind, topic), Episode) on ``EPISODES_TAG``: batch, all windows of a topic at once."""
+    ((kind, topic), Episode) on ``EPISODES_TAG``: batch, all windows of a topic at
+    once."""
 
     def __init__(self, params: BurstParams, window_us: int):
         self._params = params

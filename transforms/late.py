@@ -6,7 +6,8 @@ that is *beyond the lateness*: Beam would drop it without a trace, so
 ``SplitLatePosts`` takes it out first and ``CountLatePosts`` counts it per window in
 the ``late_posts`` table. Every input line therefore ends in exactly one place:
 
-    lines = sum(volume.posts) + sum(volume.duplicates) + dead letters + sum(late_posts.posts)
+    lines = sum(volume.posts) + sum(volume.duplicates) + dead letters
+            + sum(late_posts.posts)
 
 A post that is late but within the lateness is counted normally: its window fires
 again (a LATE pane) and the window's files are rewritten with it included.

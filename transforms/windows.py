@@ -104,7 +104,8 @@ class LocalDayWindows(window.NonMergingWindowFn):
 
 
 def window_fn_for(size_seconds: int, timezone: str) -> beam.transforms.window.WindowFn:
-    """The window function for ``--window``: fixed windows, or local days for >= 1 day."""
+    """The window function for ``--window``: fixed windows, or local days for a day
+    or more."""
     if size_seconds >= SECONDS_PER_DAY and size_seconds % SECONDS_PER_DAY == 0:
         return LocalDayWindows(size_seconds // SECONDS_PER_DAY, timezone)
     if size_seconds > SECONDS_PER_DAY:
