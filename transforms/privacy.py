@@ -233,7 +233,7 @@ _CARD_RANGES = (
     ("81", "81", frozenset({16}), False),  # UnionPay 8100-8171
     ("60", "60", frozenset(range(16, 20)), False),  # domestic (BOC 6013..), Discover
     ("9555", "9559", frozenset({16, 19}), False),  # domestic debit (ICBC, ABC, CMB..)
-    ("4", "4", frozenset({13, 16, 19}), False),  # Visa
+    ("4", "4", frozenset({13, 16}), False),  # Visa
     ("51", "55", frozenset({16}), False),  # Mastercard
     ("2221", "2720", frozenset({16}), False),  # Mastercard
     ("34", "34", frozenset({15}), False),  # American Express
@@ -250,7 +250,7 @@ _CARD_CONTEXT = re.compile(
 _CARD_CONTEXT_CHARS = 16
 # Labels that say the number after them is a reference, not a card.
 _REFERENCE_LABEL = re.compile(
-    r"(?:订单|单号|编号|流水|交易号|运单|快递|物流|工单|批次|序列号|微博|帖子|"
+    r"(?:订单|下单|单号|编号|流水|交易号|运单|快递|物流|工单|批次|序列号|微博|帖子|"
     r"order|tracking|ref|mid|sn)[^\d]{0,4}$"
 )
 _REFERENCE_LABEL_CHARS = 12
@@ -332,15 +332,16 @@ def is_bank_card(digits: str, grouped: bool = True, context: str = "") -> bool:
 def is_phone_number(digits: str, international: bool = False) -> bool:
     """Whether ``digits`` is a Chinese phone number by the numbering plan: a mobile
     number, or a landline with its area code (national form starts with the trunk
-    ``0``), optionally after ``86``/``0086``, or any valid number after ``+``."""
+    ``0``), optionally after ``0086`` (``86`` alone only before a mobile number),
+    or any valid number of any country after ``+``."""
     if international:
         text = "+" + digits
     elif _PHONE_SHAPE.fullmatch(digits) is None:
         return False
     elif digits.startswith("0086"):
         text = "+" + digits[2:]
-    elif digits.startswith("86") and len(digits) >= 12:
-        text = "+" + digits
+    elif digits.startswith("86") and len(digits) == 13 and digits[2] == "1":
+        text = "+" + digits  # a mobile number after its country code
     elif digits[0] == "1" and len(digits) == 11 or digits[0] == "0":
         text = digits
     else:
@@ -372,6 +373,19 @@ def _classify_number(
     return None
 
 
+def _plausible_grouping(groups: list[tuple[int, int]], first: int, last: int) -> bool:
+    """Whether digit groups ``first..last`` are grouped as people write a number:
+    one digit at a time (``1 3 9 1 2 ...``), or groups of three or more after a
+    first group of two or more (``+86 139 1234 5678``, ``6222 0000 ...``), not
+    short groups as in versions and dates (``18.9.6.14.90345``)."""
+    if first == last:
+        return True
+    sizes = [end - start for start, end in groups[first : last + 1]]
+    if all(size == 1 for size in sizes):
+        return True
+    return sizes[0] >= 2 and all(size >= 3 for size in sizes[1:])
+
+
 def _number_spans(text: str) -> Iterator[tuple[int, int, str]]:
     """Spans of ``text`` (folded) that are ID, card or phone numbers.
 
@@ -392,6 +406,8 @@ def _number_spans(text: str) -> Iterator[tuple[int, int, str]]:
                 digits += text[groups[last][0] : groups[last][1]]
                 if len(digits) > _LONGEST_NUMBER:
                     break
+                if not _plausible_grouping(groups, first, last):
+                    continue
                 end = groups[last][1]
                 with_check = digits
                 if len(digits) == 17 and text[end : end + 1] == "x":
