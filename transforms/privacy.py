@@ -243,6 +243,7 @@ _CARD_RANGES = (
     ("38", "39", frozenset({14}), False),  # Diners Club
     ("3528", "3589", frozenset(range(16, 20)), True),  # JCB
 )
+_CARD_FIRST_DIGITS = frozenset(low[0] for low, _, _, _ in _CARD_RANGES)
 _CARD_CONTEXT = re.compile(
     r"卡|card|银行|账户|帐户|账号|帐号|转账|汇款|打款|收款|付款|信用|储蓄|visa|jcb|"
     r"mastercard|unionpay|银联|借记|还款"
@@ -307,6 +308,8 @@ def passes_luhn(digits: str) -> bool:
 
 def card_issuer_range(digits: str) -> tuple[str, str, frozenset, bool] | None:
     """The issuer range (as in ``_CARD_RANGES``) whose prefix and length fit."""
+    if digits[:1] not in _CARD_FIRST_DIGITS or not 13 <= len(digits) <= 19:
+        return None
     for low, high, lengths, ambiguous in _CARD_RANGES:
         if len(digits) in lengths and low <= digits[: len(low)] <= high:
             return low, high, lengths, ambiguous
@@ -373,25 +376,16 @@ def _classify_number(
     return None
 
 
-def _plausible_grouping(groups: list[tuple[int, int]], first: int, last: int) -> bool:
-    """Whether digit groups ``first..last`` are grouped as people write a number:
-    one digit at a time (``1 3 9 1 2 ...``), or groups of three or more after a
-    first group of two or more (``+86 139 1234 5678``, ``6222 0000 ...``), not
-    short groups as in versions and dates (``18.9.6.14.90345``)."""
-    if first == last:
-        return True
-    sizes = [end - start for start, end in groups[first : last + 1]]
-    if all(size == 1 for size in sizes):
-        return True
-    return sizes[0] >= 2 and all(size >= 3 for size in sizes[1:])
-
-
 def _number_spans(text: str) -> Iterator[tuple[int, int, str]]:
     """Spans of ``text`` (folded) that are ID, card or phone numbers.
 
     Each chain of digit groups is tried group-run by group-run (at most 20 digits
     each, so the work per digit is bounded); at each group the longest run that is a
-    number wins, and the search goes on after it.
+    number wins, and the search goes on after it. A run counts only when grouped as
+    people write a number: one group, one digit at a time (``1 3 9 1 2 ...``), or
+    groups of three or more after a first group of two or more (``+86 139 1234
+    5678``, ``6222 0000 ...``), not short groups as in versions and dates
+    (``18.9.6.14.90345``).
     """
     for chain in _DIGIT_CHAIN.finditer(text):
         groups = [
@@ -402,13 +396,19 @@ def _number_spans(text: str) -> Iterator[tuple[int, int, str]]:
         while first < len(groups):
             found = None
             digits = ""
+            first_size = groups[first][1] - groups[first][0]
+            single_digits, wide_groups = first_size == 1, first_size >= 2
             for last in range(first, len(groups)):
-                digits += text[groups[last][0] : groups[last][1]]
+                group_start, end = groups[last]
+                if last > first:
+                    size = end - group_start
+                    single_digits = single_digits and size == 1
+                    wide_groups = wide_groups and size >= 3
+                    if not (single_digits or wide_groups):
+                        break
+                digits += text[group_start:end]
                 if len(digits) > _LONGEST_NUMBER:
                     break
-                if not _plausible_grouping(groups, first, last):
-                    continue
-                end = groups[last][1]
                 with_check = digits
                 if len(digits) == 17 and text[end : end + 1] == "x":
                     with_check, end = digits + "x", end + 1
