@@ -55,6 +55,8 @@ UNIONPAY = "6222000000000000004"
         ("座机（０２１）１２３４５６７８", PLACEHOLDER_PHONE),
         ("座机02112345678", PLACEHOLDER_PHONE),
         ("兰州 0931-8123456", PLACEHOLDER_PHONE),
+        ("开封 03785859666", PLACEHOLDER_PHONE),  # 7 local digits, as once written
+        ("电话 +86 10 1234 5678", PLACEHOLDER_PHONE),
         (f"身份证{VALID_ID}", PLACEHOLDER_ID_CARD),
         (f"身份证{VALID_ID.lower()}", PLACEHOLDER_ID_CARD),
         (f"ID:no{ID_18}", PLACEHOLDER_ID_CARD),
@@ -71,6 +73,7 @@ UNIONPAY = "6222000000000000004"
         ("卡号 6222 0000 0000 0000 004", PLACEHOLDER_BANK_CARD),
         ('"\u5361\u53f7 6222000000000000004"', PLACEHOLDER_BANK_CARD),
         ("Amex 378282246310005", PLACEHOLDER_BANK_CARD),
+        ("身份证440106661007203,手机", PLACEHOLDER_ID_CARD),
         ("JCB card 3530111333300000", PLACEHOLDER_BANK_CARD),
         ("MC 2221000000000009", PLACEHOLDER_BANK_CARD),
     ],
@@ -102,6 +105,8 @@ def test_mask_pii_keeps_the_rest_of_the_text_as_written():
         "QQ群 867718457535 编号 2345678901",
         "@人民日报 转发 user@localhost",
         "C# 与 F# 都行",
+        "根生@刘刚剑@李涛@Lee.Green@李多钰",  # mentions, not an address
+        "常凯淇爸爸(410494910) 2012-8-3 16:06:08",
     ],
 )
 def test_mask_pii_leaves_look_alikes(text):

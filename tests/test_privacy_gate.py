@@ -19,7 +19,7 @@ def test_masking_recall_and_false_masks_hold_on_the_generated_corpus():
             sys.executable,
             "benchmarks/privacy.py",
             "--per-kind",
-            "400",
+            "1000",
             "--seed",
             "11",
             "--check",

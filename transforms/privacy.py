@@ -231,9 +231,9 @@ _PROVINCES = frozenset(
 _CARD_RANGES = (
     ("62", "62", frozenset(range(16, 20)), False),  # UnionPay
     ("81", "81", frozenset({16}), False),  # UnionPay 8100-8171
-    ("60", "60", frozenset(range(16, 20)), False),  # domestic (BOC 6013..), Discover
+    ("60", "60", frozenset({16, 19}), False),  # domestic (BOC 6013..), Discover
     ("9555", "9559", frozenset({16, 19}), False),  # domestic debit (ICBC, ABC, CMB..)
-    ("4", "4", frozenset({13, 16}), False),  # Visa
+    ("4", "4", frozenset({16}), False),  # Visa
     ("51", "55", frozenset({16}), False),  # Mastercard
     ("2221", "2720", frozenset({16}), False),  # Mastercard
     ("34", "34", frozenset({15}), False),  # American Express
@@ -262,6 +262,9 @@ _DIGIT_RUN = re.compile(r"\d+")
 _LONGEST_NUMBER = 20
 _SHORTEST_NUMBER = 10
 _PHONE_SHAPE = re.compile(r"(?:(?:00)?86)?(?:1[3-9]\d{9}|0?[1-9]\d{8,10})")
+# A landline in national form without its trunk 0: a 2-digit area code (10, 2x)
+# and 8 local digits, or a 3-digit one and 7 or 8; local numbers start with 2-8.
+_LANDLINE = re.compile(r"(?:10|2\d)[2-8]\d{7}|[3-9]\d\d[2-8]\d{6,7}")
 _PHONE_TYPES = frozenset(
     {
         phonenumbers.PhoneNumberType.MOBILE,
@@ -353,9 +356,12 @@ def is_phone_number(digits: str, international: bool = False) -> bool:
         number = phonenumbers.parse(text, "CN")
     except phonenumbers.NumberParseException:
         return False
-    return (
-        phonenumbers.is_valid_number(number)
-        and phonenumbers.number_type(number) in _PHONE_TYPES
+    if phonenumbers.is_valid_number(number):
+        return phonenumbers.number_type(number) in _PHONE_TYPES
+    # libphonenumber knows today's local lengths; a number people wrote years ago
+    # (a 7-digit local number of a city that has 8 now) still has the plan's shape.
+    return number.country_code == 86 and bool(
+        _LANDLINE.fullmatch(str(number.national_number))
     )
 
 
@@ -403,8 +409,20 @@ def _number_spans(text: str) -> Iterator[tuple[int, int, str]]:
                 if last > first:
                     size = end - group_start
                     single_digits = single_digits and size == 1
-                    wide_groups = wide_groups and size >= 3
+                    # After a country code, a two-digit area code ("+86 10 ...").
+                    wide_groups = wide_groups and (
+                        size >= 3
+                        or last == first + 1
+                        and size == 2
+                        and text[groups[first][0] : groups[first][1]] in ("86", "0086")
+                    )
                     if not (single_digits or wide_groups):
+                        break
+                    # A parenthesis closes an area or country code, nothing longer:
+                    # "(010)1234 5678", not "爸爸(410494910) 2012".
+                    before = groups[last - 1]
+                    joiner = text[before[1] : group_start]
+                    if ("(" in joiner or ")" in joiner) and before[1] - before[0] > 4:
                         break
                 digits += text[group_start:end]
                 if len(digits) > _LONGEST_NUMBER:
@@ -453,6 +471,12 @@ _IDN_TLDS = tuple(
         reverse=True,
     )
 )
+
+
+_MAIL_TLDS = frozenset(
+    "com net org cn edu gov info io me co uk de jp kr fr ru hk tw mo sg us ca au nz "
+    "biz cc tv xyz top vip club site online mobi asia in it es nl se ch".split()
+) | frozenset(_IDN_TLDS)
 
 
 def _is_local_char(char: str) -> bool:
@@ -537,6 +561,16 @@ def _email_spans(text: str) -> Iterator[tuple[int, int, str]]:
     while at != -1:
         start = _local_start(text, at)
         end = _domain_end(text, at) if start is not None else None
+        # "@李涛@lee.green" is two mentions; "@zhangsan@qq.com" an address: after
+        # an "@", only a top-level domain that mail commonly uses makes an address.
+        if (
+            start is not None
+            and end is not None
+            and start > 0
+            and text[start - 1] == "@"
+            and text[text.rfind(".", at, end) + 1 : end] not in _MAIL_TLDS
+        ):
+            end = None
         if start is not None and end is not None:
             yield start, end, PLACEHOLDER_EMAIL
             at = text.find("@", end)
