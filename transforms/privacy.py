@@ -358,8 +358,8 @@ def is_phone_number(digits: str, international: bool = False) -> bool:
         return False
     if phonenumbers.is_valid_number(number):
         return phonenumbers.number_type(number) in _PHONE_TYPES
-    # libphonenumber knows today's local lengths; a number people wrote years ago
-    # (a 7-digit local number of a city that has 8 now) still has the plan's shape.
+    # libphonenumber knows one local length per city; a landline written with the
+    # plan's shape but another length (7 digits where the city has 8) is still one.
     return number.country_code == 86 and bool(
         _LANDLINE.fullmatch(str(number.national_number))
     )
