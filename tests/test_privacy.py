@@ -286,6 +286,13 @@ def test_weak_key_file_refused(tmp_path, no_key_env, content, message):
     assert path.read_text() == content  # never silently replaced
 
 
+def test_key_file_that_cannot_be_created_is_a_key_error(tmp_path, no_key_env):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(PseudonymKeyError, match="cannot create"):
+        load_or_create_key(str(blocker / "pseudonym.key"))
+
+
 @pytest.mark.parametrize("value", ["", "   ", "password", "ab" * 31])
 def test_weak_key_in_environment_refused(monkeypatch, value):
     monkeypatch.setenv("YUQING_PSEUDONYM_KEY", value)

@@ -928,7 +928,12 @@ def load_or_create_key(key_file: str | None = None) -> bytes:
 
 def _read_key_file(path: Path, create: bool = True) -> bytes:
     if create and not path.exists():
-        create_key_file(path)
+        try:
+            create_key_file(path)
+        except OSError as error:
+            raise PseudonymKeyError(
+                f"cannot create pseudonym key file {path}: {error.strerror or error}"
+            ) from None
     try:
         text = path.read_text(encoding="ascii", errors="replace")
     except OSError as error:
