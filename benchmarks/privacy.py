@@ -73,6 +73,7 @@ TEXT_FORMS = (
     "zero_width",
     "dots",
     "hyphens",
+    "mixed_separators",
     "glued",
     "hashtag",
     "fullwidth_hashtag",
@@ -256,8 +257,15 @@ def written(rng: random.Random, kind: str, groups: list[str], form: str) -> str:
             value = local[:2] + rng.choice(ZERO_WIDTH) + local[2:] + "@" + domain
         elif form == "glued":
             value = ("联系" if kind == "email" else "号") + value
+        elif form == "mixed_separators":
+            value = value.upper()
     elif form in joined:
         value = joined[form].join(groups)
+    elif form == "mixed_separators":
+        separators = (" ", "-", ".", "\u00a0", "\u3000", " - ", "\u200b")
+        value = groups[0] + "".join(
+            rng.choice(separators) + group for group in groups[1:]
+        )
     elif form == "fullwidth" or form == "fullwidth_hashtag":
         value = fullwidth(value)
     elif form == "zero_width":
@@ -270,6 +278,8 @@ def written(rng: random.Random, kind: str, groups: list[str], form: str) -> str:
             value += rng.choice(("abc", "号", ""))
     if kind == "mobile" and form == "plain" and rng.random() < 0.3:
         value = rng.choice(("+86 ", "0086", "+86-", "86")) + value
+    if kind == "mobile" and form == "fullwidth" and rng.random() < 0.3:
+        value = "＋８６\u3000" + value
     if kind == "landline" and form == "grouped" and rng.random() < 0.5:
         value = f"({groups[0]}){groups[1]}{groups[2]}"
     if form == "hashtag":

@@ -207,6 +207,20 @@ def test_dead_letter_user_id_of_any_form(line):
     assert "<masked>" in raw
 
 
+def test_dead_letter_of_a_parquet_row():
+    import datetime
+
+    row = {
+        "id": 7,
+        "user_id": 99887766,
+        "created_at": datetime.datetime(2012, 9, 11, 11, 34),  # naive: rejected
+        "text": "电话 139-1234-5678，我是99887766",
+    }
+    raw, _ = mask_dead_letter(row, "created_at: no UTC offset")
+    assert "99887766" not in raw and "5678" not in raw
+    assert json.loads(raw)["created_at"] == "2012-09-11 11:34:00"
+
+
 def test_dead_letter_short_user_id_does_not_garble_the_line():
     line = '{"id": "a1", "user_id": "a", "created_at": "2012-09-11 11:34:22", '
     line += '"text": "a cat and a dog"}'

@@ -611,7 +611,9 @@ def _maybe_personal(text: str) -> bool:
     return _MAYBE_PERSONAL.search(text) is not None
 
 
-_MAYBE_PERSONAL = re.compile(r"[\d@＠﹫]")
+# Digits of any script, circled and parenthesized digits (NFKC folds them to
+# ASCII digits) and at-signs.
+_MAYBE_PERSONAL = re.compile(r"[\d@＠﹫\u2460-\u249b\u24ea-\u24ff\u2776-\u2793]")
 
 
 def _replace_spans(
