@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 
 from benchmarks.privacy import make_corpus
+from reports.summary import summary_text
 from tests.conftest import TEST_KEY_HEX, run_volume
 from transforms.privacy import PLACEHOLDERS, fold_escaped, key_fingerprint
 
@@ -144,6 +145,7 @@ def test_manifest_records_the_key_fingerprint_not_the_key(corpus_run):
     key = bytes.fromhex(TEST_KEY_HEX)
     assert manifest["key_fingerprint"] == key_fingerprint(key)
     assert TEST_KEY_HEX not in text and TEST_KEY_HEX[:16] not in text
+    assert key_fingerprint(key) in summary_text(str(out))
 
 
 @pytest.mark.parametrize(
