@@ -143,9 +143,11 @@ class VolumeOptions(PipelineOptions):
             parser,
             "pseudonym-key-file",
             default=None,
-            help="File holding the hex key for author pseudonyms. Default: "
-            "$YUQING_PSEUDONYM_KEY, else ~/.config/yuqing/pseudonym.key "
-            "(created once, mode 0600).",
+            help="File holding the hex key (at least 32 bytes) for author "
+            "pseudonyms; wins over $YUQING_PSEUDONYM_KEY. Default: "
+            "$YUQING_PSEUDONYM_KEY, else the file $YUQING_PSEUDONYM_KEY_FILE, else "
+            "~/.config/yuqing/pseudonym.key. A missing file is created once (mode "
+            "0600).",
         )
         # Streaming (with Beam's --streaming); see transforms/landing.py and late.py.
         _add(

@@ -68,7 +68,7 @@ from transforms.late import (
     SplitLatePosts,
     streaming_windowing,
 )
-from transforms.privacy import load_or_create_key
+from transforms.privacy import PseudonymKeyError, key_fingerprint, load_or_create_key
 from transforms.read import DEAD_LETTERS, ReadPosts
 from transforms.rolling import WriteRollingTables, prune_all_superseded
 from transforms.spill import SPILL_FOLDER
@@ -223,10 +223,15 @@ def local_runner(options: PipelineOptions):
     return fn_runner.FnApiRunner(provision_info=provision)
 
 
-def run_manifest(options: PipelineOptions, run_id: str, mode: str) -> dict:
-    """What a reader of the tables needs to know about the run that wrote them."""
+def run_manifest(
+    options: PipelineOptions, run_id: str, mode: str, key: bytes | None = None
+) -> dict:
+    """What a reader of the tables needs to know about the run that wrote them;
+    ``key_fingerprint`` tells which pseudonym key made the sketches (only tables of
+    one key merge), never the key."""
     volume = options.view_as(VolumeOptions)
     return {
+        "key_fingerprint": None if key is None else key_fingerprint(key),
         "run_id": run_id,
         "mode": mode,
         "written_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -251,7 +256,11 @@ def run(argv: list[str] | None = None) -> int:
     if problems:
         print(f"error: {'; '.join(problems)}", file=sys.stderr)
         return 2
-    key = load_or_create_key(volume.pseudonym_key_file)
+    try:
+        key = load_or_create_key(volume.pseudonym_key_file)
+    except PseudonymKeyError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if options.view_as(StandardOptions).streaming:
         return run_streaming(with_local_streaming_runner(argv or [], options), key)
     output = os.path.abspath(volume.output)
@@ -270,7 +279,7 @@ def run(argv: list[str] | None = None) -> int:
         raise
     today = datetime.datetime.now(ZoneInfo(volume.timezone)).date().isoformat()
     write_empty_tables(root, today)
-    write_run_manifest(root, run_manifest(options, run_id, "batch"))
+    write_run_manifest(root, run_manifest(options, run_id, "batch", key))
     publish(root, output, run_id)
     print(f"tables written to {output}")
     return 0
@@ -290,7 +299,7 @@ def run_streaming(options: PipelineOptions, key: bytes) -> int:
     os.makedirs(staging)
     today = datetime.datetime.now(ZoneInfo(volume.timezone)).date().isoformat()
     write_empty_tables(staging, today)
-    write_run_manifest(staging, run_manifest(options, run_id, "streaming"))
+    write_run_manifest(staging, run_manifest(options, run_id, "streaming", key))
     publish(staging, output, run_id)
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, volume, output, key)

@@ -59,8 +59,10 @@ def _kinds(
 def _common(parser: argparse.ArgumentParser, *, period_help: str) -> None:
     parser.add_argument(
         "--output",
-        default=DEFAULT_OUTPUT,
-        help=f"The pipeline's output folder (default {DEFAULT_OUTPUT}).",
+        action="append",
+        help=f"The pipeline's output folder (default {DEFAULT_OUTPUT}); repeat it to "
+        "report over several (e.g. one run per day), which must share one pseudonym "
+        "key.",
     )
     parser.add_argument("--day", type=_date, help=period_help)
     parser.add_argument(
@@ -176,20 +178,38 @@ def _period(args, parser, *, default_latest: bool) -> Period | None:
     )
 
 
+def _outputs(args, parser) -> str | tuple[str, ...]:
+    """The --output folders: one folder, or several whose pseudonym keys agree."""
+    from reports.tables import KeyMismatch, check_same_key
+
+    folders = args.output or [DEFAULT_OUTPUT]
+    for folder in folders:
+        if not Path(folder).is_dir():
+            parser.exit(
+                2,
+                f"--output {folder}: no such folder (run the pipeline or "
+                "./run_local.sh first)\n",
+            )
+    if len(folders) == 1:
+        return folders[0]
+    try:
+        check_same_key(folders)
+    except KeyMismatch as error:
+        parser.exit(2, f"error: {error}\n")
+    return tuple(folders)
+
+
 def _check_output(args, parser) -> None:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     from reports.queries import timezone_mismatches
 
-    if not Path(args.output).is_dir():
-        parser.exit(
-            2,
-            f"--output {args.output}: no such folder (run the pipeline or ./run_local.sh first)\n",
-        )
+    args.output = _outputs(args, parser)
+    first = args.output if isinstance(args.output, str) else args.output[0]
     if args.timezone is None:
         from reports.tables import run_manifest
 
-        args.timezone = run_manifest(args.output).get("timezone", DEFAULT_TIMEZONE)
+        args.timezone = run_manifest(first).get("timezone", DEFAULT_TIMEZONE)
     try:
         ZoneInfo(args.timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -199,6 +219,19 @@ def _check_output(args, parser) -> None:
             f"warning: {args.output} was partitioned by dates of another timezone than "
             f"{args.timezone}; pass the pipeline's --timezone to get its days",
             file=sys.stderr,
+        )
+
+
+def _note_key(report, output: str | tuple[str, ...]) -> None:
+    """Name the pseudonym key the report's tables were made with (by fingerprint)."""
+    from reports.tables import key_fingerprint
+
+    first = output if isinstance(output, str) else output[0]
+    fingerprint = key_fingerprint(first)
+    if fingerprint:
+        report.notes.append(
+            f"Pseudonym key fingerprint {fingerprint}: participants merge only with "
+            "tables of the same key."
         )
 
 
@@ -250,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             args.output, period, timezone=args.timezone, by=args.by
         )
 
+    _note_key(report, args.output)
     pngs = draw_charts(report) if args.format == "html" or args.charts else None
     if args.charts:
         for path in write_charts(pngs, args.charts):

@@ -7,13 +7,16 @@ import polars as pl
 
 from reports.queries import bursts, dead_letter_reasons, hot_topics, volume_totals
 from reports.render import render_frame
-from reports.tables import row_counts
+from reports.tables import key_fingerprint, row_counts
 
 
 def summary_text(output: str, top: int = 10) -> str:
     """The summary of one output folder as printable text."""
     output = os.path.abspath(output)
     lines = [f"Tables in {output}"]
+    fingerprint = key_fingerprint(output)
+    if fingerprint:
+        lines.append(f"  made with pseudonym key {fingerprint} (fingerprint)")
     for table, rows in row_counts(output).items():
         lines.append(f"  {table:<15} {rows:>9,} rows   {os.path.join(output, table)}")
     totals = volume_totals(output)

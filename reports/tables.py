@@ -2,19 +2,65 @@
 
 import json
 import os
+from collections.abc import Sequence
 
 import polars as pl
 
 from schemas.tables import PANE_OF_PATH_PATTERN, RUN_MANIFEST, TABLES
 
 
-def scan(output: str, table: str) -> pl.LazyFrame:
+class KeyMismatch(ValueError):
+    """Output folders whose tables were made with different pseudonym keys (or with
+    no recorded key): their sketches count the same person as two, so they are never
+    combined. ``str(error)`` is one line."""
+
+
+def key_fingerprint(output: str) -> str | None:
+    """The fingerprint of the pseudonym key that made ``output``'s tables, from its
+    ``_run.json`` (None when the folder records none)."""
+    return run_manifest(output).get("key_fingerprint")
+
+
+def check_same_key(outputs: Sequence[str]) -> str:
+    """The one key fingerprint of several output folders, or ``KeyMismatch`` when
+    they differ or one records none: authors are pseudonymized by a keyed hash, so
+    sketches of different keys hold different pseudonyms for the same person."""
+    prints = {folder: key_fingerprint(folder) for folder in outputs}
+    unknown = [folder for folder, value in prints.items() if value is None]
+    if unknown:
+        raise KeyMismatch(
+            f"refusing to combine outputs: {', '.join(unknown)} records no pseudonym "
+            "key fingerprint in _run.json, so its sketches may count people twice"
+        )
+    if len(set(prints.values())) > 1:
+        listed = ", ".join(
+            f"{folder} (key {value})" for folder, value in prints.items()
+        )
+        raise KeyMismatch(
+            "refusing to merge participant sketches made with different pseudonym "
+            f"keys: {listed}; rerun them with one --pseudonym-key-file"
+        )
+    return next(iter(prints.values()))
+
+
+def scan(output: str | Sequence[str], table: str) -> pl.LazyFrame:
     """``table`` of ``output`` as a LazyFrame with its ``date`` partition column.
+
+    ``output`` may be several folders (runs over different days or inputs): their
+    rows are combined, after ``check_same_key`` made sure their sketches merge.
 
     A table with no files (a run that never wrote it) scans as an empty frame of the
     table's schema, so queries need no special case. Windowed tables of a running
     stream keep only each window's latest pane (``schemas.tables.PANE_OF_PATH_PATTERN``).
     """
+    if not isinstance(output, str):
+        outputs = list(output)
+        if len(outputs) == 1:
+            return scan(outputs[0], table)
+        check_same_key(outputs)
+        return pl.concat(
+            [scan(folder, table) for folder in outputs], how="vertical_relaxed"
+        )
     pattern = os.path.join(output, table, "**", "*.parquet")
     folder = os.path.join(output, table)
     has_files = os.path.isdir(folder) and any(

@@ -4,6 +4,7 @@ Hashtags and mentions come from ``transforms.topics``; entities and keywords fro
 Chinese text analyzer in ``transforms.text``, built once per worker in ``setup()``.
 """
 
+import re
 from collections.abc import Iterable, Sequence
 
 import apache_beam as beam
@@ -13,6 +14,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from transforms.aggregate import PostSummary
 from transforms.posts import Post
+from transforms.privacy import PLACEHOLDERS
 from transforms.topics import (
     KIND_ENTITY,
     KIND_HASHTAG,
@@ -38,6 +40,19 @@ def parse_kinds(text: str) -> tuple[str, ...]:
     return kinds
 
 
+# A placeholder of masked personal information, however it is cased.
+_PLACEHOLDER = re.compile("|".join(map(re.escape, PLACEHOLDERS)), re.IGNORECASE)
+
+
+def without_placeholders(text: str) -> str:
+    """``text`` with every masking placeholder (``<PHONE>``...) made a space, so no
+    hashtag, mention, entity or keyword is ever made of one: ``#<IDCARD>#`` is no
+    topic, ``#报警<PHONE>#`` is ``报警``."""
+    if "<" not in text:
+        return text
+    return _PLACEHOLDER.sub(" ", text)
+
+
 def post_topics(
     text: str, kinds: Sequence[str], analyzer=None
 ) -> tuple[tuple[str, str], ...]:
@@ -46,6 +61,7 @@ def post_topics(
     ``analyzer`` (a ``transforms.text.TextAnalyzer``) is needed only for the
     ``entity`` and ``keyword`` kinds.
     """
+    text = without_placeholders(text)
     hashtags = extract_hashtags(text)
     pairs: list[tuple[str, str]] = []
     if KIND_HASHTAG in kinds:

@@ -153,7 +153,8 @@ def parse_post(record: dict, key: bytes) -> Post:
     """Validate one decoded record and return it as a ``Post``.
 
     ``key`` is the pseudonymization key: ``user_id`` is replaced by its keyed hash and
-    ``text`` is PII-masked here, before any other step sees the post. Raises
+    ``text`` is PII-masked here (the author's own id in it too), before any other
+    step sees the post. Raises
     ``InvalidPost`` naming the first field at fault.
     """
     missing = [field for field in _REQUIRED if record.get(field) is None]
@@ -181,7 +182,7 @@ def parse_post(record: dict, key: bytes) -> Post:
         id=post_id,
         author=pseudonymize_to_int(user_id, key),
         event_time_us=event_time_us,
-        text=mask_pii(text),
+        text=mask_pii(text, account_id=user_id),
         repost_of=repost_of,
         source=source,
     )

@@ -22,7 +22,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import apache_beam as beam
-import orjson
 import pyarrow.parquet as pq
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
@@ -30,7 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms.posts import InvalidPost, decode_json_line, parse_post
-from transforms.privacy import mask_raw_line
+from transforms.privacy import mask_dead_letter
 
 DEAD_LETTERS = "dead_letters"
 STAGE_READ = "read"
@@ -102,32 +101,15 @@ def dead_letter(
 ) -> DeadLetter:
     """Build a dead letter whose raw line and reason hold no author id and no PII.
 
-    ``raw`` is masked by pattern (any ``"user_id": value``, phone, ID-card, e-mail and
-    bank-card numbers); when the line decodes, the ``user_id`` value itself is also
-    blanked wherever it occurs, so an id that was written elsewhere in the line leaks
-    nowhere either.
+    ``transforms.privacy.mask_dead_letter`` masks both: what decodes is masked value
+    by value (the ``user_id`` value replaced whatever its form), what does not is
+    masked with escapes read as what they stand for. Masking runs before the cut to
+    10 KB, so a cut never exposes half of a number.
     """
-    if isinstance(raw, dict):
-        record = raw
-        text = orjson.dumps(raw, default=str).decode("utf-8")
-    else:
-        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
-        try:
-            record = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            record = None
-    masked = mask_raw_line(text, max_chars=len(text))
-    user_id = record.get("user_id") if isinstance(record, dict) else None
-    if (
-        isinstance(user_id, (str, int))
-        and not isinstance(user_id, bool)
-        and str(user_id)
-    ):
-        masked = masked.replace(str(user_id), "<masked>")
-        error = error.replace(str(user_id), "<masked>")
+    masked, reason = mask_dead_letter(raw, error)
     return DeadLetter(
         raw=cut_utf8(masked.rstrip("\r\n"), MAX_RAW_BYTES),
-        error=mask_raw_line(error, max_chars=1_000),
+        error=reason[:1_000],
         source=source,
         stage=stage,
         read_at_us=read_at_us,
