@@ -204,6 +204,9 @@ def _check_output(args, parser) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from reports.tables import resolve_output
+
+    args.output = resolve_output(args.output)
     if args.command == "summary":
         from reports.summary import summary_text
 
