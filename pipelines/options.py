@@ -178,10 +178,11 @@ class VolumeOptions(PipelineOptions):
             default=None,
             help="With --streaming: the landing folder to watch instead of --input. "
             "Files ending .jsonl, .json, .ndjson, .gz or .parquet (not starting "
-            "with . or _) are read once each, in order of arrival, as they "
-            "appear; writers drop them whole (write, then rename). A file named "
-            "_END ends the stream. Each run reads the folder from the start and "
-            "replaces the output's tables.",
+            "with . or _) are read in order of arrival as they appear. A plain "
+            "JSON Lines file is read up to its last complete line and again as it "
+            "grows; a .gz or Parquet file once unchanged for --settle-time. A file "
+            "named _END ends the stream. Each run reads the folder from the start "
+            "and replaces the output's tables.",
         )
         _add(
             parser,
@@ -206,6 +207,13 @@ class VolumeOptions(PipelineOptions):
             "poll-interval",
             default="1s",
             help="With --streaming: how often the landing folder is listed. Default 1s.",
+        )
+        _add(
+            parser,
+            "settle-time",
+            default="2s",
+            help="With --streaming: a .gz or Parquet landing file (readable only "
+            "whole) is read once it has not changed for this long. Default 2s.",
         )
         # How the command talks: pipelines/volume.py's main().
         _add(
@@ -344,7 +352,12 @@ def _streaming_problems(options: VolumeOptions) -> list[str]:
     elif not os.path.isdir(options.landing):
         problems.append(f"--landing {options.landing}: not a folder")
     durations = {}
-    for flag in ("allowed_lateness", "early_results_every", "poll_interval"):
+    for flag in (
+        "allowed_lateness",
+        "early_results_every",
+        "poll_interval",
+        "settle_time",
+    ):
         try:
             durations[flag] = duration_or_zero(getattr(options, flag))
         except ValueError as error:

@@ -205,7 +205,11 @@ def read_stream(
     # Before the stream ends, wait out the processing-time triggers (transforms.landing).
     settle = flush_seconds(options) + duration_or_zero(options.poll_interval) + 2
     read = pipeline | "ReadLanding" >> ReadLanding(
-        options.landing, key, duration_or_zero(options.poll_interval), settle
+        options.landing,
+        key,
+        duration_or_zero(options.poll_interval),
+        settle,
+        stable_seconds=duration_or_zero(options.settle_time),
     )
     split = read["posts"] | "SplitLatePosts" >> SplitLatePosts(
         window_fn, duration_or_zero(options.allowed_lateness)
