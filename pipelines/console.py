@@ -65,8 +65,14 @@ def quiet_console(settings: ConsoleSettings) -> Iterator[None]:
     """Within: ``sys.stderr`` is the terminal, file descriptor 2 (inherited by every
     child process) is the log file, ``/dev/null`` when quiet, or unchanged; Python
     logging goes to the log file or the terminal at ``settings.log_level``."""
-    level = getattr(logging, settings.log_level.upper())
     quiet = settings.log_level == "error"
+    # Quiet on a terminal: a failure's traceback, which Beam logs at ERROR as well,
+    # is left to --debug; the command prints its one line.
+    level = (
+        logging.CRITICAL
+        if quiet and not settings.log_file
+        else getattr(logging, settings.log_level.upper())
+    )
     target = None
     if settings.log_file:
         target = os.open(settings.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
@@ -117,7 +123,10 @@ def failure_line(error: BaseException) -> str:
     else:
         text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
     if "No space left on device" in text:
-        return "no space left on device (" + text + ")"
+        step = re.search(r"\[while running '([^']+)'\]", text)
+        return "no space left on device" + (
+            f" (while running {step.group(1)})" if step else ""
+        )
     return text[:MAX_ERROR_CHARS]
 
 
@@ -229,7 +238,8 @@ def run_summary(root: str, result=None) -> list[str]:
     counters = counter_totals(result) if result is not None else {}
     lines_read = sum(counters.get(name, 0) for name in LINE_COUNTERS)
     if not lines_read:
-        lines_read = posts + duplicates + dead
+        late = column_sum(root, "late_posts", "posts")
+        lines_read = posts + duplicates + dead + late
     summary = [
         f"read {lines_read:,} lines: {posts:,} posts, {duplicates:,} duplicates, "
         f"{dead:,} dead letters"

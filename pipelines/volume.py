@@ -368,6 +368,8 @@ def run_streaming(options: PipelineOptions, key: bytes) -> int:
     state = run_until_stopped(pipeline)
     # The run is over: only each window's latest pane file stays.
     prune_all_superseded(root)
+    for line in run_summary(root):
+        print(line, file=sys.stderr)
     print(f"stream {str(state).lower()}; tables in {output}")
     return 0
 

@@ -195,3 +195,34 @@ def test_batch_on_prism_runs(small_stream, prism, tmp_path):  # noqa: F811
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"read {truth.lines:,} lines" in result.stderr
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A folder on a 64 KB tmpfs (needs the right to mount: root in a container)."""
+    import subprocess
+
+    folder = tmp_path / "full"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+        capture_output=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here to fill a disk")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_a_full_disk_fails_in_one_line_and_leaves_no_run_folder(
+    small_stream, full_disk
+):
+    path, _, _ = small_stream
+    output = full_disk / "out"
+    result = run_volume(["--input", str(path), "--output", str(output)])
+    assert result.returncode == 1, result.stderr[-2000:]
+    *progress, line = error_lines(result.stderr)
+    assert line.startswith("error: no space left on device"), result.stderr[-2000:]
+    assert all(text.startswith("running: ") for text in progress), progress
+    assert not os.path.lexists(output)
+    assert os.listdir(full_disk / ".out.runs") == []
