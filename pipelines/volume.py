@@ -23,9 +23,14 @@ folder, Ctrl-C or SIGTERM stops it (``run_streaming.sh`` shows it on the sample)
         --window 1h --allowed-lateness 6h --early-results-every 30s
 
 Tables land in ``OUTPUT/<table>/date=YYYY-MM-DD/*.parquet`` (``../shared/CONTRACT.md``);
-read them with ``polars.scan_parquet("OUTPUT/topics/**/*.parquet",
-hive_partitioning=True)``. Exit status 0 when the run finished (dead letters or
-not), 2 with a one-line reason on a usage error.
+``OUTPUT`` is a pointer to the run folder of the latest run, switched at once when a
+run finishes (``transforms.publish``). Read them with
+``polars.scan_parquet(f"{os.path.realpath(OUTPUT)}/topics/**/*.parquet",
+hive_partitioning=True)``: resolving the pointer once keeps every table of a report
+from the same run. Exit status 0 when the run finished (dead letters or not), 1 with
+one ``error:`` line when it failed, 2 with a one-line reason on a usage error or
+when another run is writing the same output. Quiet by default: ``--log-level``,
+``--log-file`` and ``--debug`` show more.
 """
 
 import dataclasses

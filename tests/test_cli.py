@@ -186,7 +186,7 @@ def test_log_level_and_log_file_show_the_workers(small_stream, tmp_path):
     assert "sdk_worker" in log.read_text() or "harness" in log.read_text()
 
 
-def test_batch_on_prism_runs(small_stream, prism, tmp_path):  # noqa: F811
+def test_batch_on_prism_runs(small_stream, prism, tmp_path):
     path, truth, _ = small_stream
     out = tmp_path / "out"
     result = run_volume(

@@ -30,7 +30,7 @@ def post_line(index: int) -> bytes:
     return json.dumps(record, ensure_ascii=False).encode() + b"\n"
 
 
-def test_a_file_written_slowly_under_its_final_name_loses_no_line(prism, tmp_path):  # noqa: F811
+def test_a_file_written_slowly_under_its_final_name_loses_no_line(prism, tmp_path):
     landing, out = tmp_path / "landing", tmp_path / "out"
     landing.mkdir()
     process = start_stream(landing, out, prism)
