@@ -38,7 +38,6 @@ COMMON_BEAM_OPTIONS = (
     "environment_config",
     "setup_file",
     "prism_location",
-    "default_sdk_harness_log_level",
 )
 PROG = "python -m pipelines.volume"
 

@@ -273,6 +273,9 @@ def run(argv: list[str] | None = None) -> int:
     output locked). Runtime failures raise; ``main`` turns them into one line."""
     hand_back_freed_memory()
     argv = list(argv or [])
+    if {"-h", "--help"} & set(argv):
+        print(help_text())
+        return 0
     problems = unknown_option_problems(argv)
     if problems:
         return usage_error(problems)
@@ -383,9 +386,6 @@ def main() -> None:
     """The command: one ``error:`` line and exit 1 on any failure (the traceback with
     ``--debug`` or in ``--log-file``); Beam's chatter kept out of the terminal."""
     argv = sys.argv[1:]
-    if {"-h", "--help"} & set(argv):
-        print(help_text())
-        sys.exit(0)
     settings = console_settings(argv)
     with quiet_console(settings):
         try:
