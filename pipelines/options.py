@@ -21,7 +21,7 @@ from apache_beam.options.pipeline_options import (
 from schemas.sketch import DEFAULT_LG_K
 from transforms.bursts import BurstParams
 from transforms.extract import parse_kinds
-from transforms.publish import runs_dir
+from transforms.publish import foreign_entries, output_path, runs_dir
 from transforms.topics import TOPIC_KINDS
 from transforms.windows import parse_duration, window_fn_for
 
@@ -381,8 +381,16 @@ def _unwritable(output: str) -> str | None:
     probe file): permission bits say nothing to root, and a read-only mount shows
     only on writing. The output itself is left alone: it becomes the run's pointer.
     """
+    output = output_path(output)
     if os.path.exists(output) and not os.path.isdir(output):
         return "exists and is not a folder"
+    foreign = foreign_entries(output)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        return (
+            f"holds files that are not this pipeline's tables ({shown}); "
+            "give a new folder"
+        )
     folder = runs_dir(output)
     try:
         os.makedirs(folder, exist_ok=True)

@@ -88,6 +88,7 @@ from transforms.publish import (
     OutputLock,
     OutputLocked,
     new_run_id,
+    output_path,
     publish,
     remove_leftovers,
 )
@@ -287,7 +288,7 @@ def run(argv: list[str] | None = None) -> int:
     problems = usage_errors(volume) + streaming_runner_problems(options)
     if problems:
         return usage_error(problems)
-    output = os.path.abspath(volume.output)
+    output = output_path(volume.output)
     try:
         lock = OutputLock(output).acquire()
     except OutputLocked as error:
@@ -359,7 +360,7 @@ def run_streaming(options: PipelineOptions, key: bytes) -> int:
     start), then write panes into it until the stream ends or the process is
     stopped. The caller holds the output's lock for the whole run."""
     volume = options.view_as(VolumeOptions)
-    output = os.path.abspath(volume.output)
+    output = output_path(volume.output)
     run_id = new_run_id()
     root = prepare_run(output, run_id)
     today = datetime.datetime.now(ZoneInfo(volume.timezone)).date().isoformat()

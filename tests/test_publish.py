@@ -167,7 +167,7 @@ def test_a_publish_killed_between_any_two_steps_leaves_one_run_whole(tmp_path, l
         leftovers = [
             name
             for name in os.listdir(tmp_path)
-            if name.startswith(".link-") or name.startswith(".staging-")
+            if ".link-" in name or name.startswith(".staging-")
         ]
         assert leftovers == []
         kept = set(os.listdir(runs_dir(output))) - {PREVIOUS_LINK}
@@ -181,11 +181,14 @@ def test_runs_killed_before_publishing_are_cleaned_at_the_next_run(tmp_path):
     new_run(output, "run1")
     publish(output, "run1")
     new_run(output, "killed")  # a run killed mid-way: never published
-    os.symlink("x", str(tmp_path / ".link-killed"))
+    os.symlink("x", str(tmp_path / ".out.link-killed"))
+    os.symlink("x", str(tmp_path / ".other.link-running"))
     with OutputLock(output):
         folder = prepare(output, "run2")
     assert not os.path.exists(run_dir(output, "killed"))
-    assert not os.path.lexists(str(tmp_path / ".link-killed"))
+    assert not os.path.lexists(str(tmp_path / ".out.link-killed"))
+    # Another output's run, beside this one, is not this run's to clean.
+    assert os.path.lexists(str(tmp_path / ".other.link-running"))
     assert os.path.isdir(run_dir(output, "run1")) and os.path.isdir(folder)
     assert current_run(output) == "run1"
 
@@ -253,7 +256,7 @@ def test_two_runs_into_one_output_never_mix(small_stream, tmp_path):
 
     written = pl.scan_parquet(f"{folder}/topics/**/*.parquet").collect()["kind"]
     assert set(written.unique()) <= set(kinds) and len(kinds) == 1
-    assert not [n for n in os.listdir(tmp_path) if n.startswith(".link-")]
+    assert not [n for n in os.listdir(tmp_path) if ".link-" in n]
 
 
 def test_a_usage_error_creates_no_output_folder(tmp_path):
@@ -263,3 +266,27 @@ def test_a_usage_error_creates_no_output_folder(tmp_path):
     )
     assert result.returncode == 2
     assert not os.path.lexists(output)
+
+
+def test_an_output_given_as_a_symlink_of_the_users_own_is_followed(tmp_path):
+    from transforms.publish import output_path
+
+    real = tmp_path / "disk" / "out"
+    real.mkdir(parents=True)
+    (tmp_path / "out").symlink_to(real)
+    path = output_path(str(tmp_path / "out"))
+    assert path == str(real)
+    new_run(path, "run1")
+    publish(path, "run1")
+    assert output_path(path) == path and current_run(path) == "run1"
+    assert read_whole_run(str(tmp_path / "out")) == "run1"
+
+
+def test_a_folder_holding_other_files_is_refused_not_moved(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "notes.txt").write_text("mine")
+    result = run_volume(["--input", __file__, "--output", str(home)])
+    assert result.returncode == 2
+    assert "not this pipeline's tables (notes.txt)" in result.stderr
+    assert (home / "notes.txt").read_text() == "mine" and not home.is_symlink()

@@ -31,10 +31,12 @@ import os
 import shutil
 import uuid
 
+from schemas.tables import RUN_MANIFEST, TABLES
+
 RUNS_SUFFIX = ".runs"
 LOCK_SUFFIX = ".lock"
 PREVIOUS_LINK = "_previous"
-LINK_PREFIX = ".link-"
+LINK_INFIX = ".link-"
 # Leftovers of the older layout inside a run folder: staging of killed runs.
 OLD_LAYOUT_LEFTOVERS = (".staging-", ".replaced-")
 LEGACY_RUN_PREFIX = "legacy-"
@@ -64,6 +66,39 @@ def lock_path(output: str) -> str:
     return os.path.join(parent, f".{name}{LOCK_SUFFIX}")
 
 
+def _link_prefix(output: str) -> str:
+    """``.out.link-``: the temporary pointers of ``out``'s runs (beside it)."""
+    return f".{os.path.basename(os.path.abspath(output).rstrip(os.sep))}{LINK_INFIX}"
+
+
+def output_path(given: str) -> str:
+    """The output path a run works on: ``given`` made absolute, and, when it is a
+    symlink of the user's own (not a pointer of ours), the folder it names."""
+    path = os.path.abspath(given)
+    if os.path.islink(path) and not _is_pointer(path):
+        return os.path.realpath(path)
+    return path
+
+
+def foreign_entries(output: str) -> list[str]:
+    """What a real output folder (the older layout) holds besides tables, their
+    manifest and a killed run's staging: a folder with anything else is not the
+    pipeline's to move."""
+    if os.path.islink(output) or not os.path.isdir(output):
+        return []
+    own = {*TABLES, RUN_MANIFEST}
+    return sorted(
+        name
+        for name in os.listdir(output)
+        if name not in own and not name.startswith((*OLD_LAYOUT_LEFTOVERS, ".probe-"))
+    )
+
+
+def _is_pointer(output: str) -> bool:
+    target = os.readlink(output).rstrip(os.sep)
+    return os.path.dirname(target) == os.path.basename(runs_dir(output))
+
+
 def run_dir(output: str, run_id: str) -> str:
     """The folder run ``run_id`` writes its tables into."""
     return os.path.join(runs_dir(output), run_id)
@@ -71,7 +106,7 @@ def run_dir(output: str, run_id: str) -> str:
 
 def current_run(output: str) -> str | None:
     """The run id the pointer names, or None (no pointer yet, or an older layout)."""
-    if not os.path.islink(output):
+    if not os.path.islink(output) or not _is_pointer(output):
         return None
     return os.path.basename(os.readlink(output).rstrip(os.sep))
 
@@ -168,7 +203,7 @@ def publish(output: str, run_id: str, after_step=_no_step) -> None:
     """
     runs = runs_dir(output)
     target = os.path.join(os.path.basename(runs), run_id)
-    temporary = os.path.join(os.path.dirname(runs), f"{LINK_PREFIX}{run_id}")
+    temporary = os.path.join(os.path.dirname(runs), f"{_link_prefix(output)}{run_id}")
     old_run = current_run(output)
     os.symlink(target, temporary)
     after_step("link")
@@ -233,7 +268,7 @@ def remove_leftovers(output: str, keep: tuple[str, ...] = ()) -> list[str]:
             if name not in kept:
                 removed.append(os.path.join(runs, name))
     for name in os.listdir(parent) if os.path.isdir(parent) else ():
-        if name.startswith(LINK_PREFIX):
+        if name.startswith(_link_prefix(output)):
             removed.append(os.path.join(parent, name))
     if os.path.isdir(output):
         for name in os.listdir(output):
