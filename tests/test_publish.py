@@ -290,3 +290,47 @@ def test_a_folder_holding_other_files_is_refused_not_moved(tmp_path):
     assert result.returncode == 2
     assert "not this pipeline's tables (notes.txt)" in result.stderr
     assert (home / "notes.txt").read_text() == "mine" and not home.is_symlink()
+
+
+def test_a_run_killed_mid_way_leaves_the_previous_tables_and_its_leftovers_go(
+    small_stream, tmp_path
+):
+    import signal
+    import time
+
+    from tests.conftest import TEST_KEY_HEX
+
+    path, _, _ = small_stream
+    output = str(tmp_path / "out")
+    args = ["--input", str(path), "--output", output, "--topic-kinds", "hashtag"]
+    assert run_volume(args).returncode == 0
+    first = read_manifest_run(output)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.volume", *args],
+        cwd=PROJECT,
+        env={**os.environ, "YUQING_PSEUDONYM_KEY": TEST_KEY_HEX},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    runs = runs_dir(output)
+    deadline = time.monotonic() + 60
+    while len(set(os.listdir(runs)) - {PREVIOUS_LINK}) < 2:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert read_manifest_run(output) == first
+    assert run_volume(args).returncode == 0
+    assert read_manifest_run(output) != first
+    assert set(os.listdir(runs)) == {
+        PREVIOUS_LINK,
+        current_run(output),
+        previous_run(output),
+    }
+    assert previous_run(output) == first
+
+
+def read_manifest_run(output: str) -> str:
+    with open(os.path.join(resolve(output), RUN_MANIFEST), encoding="utf-8") as handle:
+        return json.load(handle)["run_id"]
