@@ -94,6 +94,8 @@ def quiet_console(settings: ConsoleSettings) -> Iterator[None]:
         else logging.StreamHandler(sys.stderr)
     )
     handler.setFormatter(logging.Formatter("%(levelname)s:%(name)s:%(message)s"))
+    # Loggers given a level of their own (Beam's runners) still pass this handler.
+    handler.setLevel(level)
     logging.basicConfig(level=level, handlers=[handler], force=True)
     try:
         yield

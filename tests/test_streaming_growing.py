@@ -57,6 +57,7 @@ def test_a_file_written_slowly_under_its_final_name_loses_no_line(prism, tmp_pat
         )
         end_stream(str(landing))
         assert process.wait(timeout=120) == 0, process.stderr.read()[-3000:]
+        stderr = process.stderr.read()
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -66,3 +67,8 @@ def test_a_file_written_slowly_under_its_final_name_loses_no_line(prism, tmp_pat
     assert volume["duplicates"].sum() == 0
     assert dead.height == 1, dead
     assert dead["source"].to_list() == [f"{landing / 'cut.jsonl'}:2"]
+    # The run talks like a tool: no runner chatter, a closing summary.
+    assert not [
+        line for line in stderr.splitlines() if line.startswith(("INFO", "WARNING"))
+    ], stderr[-2000:]
+    assert f"read {LINES + 2:,} lines: {LINES + 1:,} posts" in stderr
