@@ -204,9 +204,6 @@ def _check_output(args, parser) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from reports.tables import resolve_output
-
-    args.output = resolve_output(args.output)
     if args.command == "summary":
         from reports.summary import summary_text
 
@@ -214,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.exit(2, f"--output {args.output}: no such folder\n")
         print(summary_text(args.output, args.top))
         return 0
+    from reports.tables import resolve_output
+
+    # One run for the whole report, even if a run publishes meanwhile.
+    args.output = resolve_output(args.output)
     _check_output(args, parser)
 
     from reports import commands

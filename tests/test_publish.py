@@ -334,3 +334,16 @@ def test_a_run_killed_mid_way_leaves_the_previous_tables_and_its_leftovers_go(
 def read_manifest_run(output: str) -> str:
     with open(os.path.join(resolve(output), RUN_MANIFEST), encoding="utf-8") as handle:
         return json.load(handle)["run_id"]
+
+
+def test_reports_read_the_run_the_pointer_names_and_show_the_output_path(tmp_path):
+    from reports.summary import summary_text
+    from reports.tables import resolve_output
+
+    output = str(tmp_path / "out")
+    new_run(output, "run1")
+    publish(output, "run1")
+    assert resolve_output(output) == run_dir(output, "run1")
+    text = summary_text(output, top=3)
+    assert text.splitlines()[0] == f"Tables in {output} (run run1)"
+    assert f"{output}/volume" in text and ".runs" not in text
