@@ -212,7 +212,9 @@ class VolumeOptions(PipelineOptions):
             "settle-time",
             default="2s",
             help="With --streaming: a .gz or Parquet landing file (readable only "
-            "whole) is read once it has not changed for this long. Default 2s.",
+            "whole) is read once it has not changed for this long; so is the last "
+            "line of a JSON Lines file that does not end in a newline, if it is "
+            "whole JSON (a line cut mid-way waits for the stream's end). Default 2s.",
         )
         # How the command talks: pipelines/volume.py's main().
         _add(

@@ -84,3 +84,25 @@ def test_the_tracker_carries_each_files_offset_through_a_checkpoint():
     forgetting = LandingTracker(residual)
     assert forgetting.try_claim(("forget", "/l/a.jsonl"))
     assert forgetting.current_restriction().offsets == (("/l/b.jsonl", 7, 2),)
+
+
+def test_a_settled_file_without_a_final_newline_gives_its_last_whole_line(tmp_path):
+    path = tmp_path / "no-newline.jsonl"
+    last = line(2).rstrip(b"\n")
+    path.write_bytes(line(1) + last)
+    waiting = read_new_lines(str(path), 0, 1, 100, settled=False)
+    assert waiting.lines == [line(1)]
+    settled = read_new_lines(str(path), 0, 1, 100, settled=True)
+    assert settled.lines == [line(1), last] and settled.next_number == 3
+    # The writer goes on after all: the newline ending the line taken is no blank
+    # line of its own, and the next line follows.
+    with open(path, "ab") as handle:
+        handle.write(b"\n" + line(3))
+    more = read_new_lines(str(path), settled.next_offset, 3, 100)
+    assert more.lines == [line(3)] and more.first_number == 3
+
+
+def test_a_settled_file_cut_mid_line_waits_for_the_stream_end(tmp_path):
+    path = tmp_path / "cut.jsonl"
+    path.write_bytes(line(1) + b'{"id": "2", "te')
+    assert read_new_lines(str(path), 0, 1, 100, settled=True).lines == [line(1)]

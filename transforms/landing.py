@@ -11,9 +11,10 @@ pipeline's source and by ``pipelines.replay``:
 - A plain JSON Lines file (``.jsonl``, ``.json``, ``.ndjson``) is read up to its last
   complete line, and again from there whenever it grows: the source remembers, per
   file, the byte offset and line number reached. A last line without its newline is
-  read only when the stream ends (a line cut off mid-way then becomes a dead letter).
+  read once the file has not changed for ``--settle-time`` if it is a whole JSON value,
+  else only when the stream ends (a line cut off mid-way then becomes a dead letter).
 - A compressed or Parquet file (readable only whole) is taken once its modification
-  time is ``settle_time`` seconds old, or when the stream ends, and read once.
+  time is ``--settle-time`` old, or when the stream ends, and read once.
 - Files are taken in order of modification time, then name. A name that leaves the
   folder is forgotten, so what the source remembers is bounded by the folder's
   contents, not by the stream's length.
@@ -157,19 +158,31 @@ def read_new_lines(
     next_number: int,
     max_lines: int,
     final: bool = False,
+    settled: bool = False,
 ) -> NewLines:
     """Up to ``max_lines`` complete lines of ``path`` from byte ``offset`` (line
-    ``next_number``); a last line without its newline only when ``final``. A byte
-    order mark at the file's start is not part of its first line."""
+    ``next_number``). A last line without its newline is taken when ``final`` (the
+    stream ends), or when the file has ``settled`` and the line is a whole JSON value
+    (a writer that does not end its file with a newline); a newline arriving later
+    for a line so taken is skipped. A byte order mark at the file's start is not
+    part of its first line."""
     lines: list[bytes] = []
     position = offset
     with FileSystems.open(
         path, compression_type=CompressionTypes.UNCOMPRESSED
     ) as handle:
-        handle.seek(offset)
+        if offset > 0:
+            handle.seek(offset - 1)
+            if handle.read(1) != b"\n" and handle.read(1) == b"\n":
+                position += 1
+        handle.seek(position)
         while len(lines) < max_lines:
             line = handle.readline()
-            if not line or (not line.endswith(b"\n") and not final):
+            if not line:
+                break
+            if not line.endswith(b"\n") and not (
+                final or (settled and is_whole_json(line))
+            ):
                 break
             if position == 0 and line.startswith(UTF8_BOM):
                 line = line[len(UTF8_BOM) :]
@@ -177,6 +190,15 @@ def read_new_lines(
             position += len(line)
             lines.append(line)
     return NewLines(lines, next_number, position, next_number + len(lines))
+
+
+def is_whole_json(line: bytes) -> bool:
+    """Whether ``line`` parses as one JSON value (so it was not cut mid-way)."""
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def record_event_time_us(record: bytes | dict) -> int | None:
@@ -419,7 +441,12 @@ class WatchLandingFolderFn(beam.DoFn):
                 if file.size <= offset:
                     continue
                 new = read_new_lines(
-                    file.path, offset, number, MAX_LINES_PER_BUNDLE - lines, ended
+                    file.path,
+                    offset,
+                    number,
+                    MAX_LINES_PER_BUNDLE - lines,
+                    final=ended,
+                    settled=is_settled(file, now_seconds, self._stable),
                 )
                 if not new.lines:
                     continue
