@@ -139,15 +139,25 @@ def publish_killed_at(output: str, run_id: str, kill_at: int) -> int:
     return int(steps) if steps else -1
 
 
-@pytest.mark.parametrize("layout", ["pointer", "older-layout", "first-run"])
-def test_a_publish_killed_between_any_two_steps_leaves_one_run_whole(tmp_path, layout):
+@pytest.mark.parametrize(
+    "layout", ["pointer", "older-layout", "older-layout-no-exchange", "first-run"]
+)
+def test_a_publish_killed_between_any_two_steps_leaves_one_run_whole(
+    tmp_path, layout, monkeypatch
+):
+    if layout == "older-layout-no-exchange":
+        # Where renameat2 is missing, the one-time move of an older folder has a
+        # moment without an output; never one of mixed runs.
+        import transforms.publish
+
+        monkeypatch.setattr(transforms.publish, "_exchange", lambda *paths: False)
     kill_at, total = 1, None
     while total is None or kill_at <= total:
         output = str(tmp_path / f"out{kill_at}")
         if layout == "pointer":
             new_run(output, "old")
             publish(output, "old")
-        elif layout == "older-layout":
+        elif layout.startswith("older-layout"):
             old_layout(output, "old")
         new_run(output, "new")
         steps = publish_killed_at(output, "new", kill_at)
@@ -156,7 +166,9 @@ def test_a_publish_killed_between_any_two_steps_leaves_one_run_whole(tmp_path, l
             assert read_whole_run(output) == "new"
             break
         seen = read_whole_run(output)
-        expected = {None, "new"} if layout == "first-run" else {"old", "new"}
+        expected = {"old", "new"}
+        if layout in ("first-run", "older-layout-no-exchange"):
+            expected.add(None)
         assert seen in expected, (kill_at, seen)
         # The next run cleans up after the killed one and publishes whole.
         with OutputLock(output):

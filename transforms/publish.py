@@ -19,7 +19,7 @@ a reader that must not mix two runs resolves the pointer once
 An output folder of the older layout (tables directly inside a real ``DIR``) is moved
 into a run folder once, by the first run that publishes into it: the real folder and
 the new pointer swap places in one ``renameat2(RENAME_EXCHANGE)`` where Linux offers
-it (else a rename, then the pointer).
+it (else a rename, then the pointer: readers find no output between the two).
 """
 
 import ctypes
@@ -50,7 +50,8 @@ class OutputLocked(Exception):
 
 
 def new_run_id() -> str:
-    """``20261203T093000-1a2b3c4d``: sorts by start time, unique per run."""
+    """The UTC start as ``%Y%m%dT%H%M%S``, a dash and 8 hex digits: run ids sort
+    by start time and are unique per run."""
     now = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
     return f"{now}-{uuid.uuid4().hex[:8]}"
 
@@ -220,6 +221,7 @@ def _set_previous(runs: str, run_id: str, after_step) -> None:
     link = os.path.join(runs, PREVIOUS_LINK)
     temporary = f"{link}.{uuid.uuid4().hex}.tmp"
     os.symlink(run_id, temporary)
+    after_step("previous-link")
     os.replace(temporary, link)
     after_step("previous")
 
