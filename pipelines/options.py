@@ -5,19 +5,42 @@ Every option is spelled with dashes (``--topic-kinds``); the underscore form
 (``--runner``, ``--direct_num_workers``, ``--flink_master``...) pass through.
 """
 
+import argparse
+import difflib
 import os
 import tempfile
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    PipelineOptions,
+    StandardOptions,
+    _BeamArgumentParser,
+)
 
 from schemas.sketch import DEFAULT_LG_K
 from schemas.timezone import DEFAULT_TIMEZONE
 from transforms.bursts import BurstParams
 from transforms.extract import parse_kinds
+from transforms.publish import foreign_entries, output_path, runs_dir
 from transforms.topics import TOPIC_KINDS
-from transforms.windows import parse_duration
+from transforms.windows import parse_duration, window_fn_for
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+# Beam's options shown by --help (all of them: --help-beam).
+COMMON_BEAM_OPTIONS = (
+    "runner",
+    "streaming",
+    "direct_num_workers",
+    "direct_running_mode",
+    "flink_master",
+    "parallelism",
+    "environment_type",
+    "environment_config",
+    "setup_file",
+    "prism_location",
+)
+PROG = "python -m pipelines.volume"
 
 
 def _add(parser, name: str, **kwargs) -> None:
@@ -44,7 +67,8 @@ class VolumeOptions(PipelineOptions):
             parser,
             "output",
             default=None,
-            help="Output folder; its tables are replaced by this run's.",
+            help="Output folder: a pointer to this run's tables, switched at once "
+            "when the run finishes (docs/operations.md).",
         )
         _add(
             parser,
@@ -156,10 +180,11 @@ class VolumeOptions(PipelineOptions):
             default=None,
             help="With --streaming: the landing folder to watch instead of --input. "
             "Files ending .jsonl, .json, .ndjson, .gz or .parquet (not starting "
-            "with . or _) are read once each, in order of arrival, as they "
-            "appear; writers drop them whole (write, then rename). A file named "
-            "_END ends the stream. Each run reads the folder from the start and "
-            "replaces the output's tables.",
+            "with . or _) are read in order of arrival as they appear. A plain "
+            "JSON Lines file is read up to its last complete line and again as it "
+            "grows; a .gz or Parquet file once unchanged for --settle-time. A file "
+            "named _END ends the stream. Each run reads the folder from the start "
+            "and replaces the output's tables.",
         )
         _add(
             parser,
@@ -184,6 +209,45 @@ class VolumeOptions(PipelineOptions):
             "poll-interval",
             default="1s",
             help="With --streaming: how often the landing folder is listed. Default 1s.",
+        )
+        _add(
+            parser,
+            "settle-time",
+            default="2s",
+            help="With --streaming: a .gz or Parquet landing file (readable only "
+            "whole) is read once it has not changed for this long; so is the last "
+            "line of a JSON Lines file that does not end in a newline, if it is "
+            "whole JSON (a line cut mid-way waits for the stream's end). Default 2s.",
+        )
+        # How the command talks: pipelines/volume.py's main().
+        _add(
+            parser,
+            "log-level",
+            default="error",
+            type=str.lower,
+            help="How much Beam and its workers log to stderr: debug, info, warning "
+            "or error. Default error (quiet: progress and summary only).",
+        )
+        _add(
+            parser,
+            "log-file",
+            default=None,
+            help="Append every log line of the run, workers included, and the "
+            "traceback of a failure to this file. Default none.",
+        )
+        _add(
+            parser,
+            "debug",
+            action="store_true",
+            default=False,
+            help="On a failure, print the traceback after the one-line error.",
+        )
+        _add(
+            parser,
+            "help-beam",
+            action="store_true",
+            default=False,
+            help="List every option of Apache Beam's own and exit.",
         )
 
 
@@ -210,9 +274,11 @@ def usage_errors(options: VolumeOptions) -> list[str]:
         if problem:
             problems.append(f"--output {options.output}: {problem}")
     try:
-        parse_duration(options.window)
+        window_fn_for(parse_duration(options.window), options.timezone)
     except ValueError as error:
-        problems.append(f"--window: {error}")
+        problems.append(f"--window {options.window}: {error}")
+    except (ZoneInfoNotFoundError, KeyError):
+        pass  # the timezone's own problem, below
     try:
         ZoneInfo(options.timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -226,6 +292,9 @@ def usage_errors(options: VolumeOptions) -> list[str]:
         problems.append("--sketch-lg-k must be between 4 and 21")
     if options.keywords_per_post < 0:
         problems.append("--keywords-per-post must be 0 or more")
+    if options.log_level not in LOG_LEVELS:
+        problems.append(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
+    problems.extend(runner_problems(options))
     for path in (options.user_dict or []) + (options.stopwords or []):
         if not os.path.isfile(path):
             problems.append(
@@ -287,7 +356,12 @@ def _streaming_problems(options: VolumeOptions) -> list[str]:
     elif not os.path.isdir(options.landing):
         problems.append(f"--landing {options.landing}: not a folder")
     durations = {}
-    for flag in ("allowed_lateness", "early_results_every", "poll_interval"):
+    for flag in (
+        "allowed_lateness",
+        "early_results_every",
+        "poll_interval",
+        "settle_time",
+    ):
         try:
             durations[flag] = duration_or_zero(getattr(options, flag))
         except ValueError as error:
@@ -305,12 +379,24 @@ def _streaming_problems(options: VolumeOptions) -> list[str]:
     return problems
 
 
-def _unwritable(folder: str) -> str | None:
-    """Why ``folder`` cannot take the output, or None when it can.
+def _unwritable(output: str) -> str | None:
+    """Why ``output`` cannot take the tables, or None when it can.
 
-    Tried for real (create the folder, write and remove a probe file): permission
-    bits say nothing to root, and a read-only mount shows only on writing.
+    Tried for real (create the runs folder beside the output, write and remove a
+    probe file): permission bits say nothing to root, and a read-only mount shows
+    only on writing. The output itself is left alone: it becomes the run's pointer.
     """
+    output = output_path(output)
+    if os.path.exists(output) and not os.path.isdir(output):
+        return "exists and is not a folder"
+    foreign = foreign_entries(output)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        return (
+            f"holds files that are not this pipeline's tables ({shown}); "
+            "give a new folder"
+        )
+    folder = runs_dir(output)
     try:
         os.makedirs(folder, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
@@ -318,3 +404,121 @@ def _unwritable(folder: str) -> str | None:
     except OSError as error:
         return f"not writable ({error.strerror or error})"
     return None
+
+
+# --- The command line as a whole ------------------------------------------------
+
+
+def _all_option_classes() -> list[type]:
+    """Every ``PipelineOptions`` subclass loaded (Beam's and ours), once each."""
+    found, pending = {}, list(PipelineOptions.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        found.setdefault(f"{cls.__module__}.{cls.__qualname__}", cls)
+        pending.extend(cls.__subclasses__())
+    return list(found.values())
+
+
+def beam_parser() -> argparse.ArgumentParser:
+    """A parser of every option Beam and ``VolumeOptions`` declare, as Beam parses."""
+    parser = _BeamArgumentParser(allow_abbrev=False, prog=PROG, add_help=False)
+    seen = set()
+    for cls in _all_option_classes():
+        if cls is VolumeOptions:
+            continue
+        scratch = _BeamArgumentParser(allow_abbrev=False, add_help=False)
+        cls._add_argparse_args(scratch)  # noqa: SLF001 - Beam's own protocol.
+        for action in scratch._actions:  # noqa: SLF001
+            if not seen.intersection(action.option_strings):
+                seen.update(action.option_strings)
+                parser._add_action(action)  # noqa: SLF001
+    VolumeOptions._add_argparse_args(parser)  # noqa: SLF001
+    parser.add_argument("-h", "--help", action="store_true", default=False)
+    return parser
+
+
+def unknown_option_problems(argv: list[str]) -> list[str]:
+    """One line for the first argument no option of Beam's or ours takes, naming
+    the closest known option. Beam itself drops such arguments with a warning."""
+    parser = beam_parser()
+    try:
+        _, unknown = parser.parse_known_args(argv)
+    except SystemExit:  # argparse's own message went to stderr already
+        return ["the command line could not be parsed (see above)"]
+    for argument in unknown:
+        if argument == "--":
+            break
+        if not argument.startswith("-"):
+            return [f"unexpected argument {argument!r} (options start with --)"]
+        name = argument.split("=", 1)[0]
+        known = [
+            flag for flag in parser._option_string_actions if flag.startswith("--")
+        ]  # noqa: SLF001
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        return [f"unknown option {name}{hint} (--help lists them)"]
+    return []
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Help lines end with the option's default, unless the text names it already."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        if (
+            "default" not in text.lower()
+            and action.default not in (None, False, argparse.SUPPRESS)
+            and action.option_strings
+        ):
+            text += " Default %(default)s."
+        return text
+
+
+def help_text(full_beam: bool = False) -> str:
+    """``--help``: every option of the pipeline with its default, then Beam's most
+    used ones (``full_beam``: all of Beam's)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        usage="%(prog)s --input GLOB --output DIR [options]\n"
+        "       %(prog)s --streaming --landing FOLDER --output DIR [options]",
+        formatter_class=_DefaultsFormatter,
+        description="Posts -> per-window volume, topics, bursts and dead letters, "
+        "as Parquet tables under --output.",
+        epilog="Exit status: 0 the run finished (dead letters or not); 1 it failed "
+        "(one error: line; the traceback with --debug or in --log-file); 2 a usage "
+        "error, or another run is writing the same output. All of Beam's options: "
+        f"{PROG} --help-beam.",
+    )
+    VolumeOptions._add_argparse_args(parser)  # noqa: SLF001
+    beam = beam_parser()
+    by_dest = {
+        action.dest: action
+        for action in beam._actions  # noqa: SLF001
+        if action.dest != "help"
+    }
+    volume_dests = {action.dest for action in parser._actions}  # noqa: SLF001
+    group = parser.add_argument_group(
+        "Apache Beam options" if full_beam else "Apache Beam options (most used)"
+    )
+    names = by_dest if full_beam else COMMON_BEAM_OPTIONS
+    for dest in names:
+        if dest in by_dest and dest not in volume_dests:
+            group._add_action(by_dest[dest])  # noqa: SLF001
+    return parser.format_help()
+
+
+def runner_problems(options: PipelineOptions) -> list[str]:
+    """A runner name Beam does not know, one line naming the closest one."""
+    runner = options.view_as(StandardOptions).runner
+    if runner is None or not isinstance(runner, str) or "." in runner:
+        return []
+    known = StandardOptions.KNOWN_RUNNER_NAMES
+    lowered = {name.lower() for name in known}
+    if runner.lower() in lowered or f"{runner.lower()}runner" in lowered:
+        return []
+    close = difflib.get_close_matches(runner, known, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return [
+        f"--runner {runner}: no such runner{hint} (known: {', '.join(known)}, "
+        "or a runner class's full dotted name)"
+    ]

@@ -50,7 +50,11 @@ def prism_binary() -> str | None:
 
 
 def uses_local_streaming_runner(options: PipelineOptions) -> bool:
+    """Whether the run goes to the local Prism binary: a streaming run on a local
+    runner, or any run naming ``PrismRunner``."""
     standard = options.view_as(StandardOptions)
+    if standard.runner == "PrismRunner":
+        return True
     return bool(standard.streaming) and standard.runner in LOCAL_RUNNERS
 
 
@@ -64,8 +68,13 @@ def streaming_runner_problems(options: PipelineOptions) -> list[str]:
             [] if os.path.isfile(given) else [f"--prism_location {given}: no such file"]
         )
     if prism_binary() is None:
+        mode = (
+            "--streaming runs"
+            if options.view_as(StandardOptions).streaming
+            else "--runner PrismRunner runs"
+        )
         return [
-            f"--streaming runs on Prism, not found at {default_prism_path()}: "
+            f"{mode} on Prism, not found at {default_prism_path()}: "
             f"build it once with {BUILD_SCRIPT} (needs Go), or set ${PRISM_ENV_VAR}"
         ]
     return []

@@ -23,9 +23,14 @@ folder, Ctrl-C or SIGTERM stops it (``run_streaming.sh`` shows it on the sample)
         --window 1h --allowed-lateness 6h --early-results-every 30s
 
 Tables land in ``OUTPUT/<table>/date=YYYY-MM-DD/*.parquet`` (``../shared/CONTRACT.md``);
-read them with ``polars.scan_parquet("OUTPUT/topics/**/*.parquet",
-hive_partitioning=True)``. Exit status 0 when the run finished (dead letters or
-not), 2 with a one-line reason on a usage error.
+``OUTPUT`` is a pointer to the run folder of the latest run, switched at once when a
+run finishes (``transforms.publish``). Read them with
+``polars.scan_parquet(f"{os.path.realpath(OUTPUT)}/topics/**/*.parquet",
+hive_partitioning=True)``: resolving the pointer once keeps every table of a report
+from the same run. Exit status 0 when the run finished (dead letters or not), 1 with
+one ``error:`` line when it failed, 2 with a one-line reason on a usage error or
+when another run is writing the same output. Quiet by default: ``--log-level``,
+``--log-file`` and ``--debug`` show more.
 """
 
 import dataclasses
@@ -34,17 +39,27 @@ import logging
 import os
 import shutil
 import sys
-import uuid
+import traceback
 from zoneinfo import ZoneInfo
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipelines.console import (
+    Progress,
+    RunFailure,
+    console_settings,
+    failure_line,
+    quiet_console,
+    run_summary,
+)
 from pipelines.malloc import hand_back_freed_memory
 from pipelines.options import (
     VolumeOptions,
     burst_params,
     duration_or_zero,
+    help_text,
+    unknown_option_problems,
     usage_errors,
 )
 from pipelines.runners import (
@@ -68,7 +83,22 @@ from transforms.late import (
     SplitLatePosts,
     streaming_windowing,
 )
-from transforms.privacy import PseudonymKeyError, key_fingerprint, load_or_create_key
+from transforms.privacy import (
+    PseudonymKeyError,
+    PseudonymKeyUnreadable,
+    key_fingerprint,
+    load_or_create_key,
+)
+from transforms.publish import (
+    OutputLock,
+    OutputLocked,
+    new_run_id,
+    output_path,
+    publish,
+    remove_leftovers,
+)
+from transforms.publish import discard as discard_run
+from transforms.publish import prepare as prepare_run
 from transforms.read import DEAD_LETTERS, ReadPosts
 from transforms.rolling import WriteRollingTables, prune_all_superseded
 from transforms.spill import SPILL_FOLDER
@@ -77,8 +107,6 @@ from transforms.write import (
     WriteDeadLetters,
     WriteRowsByDate,
     WriteWindowTables,
-    publish,
-    staging_dir,
     write_empty_tables,
     write_run_manifest,
 )
@@ -188,7 +216,11 @@ def read_stream(
     # Before the stream ends, wait out the processing-time triggers (transforms.landing).
     settle = flush_seconds(options) + duration_or_zero(options.poll_interval) + 2
     read = pipeline | "ReadLanding" >> ReadLanding(
-        options.landing, key, duration_or_zero(options.poll_interval), settle
+        options.landing,
+        key,
+        duration_or_zero(options.poll_interval),
+        settle,
+        stable_seconds=duration_or_zero(options.settle_time),
     )
     split = read["posts"] | "SplitLatePosts" >> SplitLatePosts(
         window_fn, duration_or_zero(options.allowed_lateness)
@@ -248,75 +280,139 @@ def run_manifest(
 
 
 def run(argv: list[str] | None = None) -> int:
-    """Run the pipeline; return the process exit status."""
+    """Run the pipeline; return the process exit status (0 done, 2 usage error or
+    output locked). Runtime failures raise; ``main`` turns them into one line."""
     hand_back_freed_memory()
+    argv = list(argv or [])
+    if {"-h", "--help"} & set(argv):
+        print(help_text())
+        return 0
+    problems = unknown_option_problems(argv)
+    if problems:
+        return usage_error(problems)
     options = PipelineOptions(argv)
     volume = options.view_as(VolumeOptions)
+    if volume.help_beam:
+        print(help_text(full_beam=True))
+        return 0
     problems = usage_errors(volume) + streaming_runner_problems(options)
     if problems:
-        print(f"error: {'; '.join(problems)}", file=sys.stderr)
-        return 2
+        return usage_error(problems)
     try:
-        key = load_or_create_key(volume.pseudonym_key_file)
+        key = pseudonym_key(volume)
+    except PseudonymKeyUnreadable as error:
+        raise RunFailure(str(error)) from None
     except PseudonymKeyError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if options.view_as(StandardOptions).streaming:
-        return run_streaming(with_local_streaming_runner(argv or [], options), key)
-    output = os.path.abspath(volume.output)
-    run_id = (
-        datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
-        + "-"
-        + uuid.uuid4().hex[:8]
-    )
-    root = staging_dir(output, run_id)
-    os.makedirs(root)
+        # A weak or malformed key is the user's to fix, like a bad option.
+        return usage_error([str(error)])
+    output = output_path(volume.output)
     try:
-        with beam.Pipeline(runner=local_runner(options), options=options) as pipeline:
+        lock = OutputLock(output).acquire()
+    except OutputLocked as error:
+        return usage_error([f"--output {volume.output}: {error}"])
+    try:
+        argv = with_worker_log_level(argv, volume.log_level)
+        options = PipelineOptions(argv)
+        if options.view_as(StandardOptions).streaming:
+            return run_streaming(with_local_streaming_runner(argv, options), key)
+        return run_batch(with_local_streaming_runner(argv, options), key, output)
+    finally:
+        lock.release()
+
+
+def pseudonym_key(volume: VolumeOptions) -> bytes:
+    """The pseudonymization key (``transforms.privacy.load_or_create_key``); raises
+    ``PseudonymKeyError`` with one line that never holds the key's content."""
+    return load_or_create_key(volume.pseudonym_key_file)
+
+
+def usage_error(problems: list[str]) -> int:
+    print(f"error: {'; '.join(problems)}", file=sys.stderr)
+    return 2
+
+
+def with_worker_log_level(argv: list[str], level: str) -> list[str]:
+    """``argv`` with Beam's worker processes logging at ``level`` (they log at INFO
+    otherwise), unless ``--default_sdk_harness_log_level`` was given."""
+    if any("sdk_harness_log_level" in arg for arg in argv):
+        return argv
+    return [*argv, f"--default_sdk_harness_log_level={level.upper()}"]
+
+
+def run_batch(options: PipelineOptions, key: bytes, output: str) -> int:
+    """Batch: write every table and ``_run.json`` into a run folder of their own,
+    then publish them in one atomic switch of the output's pointer."""
+    volume = options.view_as(VolumeOptions)
+    run_id = new_run_id()
+    root = prepare_run(output, run_id)
+    try:
+        with Progress("running"):
+            pipeline = beam.Pipeline(runner=local_runner(options), options=options)
             build_pipeline(pipeline, volume, root, key)
+            result = pipeline.run()
+            result.wait_until_finish()
+        shutil.rmtree(os.path.join(root, SPILL_FOLDER), ignore_errors=True)
+        today = datetime.datetime.now(ZoneInfo(volume.timezone)).date().isoformat()
+        write_empty_tables(root, today)
+        write_run_manifest(root, run_manifest(options, run_id, "batch", key))
     except BaseException:
-        shutil.rmtree(root, ignore_errors=True)
+        discard_run(output, run_id)
         raise
-    today = datetime.datetime.now(ZoneInfo(volume.timezone)).date().isoformat()
-    write_empty_tables(root, today)
-    write_run_manifest(root, run_manifest(options, run_id, "batch", key))
-    publish(root, output, run_id)
+    publish(output, run_id)
+    remove_leftovers(output)
+    for line in run_summary(root, result):
+        print(line, file=sys.stderr)
     print(f"tables written to {output}")
     return 0
 
 
 def run_streaming(options: PipelineOptions, key: bytes) -> int:
-    """Streaming: replace the output's tables with empty ones (readable at once), then
-    write panes straight into them until the stream ends or the process is stopped."""
+    """Streaming: publish a run folder of empty tables at once (readable from the
+    start), then write panes into it until the stream ends or the process is
+    stopped. The caller holds the output's lock for the whole run."""
     volume = options.view_as(VolumeOptions)
-    output = os.path.abspath(volume.output)
-    run_id = (
-        datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
-        + "-"
-        + uuid.uuid4().hex[:8]
-    )
-    staging = staging_dir(output, run_id)
-    os.makedirs(staging)
+    output = output_path(volume.output)
+    run_id = new_run_id()
+    root = prepare_run(output, run_id)
     today = datetime.datetime.now(ZoneInfo(volume.timezone)).date().isoformat()
-    write_empty_tables(staging, today)
-    write_run_manifest(staging, run_manifest(options, run_id, "streaming", key))
-    publish(staging, output, run_id)
+    write_empty_tables(root, today)
+    write_run_manifest(root, run_manifest(options, run_id, "streaming", key))
+    publish(output, run_id)
+    remove_leftovers(output)
     pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, volume, output, key)
+    build_pipeline(pipeline, volume, root, key)
     print(
         f"streaming from {volume.landing} into {output} (stop with Ctrl-C, or drop _END)",
         file=sys.stderr,
     )
     state = run_until_stopped(pipeline)
     # The run is over: only each window's latest pane file stays.
-    prune_all_superseded(output)
+    prune_all_superseded(root)
+    for line in run_summary(root):
+        print(line, file=sys.stderr)
     print(f"stream {str(state).lower()}; tables in {output}")
     return 0
 
 
 def main() -> None:
-    logging.getLogger().setLevel(logging.WARNING)
-    sys.exit(run(sys.argv[1:]))
+    """The command: one ``error:`` line and exit 1 on any failure (the traceback with
+    ``--debug`` or in ``--log-file``); Beam's chatter kept out of the terminal."""
+    argv = sys.argv[1:]
+    settings = console_settings(argv)
+    with quiet_console(settings):
+        try:
+            status = run(argv)
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            status = 130
+        except Exception as error:  # noqa: BLE001 - every failure says one line.
+            print(f"error: {failure_line(error)}", file=sys.stderr)
+            if settings.log_file:
+                logging.getLogger(__name__).error("run failed", exc_info=True)
+            if settings.debug:
+                traceback.print_exc(file=sys.stderr)
+            status = 1
+    sys.exit(status)
 
 
 if __name__ == "__main__":

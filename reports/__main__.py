@@ -179,8 +179,10 @@ def _period(args, parser, *, default_latest: bool) -> Period | None:
 
 
 def _outputs(args, parser) -> str | tuple[str, ...]:
-    """The --output folders: one folder, or several whose pseudonym keys agree."""
-    from reports.tables import KeyMismatch, check_same_key
+    """The --output folders, each resolved to the run its pointer names now (one
+    run per folder for the whole report, even if a run publishes meanwhile): one
+    folder, or several whose pseudonym keys agree."""
+    from reports.tables import KeyMismatch, check_same_key, resolve_output
 
     folders = args.output or [DEFAULT_OUTPUT]
     for folder in folders:
@@ -190,6 +192,7 @@ def _outputs(args, parser) -> str | tuple[str, ...]:
                 f"--output {folder}: no such folder (run the pipeline or "
                 "./run_local.sh first)\n",
             )
+    folders = [resolve_output(folder) for folder in folders]
     if len(folders) == 1:
         return folders[0]
     try:

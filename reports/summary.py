@@ -7,18 +7,21 @@ import polars as pl
 
 from reports.queries import bursts, dead_letter_reasons, hot_topics, volume_totals
 from reports.render import render_frame
-from reports.tables import key_fingerprint, row_counts
+from reports.tables import key_fingerprint, resolve_output, row_counts, run_manifest
 
 
 def summary_text(output: str, top: int = 10) -> str:
-    """The summary of one output folder as printable text."""
-    output = os.path.abspath(output)
-    lines = [f"Tables in {output}"]
+    """The summary of one output folder as printable text (of the run its pointer
+    names when the summary starts)."""
+    shown = os.path.abspath(output)
+    output = resolve_output(shown)
+    run_id = run_manifest(output).get("run_id")
+    lines = [f"Tables in {shown}" + (f" (run {run_id})" if run_id else "")]
     fingerprint = key_fingerprint(output)
     if fingerprint:
         lines.append(f"  made with pseudonym key {fingerprint} (fingerprint)")
     for table, rows in row_counts(output).items():
-        lines.append(f"  {table:<15} {rows:>9,} rows   {os.path.join(output, table)}")
+        lines.append(f"  {table:<15} {rows:>9,} rows   {os.path.join(shown, table)}")
     totals = volume_totals(output)
     lines.append(
         f"Input lines {totals['input_lines']:,} = {totals['posts']:,} distinct posts "
@@ -55,7 +58,7 @@ def summary_text(output: str, top: int = 10) -> str:
             )
         )
     lines.append(
-        f"More: python -m reports hot --output {output} [--day YYYY-MM-DD] [--week] "
+        f"More: python -m reports hot --output {shown} [--day YYYY-MM-DD] [--week] "
         "[--format table|csv|json|html]; timeline TOPIC; bursts; volume; "
         "notebook: notebooks/hot_topics.ipynb"
     )

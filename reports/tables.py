@@ -1,4 +1,10 @@
-"""Lazy scans of the output tables, as ``../shared/CONTRACT.md`` says to read them."""
+"""Lazy scans of the output tables, as ``../shared/CONTRACT.md`` says to read them.
+
+The output folder is a pointer to the run folder of the latest run
+(``transforms.publish``): a report resolves it once (``resolve_output``) and reads
+every table under the resolved folder, so a run publishing meanwhile never mixes
+two runs' tables into one report.
+"""
 
 import json
 import os
@@ -7,6 +13,12 @@ from collections.abc import Sequence
 import polars as pl
 
 from schemas.tables import PANE_OF_PATH_PATTERN, RUN_MANIFEST, TABLES
+
+
+def resolve_output(output: str) -> str:
+    """The folder of the run ``output`` names now: the folder itself in the older
+    layout, the run folder its pointer names in the current one."""
+    return os.path.realpath(output)
 
 
 class KeyMismatch(ValueError):

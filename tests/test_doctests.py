@@ -30,7 +30,9 @@ def modules_with_examples() -> list[str]:
 
 def test_examples_are_found():
     """The discovery finds the known examples (a broken finder would pass silently)."""
-    assert {"transforms.topics", "transforms.text.analyzer", "reports.periods"} <= set(modules_with_examples())
+    assert {"transforms.topics", "transforms.text.analyzer", "reports.periods"} <= set(
+        modules_with_examples()
+    )
 
 
 @pytest.mark.parametrize("name", modules_with_examples())

@@ -2,7 +2,6 @@
 reruns replacing tables."""
 
 import datetime
-import json
 import os
 import re
 
@@ -19,11 +18,8 @@ from transforms.aggregate import AggregateWindows, PostSummary
 from transforms.rolling import WriteRollingTables, pane_file_name
 from transforms.write import (
     WriteWindowTables,
-    publish,
-    staging_dir,
     write_empty_tables,
     write_parquet_atomically,
-    write_run_manifest,
 )
 
 HOUR = 3600
@@ -142,34 +138,6 @@ def test_files_carry_the_table_schema_and_zstd(tmp_path):
     assert os.listdir(os.path.dirname(path)) == [
         "20261122T000000Z.parquet"
     ]  # no temporary left
-
-
-def test_publish_replaces_old_tables_entirely(tmp_path):
-    output = str(tmp_path)
-    old = os.path.join(output, "topics", "date=2026-01-01", "old.parquet")
-    write_parquet_atomically(tables.TOPICS.empty_table(), old)
-    write_parquet_atomically(
-        tables.BURSTS.empty_table(),
-        os.path.join(output, "bursts", "date=2026-01-01", "old.parquet"),
-    )
-    write_run_manifest(output, {"run_id": "run0"})
-    staging = staging_dir(output, "run1")
-    write_parquet_atomically(
-        tables.TOPICS.empty_table(),
-        os.path.join(staging, "topics", "date=2026-11-22", "new.parquet"),
-    )
-    write_run_manifest(staging, {"run_id": "run1"})
-    publish(staging, output, "run1")
-    assert not os.path.exists(old)
-    assert os.path.exists(
-        os.path.join(output, "topics", "date=2026-11-22", "new.parquet")
-    )
-    assert not os.path.exists(os.path.join(output, "bursts")), (
-        "a table this run did not write must not survive"
-    )
-    assert sorted(os.listdir(output)) == ["_run.json", "topics"]
-    with open(os.path.join(output, "_run.json")) as handle:
-        assert json.load(handle) == {"run_id": "run1"}
 
 
 def test_empty_tables_get_a_schema_file(tmp_path):

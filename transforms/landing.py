@@ -5,11 +5,19 @@ streaming run reads each file once, as it appears. The protocol, shared by the
 pipeline's source and by ``pipelines.replay``:
 
 - A file is taken when its name ends in one of ``LANDING_SUFFIXES`` and starts with
-  neither ``.`` nor ``_``. Writers drop a file whole: write it under a hidden or
-  ``.tmp`` name, then rename it (``drop_file`` does), so no half-written file is read.
-- A file is read once per run, in order of modification time, then name. A name that
-  leaves the folder is forgotten, so the set of names remembered is bounded by the
-  folder's contents, not by the stream's length.
+  neither ``.`` nor ``_``. Writers best drop a file whole (write it under a hidden or
+  ``.tmp`` name, then rename it: ``drop_file`` does), but a file written slowly under
+  its final name loses nothing either:
+- A plain JSON Lines file (``.jsonl``, ``.json``, ``.ndjson``) is read up to its last
+  complete line, and again from there whenever it grows: the source remembers, per
+  file, the byte offset and line number reached. A last line without its newline is
+  read once the file has not changed for ``--settle-time`` if it is a whole JSON value,
+  else only when the stream ends (a line cut off mid-way then becomes a dead letter).
+- A compressed or Parquet file (readable only whole) is taken once its modification
+  time is ``--settle-time`` old, or when the stream ends, and read once.
+- Files are taken in order of modification time, then name. A name that leaves the
+  folder is forgotten, so what the source remembers is bounded by the folder's
+  contents, not by the stream's length.
 - ``_END`` (``END_MARKER``) in the folder ends the stream: the source reads what is
   left, waits ``settle`` seconds (so processing-time triggers have fired), then lets
   the watermark go to the end of time; every window fires its final pane and the run
@@ -36,6 +44,7 @@ from typing import NamedTuple
 
 import apache_beam as beam
 import orjson
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.iobase import (
     RestrictionProgress,
@@ -68,6 +77,7 @@ LANDING_SUFFIXES = (".jsonl", ".json", ".ndjson", ".gz", ".parquet")
 # Files read in one bundle before the source checkpoints (and moves its watermark):
 # a backlog of many files is then read in steps, not in one giant bundle.
 MAX_LINES_PER_BUNDLE = 50_000
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 # --- The folder protocol: plain functions ---------------------------------------
@@ -83,6 +93,7 @@ def is_landing_file(name: str) -> bool:
 class LandingFile(NamedTuple):
     path: str
     modified: float
+    size: int = 0
 
 
 def list_landing(folder: str) -> tuple[list[LandingFile], bool]:
@@ -90,7 +101,9 @@ def list_landing(folder: str) -> tuple[list[LandingFile], bool]:
     pattern = FileSystems.join(folder, "*")
     metadata = FileSystems.match([pattern])[0].metadata_list
     files = [
-        LandingFile(item.path, item.last_updated_in_seconds or 0.0)
+        LandingFile(
+            item.path, item.last_updated_in_seconds or 0.0, item.size_in_bytes or 0
+        )
         for item in metadata
         if is_landing_file(item.path)
     ]
@@ -116,6 +129,76 @@ def drop_file(folder: str, name: str, content: bytes) -> str:
 def end_stream(folder: str) -> str:
     """Drop the ``_END`` marker: the streaming run finishes after what is there."""
     return drop_file(folder, END_MARKER, b"")
+
+
+def is_growable(path: str) -> bool:
+    """Whether a landing file is read line by line as it grows (plain JSON Lines),
+    rather than once whole (compressed, Parquet)."""
+    return not path.lower().endswith((".gz", ".parquet"))
+
+
+def is_settled(file: LandingFile, now_seconds: float, settle_seconds: float) -> bool:
+    """Whether a file read whole has gone ``settle_seconds`` without a change."""
+    return now_seconds - file.modified >= settle_seconds
+
+
+class NewLines(NamedTuple):
+    """Complete lines read from a growing file: where they start (byte offset, line
+    number) and where the next read starts."""
+
+    lines: list[bytes]
+    first_number: int
+    next_offset: int
+    next_number: int
+
+
+def read_new_lines(
+    path: str,
+    offset: int,
+    next_number: int,
+    max_lines: int,
+    final: bool = False,
+    settled: bool = False,
+) -> NewLines:
+    """Up to ``max_lines`` complete lines of ``path`` from byte ``offset`` (line
+    ``next_number``). A last line without its newline is taken when ``final`` (the
+    stream ends), or when the file has ``settled`` and the line is a whole JSON value
+    (a writer that does not end its file with a newline); a newline arriving later
+    for a line so taken is skipped. A byte order mark at the file's start is not
+    part of its first line."""
+    lines: list[bytes] = []
+    position = offset
+    with FileSystems.open(
+        path, compression_type=CompressionTypes.UNCOMPRESSED
+    ) as handle:
+        if offset > 0:
+            handle.seek(offset - 1)
+            if handle.read(1) != b"\n" and handle.read(1) == b"\n":
+                position += 1
+        handle.seek(position)
+        while len(lines) < max_lines:
+            line = handle.readline()
+            if not line:
+                break
+            if not line.endswith(b"\n") and not (
+                final or (settled and is_whole_json(line))
+            ):
+                break
+            if position == 0 and line.startswith(UTF8_BOM):
+                line = line[len(UTF8_BOM) :]
+                position += len(UTF8_BOM)
+            position += len(line)
+            lines.append(line)
+    return NewLines(lines, next_number, position, next_number + len(lines))
+
+
+def is_whole_json(line: bytes) -> bool:
+    """Whether ``line`` parses as one JSON value (so it was not cut mid-way)."""
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def record_event_time_us(record: bytes | dict) -> int | None:
@@ -147,17 +230,19 @@ def next_watermark_us(
 
 
 class LandingRestriction(NamedTuple):
-    """What the source has done: the names read (still in the folder), when ``_END``
-    was first seen (epoch µs, or None), and whether the stream is over."""
+    """What the source has done: the names read whole (still in the folder), when
+    ``_END`` was first seen (epoch µs, or None), whether the stream is over, and how
+    far each growing file was read: ((path, byte offset, next line number), ...)."""
 
     seen: frozenset
     end_seen_at_us: int | None = None
     finished: bool = False
+    offsets: tuple = ()
 
 
-# Positions claimed on a LandingTracker: ("read", path), ("forget", path),
-# ("end_seen", epoch_us) and ("finish", None).
-READ, FORGET, END_SEEN, FINISH = "read", "forget", "end_seen", "finish"
+# Positions claimed on a LandingTracker: ("read", path), ("lines", (path, offset,
+# next line number)), ("forget", path), ("end_seen", epoch_us) and ("finish", None).
+READ, LINES, FORGET, END_SEEN, FINISH = "read", "lines", "forget", "end_seen", "finish"
 
 
 class LandingTracker(RestrictionTracker):
@@ -169,12 +254,22 @@ class LandingTracker(RestrictionTracker):
         self._seen = set(restriction.seen)
         self._end_seen_at_us = restriction.end_seen_at_us
         self._finished = restriction.finished
+        self._offsets = {
+            path: (offset, line) for path, offset, line in restriction.offsets
+        }
         self._checkpointed = False
 
-    def current_restriction(self) -> LandingRestriction:
-        return LandingRestriction(
-            frozenset(self._seen), self._end_seen_at_us, self._finished
+    def _restriction(self, finished: bool) -> LandingRestriction:
+        offsets = tuple(
+            (path, offset, line)
+            for path, (offset, line) in sorted(self._offsets.items())
         )
+        return LandingRestriction(
+            frozenset(self._seen), self._end_seen_at_us, finished, offsets
+        )
+
+    def current_restriction(self) -> LandingRestriction:
+        return self._restriction(self._finished)
 
     def current_progress(self) -> RestrictionProgress:
         # Reported as a fraction, not as completed and remaining work: the SDK replaces
@@ -185,7 +280,8 @@ class LandingTracker(RestrictionTracker):
         # thousand streamed posts. A fraction is passed through as it is.
         if self._finished:
             return RestrictionProgress(fraction=1.0)
-        return RestrictionProgress(fraction=len(self._seen) / (len(self._seen) + 1))
+        done = len(self._seen) + len(self._offsets)
+        return RestrictionProgress(fraction=done / (done + 1))
 
     def try_claim(self, position: tuple[str, object]) -> bool:
         if self._finished or self._checkpointed:
@@ -193,8 +289,12 @@ class LandingTracker(RestrictionTracker):
         kind, value = position
         if kind == READ:
             self._seen.add(value)
+        elif kind == LINES:
+            path, offset, line = value
+            self._offsets[path] = (offset, line)
         elif kind == FORGET:
             self._seen.discard(value)
+            self._offsets.pop(value, None)
         elif kind == END_SEEN:
             self._end_seen_at_us = value
         elif kind == FINISH:
@@ -208,11 +308,7 @@ class LandingTracker(RestrictionTracker):
         if self._finished or self._checkpointed or fraction_of_remainder > 0:
             return None
         self._checkpointed = True
-        primary = LandingRestriction(frozenset(self._seen), self._end_seen_at_us, True)
-        residual = LandingRestriction(
-            frozenset(self._seen), self._end_seen_at_us, False
-        )
-        return primary, residual
+        return self._restriction(True), self._restriction(False)
 
     def check_done(self) -> bool:
         return True
@@ -292,7 +388,8 @@ class WatchLandingFolderFn(beam.DoFn):
     stamped with the latest event time read before its file.
 
     An unbounded splittable DoFn: each call lists the folder, reads the new files
-    (up to about ``MAX_LINES_PER_BUNDLE`` lines), proposes the watermark from the
+    and the new complete lines of growing ones (up to about ``MAX_LINES_PER_BUNDLE``
+    lines), proposes the watermark from the
     event times read, and defers the rest for ``poll_seconds``.
     """
 
@@ -302,11 +399,13 @@ class WatchLandingFolderFn(beam.DoFn):
         poll_seconds: float = 1.0,
         settle_seconds: float = 0.0,
         chunk_lines: int = CHUNK_LINES,
+        stable_seconds: float = 0.0,
     ):
         self._parser = ParsePostsFn(pseudonym_key)
         self._poll = poll_seconds
         self._settle = settle_seconds
         self._chunk_lines = chunk_lines
+        self._stable = stable_seconds
         self._files = Metrics.counter(self.__class__, "files_read")
         self._lines = Metrics.counter(self.__class__, "lines_read")
         self._unreadable = Metrics.counter(self.__class__, "unreadable_files")
@@ -321,23 +420,53 @@ class WatchLandingFolderFn(beam.DoFn):
         restriction: LandingRestriction = tracker.current_restriction()
         files, ended = list_landing(folder)
         present = {file.path for file in files}
-        for gone in sorted(restriction.seen - present):
+        offsets = {path: (offset, line) for path, offset, line in restriction.offsets}
+        for gone in sorted((restriction.seen | offsets.keys()) - present):
             if not tracker.try_claim((FORGET, gone)):
                 return
         watermark_us = watermark.latest().micros
         lines = 0
+        now_seconds = time.time()
         for file in files:
             if file.path in restriction.seen:
                 continue
-            stamp = Timestamp(micros=watermark_us)
             if lines >= MAX_LINES_PER_BUNDLE:
                 # Checkpoint now, come back at once for the rest.
                 self._advance(watermark, watermark_us)
                 tracker.defer_remainder(Duration(seconds=0))
                 return
-            if not tracker.try_claim((READ, file.path)):
-                return
-            for output in self._read(file.path):
+            stamp = Timestamp(micros=watermark_us)
+            if is_growable(file.path):
+                offset, number = offsets.get(file.path, (0, 1))
+                if file.size <= offset:
+                    continue
+                new = read_new_lines(
+                    file.path,
+                    offset,
+                    number,
+                    MAX_LINES_PER_BUNDLE - lines,
+                    final=ended,
+                    settled=is_settled(file, now_seconds, self._stable),
+                )
+                if not new.lines:
+                    continue
+                position = (file.path, new.next_offset, new.next_number)
+                if not tracker.try_claim((LINES, position)):
+                    return
+                if offset == 0:
+                    self._files.inc()
+                self._lines.inc(len(new.lines))
+                outputs = self._parser.parse(
+                    new.lines, file.path, new.first_number, now_us()
+                )
+            else:
+                if not ended and not is_settled(file, now_seconds, self._stable):
+                    continue
+                if not tracker.try_claim((READ, file.path)):
+                    return
+                self._files.inc()
+                outputs = self._read(file.path)
+            for output in outputs:
                 lines += 1
                 if isinstance(output, Post):
                     watermark_us = next_watermark_us(
@@ -348,8 +477,10 @@ class WatchLandingFolderFn(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(
                         DEAD_LETTERS, TimestampedValue(output.value, stamp)
                     )
-            self._files.inc()
         self._advance(watermark, watermark_us)
+        if lines >= MAX_LINES_PER_BUNDLE:
+            tracker.defer_remainder(Duration(seconds=0))
+            return
         if lines or not ended:
             tracker.defer_remainder(Duration(seconds=self._poll))
             return
@@ -400,16 +531,19 @@ class ReadLanding(beam.PTransform):
         poll_seconds: float = 1.0,
         settle_seconds: float = 0.0,
         chunk_lines: int = CHUNK_LINES,
+        stable_seconds: float = 0.0,
     ):
         """``settle_seconds``: how far the watermark lags behind the event times read
         (and how long the end of the stream waits); longer than the early-results
-        interval."""
+        interval. ``stable_seconds``: how long a compressed or Parquet file must go
+        unchanged before it is read."""
         super().__init__()
         self._folder = folder
         self._key = pseudonym_key
         self._poll = poll_seconds
         self._settle = settle_seconds
         self._chunk_lines = chunk_lines
+        self._stable = stable_seconds
 
     def expand(self, pipeline: beam.pvalue.PBegin):
         read = (
@@ -418,7 +552,11 @@ class ReadLanding(beam.PTransform):
             | "WatchFolder"
             >> beam.ParDo(
                 WatchLandingFolderFn(
-                    self._key, self._poll, self._settle, self._chunk_lines
+                    self._key,
+                    self._poll,
+                    self._settle,
+                    self._chunk_lines,
+                    self._stable,
                 )
             ).with_outputs(DEAD_LETTERS, main="posts")
         )

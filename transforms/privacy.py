@@ -865,6 +865,11 @@ class PseudonymKeyError(ValueError):
     that never holds the key."""
 
 
+class PseudonymKeyUnreadable(PseudonymKeyError):
+    """A key file the system cannot read or create (a failure of the machine, not
+    of the key's content)."""
+
+
 def pseudonymize_to_int(user_id: str, key: bytes) -> int:
     """Return the keyed pseudonym of an author id: HMAC-SHA256, first 64 bits, signed.
 
@@ -933,13 +938,13 @@ def _read_key_file(path: Path, create: bool = True) -> bytes:
         try:
             create_key_file(path)
         except OSError as error:
-            raise PseudonymKeyError(
+            raise PseudonymKeyUnreadable(
                 f"cannot create pseudonym key file {path}: {error.strerror or error}"
             ) from None
     try:
         text = path.read_text(encoding="ascii", errors="replace")
     except OSError as error:
-        raise PseudonymKeyError(
+        raise PseudonymKeyUnreadable(
             f"pseudonym key file {path}: {error.strerror or error}"
         ) from None
     return parse_key(text, f"file {path}")

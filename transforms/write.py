@@ -17,7 +17,6 @@ import datetime
 import hashlib
 import json
 import os
-import shutil
 import uuid
 from collections.abc import Iterable
 
@@ -356,32 +355,3 @@ def write_run_manifest(folder: str, manifest: dict) -> str:
 
     replace_atomically(path, dump)
     return path
-
-
-def staging_dir(output: str, run_id: str) -> str:
-    """Where a run writes before it publishes: hidden inside the output folder (same
-    filesystem, so publishing is a rename) and invisible to ``<table>/**`` globs."""
-    return os.path.join(output, f".staging-{run_id}")
-
-
-def publish(staging: str, output: str, run_id: str) -> None:
-    """Replace the output's tables with the staged ones, table by table.
-
-    Every table of ``schemas.tables`` that exists in the output is replaced, whether
-    or not this run produced it, so old and new files never mix. Each table moves by
-    rename: a reader sees the old table or the new one.
-    """
-    replaced = os.path.join(output, f".replaced-{run_id}")
-    os.makedirs(replaced, exist_ok=True)
-    for name in tables.TABLES:
-        current = os.path.join(output, name)
-        staged = os.path.join(staging, name)
-        if os.path.exists(current):
-            os.replace(current, os.path.join(replaced, name))
-        if os.path.exists(staged):
-            os.replace(staged, current)
-    staged_manifest = os.path.join(staging, RUN_MANIFEST)
-    if os.path.exists(staged_manifest):
-        os.replace(staged_manifest, os.path.join(output, RUN_MANIFEST))
-    shutil.rmtree(replaced, ignore_errors=True)
-    shutil.rmtree(staging, ignore_errors=True)
