@@ -67,12 +67,14 @@ def command(
     worker_pool: str = DEFAULT_WORKER_POOL,
     setup_file: str | os.PathLike = DEFAULT_SETUP_FILE,
     python: str = sys.executable,
+    entry: str = ENTRY_MODULE,
 ) -> list[str]:
-    """The full command line: ``python -m pipelines.volume`` and its arguments."""
+    """The full command line: ``python -m pipelines.volume`` (or ``python SCRIPT``
+    when ``entry`` ends in ``.py``) and its arguments."""
+    start = [entry] if entry.endswith(".py") else ["-m", entry]
     return [
         python,
-        "-m",
-        ENTRY_MODULE,
+        *start,
         *submission_args(job_endpoint, pipeline_args, worker_pool, setup_file),
     ]
 
@@ -119,6 +121,11 @@ def main(argv: list[str] | None = None) -> None:
         default=str(DEFAULT_SETUP_FILE),
         help="setup.py staged with the job (default: this project's)",
     )
+    parser.add_argument(
+        "--entry",
+        default=ENTRY_MODULE,
+        help=f"module to run, or a .py script (default {ENTRY_MODULE})",
+    )
     parser.add_argument("pipeline_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     pipeline_args = args.pipeline_args
@@ -129,7 +136,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
     argv_out = command(
-        args.job_endpoint, pipeline_args, args.worker_pool, args.setup_file
+        args.job_endpoint,
+        pipeline_args,
+        args.worker_pool,
+        args.setup_file,
+        entry=args.entry,
     )
     os.execve(argv_out[0], argv_out, environment())
 
