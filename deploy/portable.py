@@ -46,12 +46,19 @@ def submission_args(
     pipeline_args: list[str],
     worker_pool: str = DEFAULT_WORKER_POOL,
     setup_file: str | os.PathLike = DEFAULT_SETUP_FILE,
+    artifact_endpoint: str | None = None,
 ) -> list[str]:
     """The arguments of ``python -m pipelines.volume`` for a portable submission:
-    runner, environment and staging options first, ``pipeline_args`` last."""
+    runner, environment and staging options first, ``pipeline_args`` last.
+
+    ``artifact_endpoint``: where the submitter stages files, when the address the job
+    service announces is not reachable from it (a job server bound to 0.0.0.0 in a
+    pod announces 0.0.0.0).
+    """
     return [
         "--runner=PortableRunner",
         f"--job_endpoint={job_endpoint}",
+        *([f"--artifact_endpoint={artifact_endpoint}"] if artifact_endpoint else []),
         "--environment_type=EXTERNAL",
         f"--environment_config={worker_pool}",
         f"--setup_file={setup_file}",
@@ -68,6 +75,7 @@ def command(
     setup_file: str | os.PathLike = DEFAULT_SETUP_FILE,
     python: str = sys.executable,
     entry: str = ENTRY_MODULE,
+    artifact_endpoint: str | None = None,
 ) -> list[str]:
     """The full command line: ``python -m pipelines.volume`` (or ``python SCRIPT``
     when ``entry`` ends in ``.py``) and its arguments."""
@@ -75,7 +83,9 @@ def command(
     return [
         python,
         *start,
-        *submission_args(job_endpoint, pipeline_args, worker_pool, setup_file),
+        *submission_args(
+            job_endpoint, pipeline_args, worker_pool, setup_file, artifact_endpoint
+        ),
     ]
 
 
@@ -104,12 +114,18 @@ def endpoint_problem(endpoint: str, timeout: float = 5.0) -> str | None:
         return f"no job service answers on {endpoint} ({error.strerror or error})"
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse(argv: list[str]) -> argparse.Namespace:
+    """This script's own arguments; ``pipeline_args`` holds those after ``--``."""
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         usage="%(prog)s --job-endpoint HOST:PORT [options] -- PIPELINE_OPTIONS...",
     )
     parser.add_argument("--job-endpoint", required=True, help="job service host:port")
+    parser.add_argument(
+        "--artifact-endpoint",
+        help="artifact staging host:port, when the job service announces one the "
+        "submitter cannot reach",
+    )
     parser.add_argument(
         "--worker-pool",
         default=DEFAULT_WORKER_POOL,
@@ -128,21 +144,33 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("pipeline_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
-    pipeline_args = args.pipeline_args
-    if pipeline_args[:1] == ["--"]:
-        pipeline_args = pipeline_args[1:]
-    problem = endpoint_problem(args.job_endpoint)
+    if args.pipeline_args[:1] == ["--"]:
+        args.pipeline_args = args.pipeline_args[1:]
+    return args
+
+
+def command_of(argv: list[str], python: str = sys.executable) -> list[str]:
+    """The command ``deploy/portable.py ARGV`` runs."""
+    args = parse(argv)
+    return command(
+        args.job_endpoint,
+        args.pipeline_args,
+        args.worker_pool,
+        args.setup_file,
+        python=python,
+        entry=args.entry,
+        artifact_endpoint=args.artifact_endpoint,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    problem = endpoint_problem(parse(argv).job_endpoint)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
-    argv_out = command(
-        args.job_endpoint,
-        pipeline_args,
-        args.worker_pool,
-        args.setup_file,
-        entry=args.entry,
-    )
-    os.execve(argv_out[0], argv_out, environment())
+    to_run = command_of(argv)
+    os.execve(to_run[0], to_run, environment())
 
 
 if __name__ == "__main__":
