@@ -141,7 +141,7 @@ def worker_pool(installed_project, tmp_path_factory):
         [
             "python",
             "-c",
-            "import pipelines, transforms; print(pipelines.__file__, transforms.__file__)",
+            "import pipelines, transforms as t; print(pipelines.__file__, t.__file__)",
         ],
         cwd=folder,
         env=env,

@@ -62,7 +62,8 @@ if [[ -z "$endpoint" ]]; then
       ! (exec 3<>"/dev/tcp/127.0.0.1/$WORKER_POOL_PORT") 2>/dev/null; then
     die "no Beam worker pool on $pool: run deploy/flink/cluster.sh start"
   fi
-  port="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("localhost", 0)); print(s.getsockname()[1])')"
+  port="$("$PYTHON" -c 'import socket; s = socket.socket()
+s.bind(("localhost", 0)); print(s.getsockname()[1])')"
   mkdir -p "$FLINK_CACHE/artifacts" "$FLINK_LOG_DIR"
   server_log="$FLINK_LOG_DIR/beam-job-server.log"
   java -jar "$jar" --flink-master "localhost:$FLINK_REST_PORT" \
