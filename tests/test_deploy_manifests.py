@@ -14,6 +14,8 @@ submitters, the worker-pool sidecars and the job server share one volume at one 
 """
 
 import posixpath
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -344,3 +346,26 @@ def test_an_undeclared_volume_is_reported():
         "volumes": [{"name": "y", "persistentVolumeClaim": {"claimName": "nope"}}],
     }
     assert len(mount_problems(pod, claims=set())) == 2
+
+
+def test_the_submitter_exits_2_when_no_job_service_answers():
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        port = probe.getsockname()[1]
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(PROJECT / "deploy" / "portable.py"),
+            f"--job-endpoint=localhost:{port}",
+            "--",
+            "--input=x",
+            "--output=y",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f"error: no job service answers on localhost:{port}"
+    )

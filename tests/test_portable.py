@@ -129,8 +129,8 @@ def installed_project(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def worker_pool(installed_project, tmp_path_factory):
-    """The project's worker pool on a free loopback port: (``localhost:PORT``,
-    environment its workers run in)."""
+    """The project's worker pool on a free loopback port, its workers importing the
+    installed copy and holding no key: (``localhost:PORT``, its log file)."""
     folder = tmp_path_factory.mktemp("worker-pool")
     venv_bin = os.path.dirname(sys.executable)
     env = without_key(os.environ, folder)
@@ -169,7 +169,8 @@ def worker_pool(installed_project, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def job_service(prism, tmp_path_factory):
-    """Prism as a standalone job service on a free loopback port: ``localhost:PORT``."""
+    """Prism as a standalone job service on a free loopback port: (``localhost:PORT``,
+    its log file)."""
     folder = tmp_path_factory.mktemp("job-service")
     port = free_port()
     log_path = folder / "prism.log"
