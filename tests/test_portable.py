@@ -4,9 +4,9 @@ service: the pipeline is submitted from a folder outside the repository through
 Kubernetes manifests), and its Python steps run in the project's external worker pool
 (``deploy/flink/worker_pool.py``, a separate process, as the TaskManager's sidecar is).
 
-The workers import the project from an installed copy (``pip install --target``, as
-``deploy/flink/worker.Dockerfile`` installs it into the sidecar image), never from the
-checkout, and get no pseudonym key: no ``$YUQING_PSEUDONYM_KEY``, and a ``$HOME``
+The workers import the project from the sdist ``--setup_file`` stages, unpacked and
+laid out as an install (``deploy/flink/worker.Dockerfile`` installs the project into
+the sidecar image the same way), never from the checkout, and get no pseudonym key: no ``$YUQING_PSEUDONYM_KEY``, and a ``$HOME``
 without a key file. Batch tables must equal the DirectRunner's on the same input,
 streaming tables a batch run's over the same posts.
 
@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 
 import polars as pl
@@ -113,17 +114,28 @@ def without_key(env: dict[str, str], home) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def installed_project(tmp_path_factory):
-    """The project's packages as an install lays them out (setup.py's packages and
-    package data), in a folder of their own: the sidecar image's site-packages."""
-    site = tmp_path_factory.mktemp("worker-site")
-    built = subprocess.run(
-        [sys.executable, "setup.py", "--quiet", "build_py", "--build-lib", str(site)],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert built.returncode == 0, built.stderr[-3000:]
+    """The project as the workers get it: the sdist ``--setup_file`` stages (built the
+    way Beam's stager builds it without ``build``: ``setup.py sdist``), unpacked and
+    laid out as an install does (packages and package data), in a folder of its own."""
+    work = tmp_path_factory.mktemp("worker-site")
+    site = work / "site-packages"
+
+    def setup_py(*args: str, cwd) -> None:
+        done = subprocess.run(
+            [sys.executable, "setup.py", "--quiet", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    setup_py("sdist", "--dist-dir", str(work), cwd=PROJECT)
+    (sdist,) = work.glob("*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        archive.extractall(work / "unpacked", filter="data")
+    (source,) = (work / "unpacked").iterdir()
+    setup_py("build_py", "--build-lib", str(site), cwd=source)
     return site
 
 
