@@ -270,6 +270,41 @@ def test_batch_through_the_job_service_equals_direct_runner(
     assert read_table(out, "volume")["posts"].sum() == truth.posts
 
 
+def test_flink_run_script_submits_the_same_way(
+    job_service, worker_pool, small_stream, small_run, submitter_env, tmp_path
+):
+    """deploy/flink/run.sh with a job endpoint given: the script Flink runs take,
+    here through Prism; on Flink only the endpoint (its job server) differs."""
+    path, _, _ = small_stream
+    direct_out, _ = small_run
+    out = tmp_path / "tables"
+    pool_port = worker_pool[0].rpartition(":")[2]
+    result = subprocess.run(
+        [
+            str(PROJECT / "deploy" / "flink" / "run.sh"),
+            "--job-endpoint",
+            job_service[0],
+            "--input",
+            str(path),
+            "--output",
+            str(out),
+        ],
+        env={
+            **submitter_env,
+            "WORKER_POOL_PORT": pool_port,
+            "PYTHON": sys.executable,
+        },
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT,
+    )
+    assert result.returncode == 0, failure(
+        "run.sh failed", result.stderr, job_service, worker_pool
+    )
+    for table in BATCH_TABLES:
+        assert_same_table(table, read_table(out, table), read_table(direct_out, table))
+
+
 @pytest.fixture(scope="module")
 def parts(small_stream, tmp_path_factory):
     """The small stream cut into three files, and a batch run over them."""
