@@ -15,6 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from schemas.sketch import DEFAULT_LG_K
 from transforms.bursts import BurstParams
 from transforms.extract import parse_kinds
+from transforms.read import DEFAULT_MAX_LINE_BYTES
 from transforms.topics import TOPIC_KINDS
 from transforms.windows import parse_duration
 
@@ -146,6 +147,15 @@ class VolumeOptions(PipelineOptions):
             "$YUQING_PSEUDONYM_KEY, else ~/.config/yuqing/pseudonym.key "
             "(created once, mode 0600).",
         )
+        _add(
+            parser,
+            "max-line-bytes",
+            type=int,
+            default=DEFAULT_MAX_LINE_BYTES,
+            help="A JSON line longer than this many bytes is not read: it becomes a "
+            "dead letter (its first 10 KB kept, masked). Default "
+            f"{DEFAULT_MAX_LINE_BYTES} (1 MiB).",
+        )
         # Streaming (with Beam's --streaming); see transforms/landing.py and late.py.
         _add(
             parser,
@@ -223,6 +233,8 @@ def usage_errors(options: VolumeOptions) -> list[str]:
         problems.append("--sketch-lg-k must be between 4 and 21")
     if options.keywords_per_post < 0:
         problems.append("--keywords-per-post must be 0 or more")
+    if options.max_line_bytes < 1:
+        problems.append("--max-line-bytes must be 1 or more")
     for path in (options.user_dict or []) + (options.stopwords or []):
         if not os.path.isfile(path):
             problems.append(

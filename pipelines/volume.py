@@ -137,7 +137,9 @@ def build_pipeline(
     if streaming:
         read = read_stream(pipeline, options, window_fn, root, key)
     else:
-        read = pipeline | "ReadPosts" >> ReadPosts(options.input, key)
+        read = pipeline | "ReadPosts" >> ReadPosts(
+            options.input, key, max_line_bytes=options.max_line_bytes
+        )
     windows = (
         read["posts"]
         | "ExtractTopics"
@@ -237,6 +239,7 @@ def run_manifest(options: PipelineOptions, run_id: str, mode: str) -> dict:
         "sketch": {"type": "HLL_4", "lg_k": volume.sketch_lg_k},
         "burst": dataclasses.asdict(burst_params(volume)),
         "inputs": list(volume.input or []),
+        "max_line_bytes": volume.max_line_bytes,
         "runner": options.view_as(StandardOptions).runner or "DirectRunner",
         "apache_beam": beam.__version__,
     }
