@@ -107,10 +107,12 @@ class FileSlice(NamedTuple):
 
 class OverlongLine(NamedTuple):
     """A line longer than the reader's bound, in place of the line: its first bytes
-    (enough for a dead letter) and its length in bytes, line end included."""
+    (enough for a dead letter), its length in bytes (line end included) and the
+    bound."""
 
     head: bytes
     size: int
+    limit: int
 
 
 class UnreadableRow(NamedTuple):
@@ -161,8 +163,6 @@ def dead_letter(
             record = orjson.loads(text)
         except orjson.JSONDecodeError:
             record = None
-    # Masking costs more than linear time on some lines: it sees only what is kept.
-    text = cut_for_masking(text, MAX_RAW_BYTES)
     masked = mask_raw_line(text, max_chars=len(text))
     user_id = record.get("user_id") if isinstance(record, dict) else None
     if (
@@ -190,7 +190,7 @@ def safe_dead_letter(
     source = without_surrogates(source)
     reason = without_surrogates(cut_for_masking(reason, _MAX_REASON_CHARS))
     try:
-        return dead_letter(raw, reason, source, stage, read_at_us)
+        return dead_letter(bounded_raw(raw), reason, source, stage, read_at_us)
     except Exception as error:  # noqa: BLE001 - the record's own failure, kept.
         return DeadLetter(
             raw="",
@@ -202,8 +202,34 @@ def safe_dead_letter(
         )
 
 
+def bounded_raw(raw: bytes | str | dict) -> bytes | str | dict:
+    """What of a rejected record ``dead_letter`` is given: the record itself when
+    it fits a dead letter, else its first ``MAX_RAW_BYTES`` characters, with its
+    ``user_id`` value blanked wherever it occurs in the whole record first (a cut
+    must not leave half of one) and a trailing partial number dropped. Masking
+    costs more than linear time on some lines: it only sees what is kept."""
+    if isinstance(raw, dict):
+        text = orjson.dumps(raw, default=str).decode("utf-8")
+        record = raw
+    else:
+        if len(raw) <= MAX_RAW_BYTES:
+            return raw
+        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+        try:
+            record = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            record = None
+    if len(text) <= MAX_RAW_BYTES:
+        return raw
+    user_id = record.get("user_id") if isinstance(record, dict) else None
+    if isinstance(user_id, (str, int)) and not isinstance(user_id, bool):
+        if str(user_id):
+            text = text.replace(str(user_id), "<masked>")
+    return cut_for_masking(text, MAX_RAW_BYTES)
+
+
 def parse_record(
-    record: "bytes | str | dict | OverlongLine | UnreadableRow",
+    record: bytes | str | dict | OverlongLine | UnreadableRow,
     key: bytes,
     source: str,
     read_at_us: int,
@@ -214,8 +240,8 @@ def parse_record(
     if isinstance(record, OverlongLine):
         return safe_dead_letter(
             record.head,
-            f"line too long: {record.size} bytes, over --max-line-bytes; "
-            "skipped unread",
+            f"line too long: {record.size} bytes, over --max-line-bytes "
+            f"{record.limit}; skipped unread",
             source,
             STAGE_READ,
             read_at_us,
@@ -257,7 +283,7 @@ def bounded_lines(
             size += len(piece)
             if not piece or piece.endswith(b"\n"):
                 break
-        yield OverlongLine(head, size)
+        yield OverlongLine(head, size, max_line_bytes)
 
 
 def record_size(record: bytes | OverlongLine) -> int:
