@@ -81,7 +81,7 @@ def _kinds() -> dict:
             ),
         ),
         "surrogate-text-1MB": lambda p: _write(
-            p, [head + b'", "text": "' + b"\\ud800\\u4e2d" * (MB // 12) + tail]
+            p, [head + b'", "text": "' + b"\\ud800\\u4e2d" * (MB // 12 - 100) + tail]
         ),
         "bait-text-1MB": lambda p: _write(
             p, [head + b'", "text": "', *_bait(MB - 200), tail]

@@ -400,3 +400,24 @@ def test_every_line_of_a_zoo_is_accounted_for_end_to_end(tmp_path):
     assert letters.filter(letters["error"].str.starts_with("line too long")).height == 1
     manifest = json.loads((out / "_run.json").read_text())
     assert manifest["max_line_bytes"] == 2_000_000
+
+
+def test_a_landing_file_with_poison_lines_is_read_to_its_end(tmp_path):
+    """Poison pill, streaming: the landing reader parses through the same line path,
+    so a deep or surrogate line is a dead letter and the file is read on."""
+    from transforms.landing import WatchLandingFolderFn
+
+    path = tmp_path / "drop.jsonl"
+    _write_in_pieces(
+        path,
+        [
+            BOM + post_line(1),
+            b"[" * 10_000 + b"]" * 10_000 + b"\n",
+            raw_line(user_id=f'"{SURROGATE}"'),
+            b'{"text": "' + b"a" * 2_000_000 + b'"}\n',
+            post_line(2),
+        ],
+    )
+    posts, letters = outcomes(list(WatchLandingFolderFn(KEY)._read(str(path))))
+    assert [post.id for post in posts] == ["1", "2"]
+    assert [letter.source for letter in letters] == [f"{path}:{n}" for n in (2, 3, 4)]
