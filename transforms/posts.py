@@ -69,7 +69,8 @@ class InvalidPost(ValueError):
 
 
 class Post(NamedTuple):
-    """One valid post after ingest: author pseudonymized, text masked."""
+    """One valid post after ingest: author pseudonymized, text masked and cut to its
+    first ``MAX_TEXT_CHARS`` characters (what topics are taken from)."""
 
     id: str
     author: int
