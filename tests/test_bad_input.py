@@ -421,3 +421,20 @@ def test_a_landing_file_with_poison_lines_is_read_to_its_end(tmp_path):
     posts, letters = outcomes(list(WatchLandingFolderFn(KEY)._read(str(path))))
     assert [post.id for post in posts] == ["1", "2"]
     assert [letter.source for letter in letters] == [f"{path}:{n}" for n in (2, 3, 4)]
+
+
+def test_a_file_name_that_is_not_utf8_is_read_like_any_other(tmp_path):
+    """Crash on a value: the name of a file is a value too."""
+    import os
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    name = os.path.join(os.fsencode(folder), b"posts-\xff.jsonl")
+    with open(name, "wb") as handle:
+        handle.write(b"junk\n" + post_line(1) + post_line(2))
+    out = tmp_path / "out"
+    result = run_volume(["--input", str(folder / "*"), "--output", str(out)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    letters = read_table(out, "dead_letters")
+    assert read_table(out, "volume")["posts"].sum() == 2
+    assert letters["source"].to_list() == [f"{folder}/posts-\ufffd.jsonl:1"]

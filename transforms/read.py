@@ -22,6 +22,7 @@ import gzip
 import io
 import itertools
 import math
+import os
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -515,7 +516,8 @@ class SliceFilesFn(beam.DoFn):
         self._max_line_bytes = max_line_bytes
         self._unreadable = Metrics.counter(self.__class__, "unreadable_files")
 
-    def process(self, path: str) -> Iterable:
+    def process(self, path: bytes | str) -> Iterable:
+        path = os.fsdecode(path)
         try:
             if is_parquet(path):
                 slices, records, error = parquet_slices(path, now_us())
@@ -641,7 +643,9 @@ class ReadPosts(beam.PTransform):
             pipeline
             | "Patterns" >> beam.Create(self._patterns)
             | "MatchFiles" >> fileio.MatchAll()
-            | "FilePaths" >> beam.Map(lambda metadata: metadata.path)
+            # As bytes: a file name that is not UTF-8 (held with surrogates in a
+            # str) would fail Beam's string coder and the whole run with it.
+            | "FilePaths" >> beam.Map(lambda metadata: os.fsencode(metadata.path))
             # Overlapping globs must not read a file twice.
             | "DistinctFiles" >> beam.Distinct()
         )
