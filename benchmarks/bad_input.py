@@ -75,8 +75,8 @@ def _kinds() -> dict:
         "surrogate-ids": lambda p: _write(
             p,
             (
-                b'{"id": "%d", "user_id": "u\\ud800", "created_at": "%s", "text": "x"}\n'
-                % (n, CREATED.encode())
+                b'{"id": "%d", "user_id": "u\\ud800", "created_at": "%s", '
+                b'"text": "x"}\n' % (n, CREATED.encode())
                 for n in range(10_000)
             ),
         ),

@@ -31,6 +31,8 @@ MANY = settings(
     max_examples=3_000,
     derandomize=True,
     deadline=None,
+    # Seeded examples need no store of failing ones (it would land in the tree).
+    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 FEW = settings(MANY, max_examples=300)

@@ -146,7 +146,8 @@ def has_surrogate(text: str) -> bool:
 
 
 def without_surrogates(text: str) -> str:
-    """``text`` with each lone surrogate replaced by U+FFFD, the replacement character."""
+    """``text`` with each lone surrogate replaced by U+FFFD (the replacement
+    character)."""
     return _SURROGATE.sub("\ufffd", text) if has_surrogate(text) else text
 
 
@@ -228,7 +229,8 @@ def parse_created_at(value: Any) -> int:
         raise InvalidPost("created_at: missing (required)")
     else:
         raise InvalidPost(
-            f"created_at: expected ISO-8601 string or integer epoch, got {_type_name(value)}"
+            "created_at: expected ISO-8601 string or integer epoch, got "
+            + _type_name(value)
         )
     if not _EARLIEST_US <= micros < _LATEST_US:
         raise InvalidPost(f"created_at: {_quote(value)} is outside 1990..2200")

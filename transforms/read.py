@@ -59,11 +59,12 @@ _SKIP_PIECE_BYTES = 1 << 20
 # Lines per chunk of the streaming reader, and the step at which the batch reader
 # notes where lines start (slices begin only at those lines).
 CHUNK_LINES = 2_000
-# A slice goes to one worker, so a .gz file spreads over at most MAX_SLICES_PER_GZIP_FILE
-# workers. gzip has no random access: a worker reaches its slice by decompressing
-# the file up to it, so S slices of a .gz file cost about S / 2 extra decompressions
-# of it (about 0.5 s per million posts each); the bound keeps that under 4. A slice
-# of a plain file is a seek away, and Parquet slices are runs of row groups.
+# A slice goes to one worker, so a .gz file spreads over at most
+# MAX_SLICES_PER_GZIP_FILE workers. gzip has no random access: a worker reaches its
+# slice by decompressing the file up to it, so S slices of a .gz file cost about
+# S / 2 extra decompressions of it (about 0.5 s per million posts each); the bound
+# keeps that under 4. A slice of a plain file is a seek away, and Parquet slices are
+# runs of row groups.
 MIN_SLICE_LINES = 10_000
 MAX_SLICES_PER_GZIP_FILE = 8
 MAX_SLICES_PER_SEEKABLE_FILE = 256
@@ -85,7 +86,8 @@ READ_ERRORS = (
 
 
 class RecordChunk(NamedTuple):
-    """Consecutive records of one file: JSON lines as bytes, or Parquet rows as dicts."""
+    """Consecutive records of one file: JSON lines as bytes, or Parquet rows as
+    dicts."""
 
     path: str
     first_number: int  # 1-based line (or row) number of records[0]
@@ -610,7 +612,8 @@ class ParseSlicesFn(ParsePostsFn):
                     piece.path,
                     piece.first_number + records,
                     EOFError(
-                        f"{missing} lines fewer than when it was sliced: the file changed"
+                        f"{missing} lines fewer than when it was sliced: "
+                        "the file changed"
                     ),
                 ),
             )
