@@ -438,3 +438,24 @@ def test_a_file_name_that_is_not_utf8_is_read_like_any_other(tmp_path):
     letters = read_table(out, "dead_letters")
     assert read_table(out, "volume")["posts"].sum() == 2
     assert letters["source"].to_list() == [f"{folder}/posts-\ufffd.jsonl:1"]
+
+
+def test_a_masking_failure_is_the_records_dead_letter_and_withholds_it(monkeypatch):
+    """Whatever a privacy step raises on one record stays that record's: the line
+    is a dead letter of stage ``privacy``, and a dead letter that cannot be masked
+    keeps neither raw line nor reason."""
+    import transforms.posts
+    import transforms.read
+
+    def broken(text, *args, **kwargs):
+        raise RuntimeError(f"pattern fault on {text}")
+
+    monkeypatch.setattr(transforms.posts, "mask_pii", broken)
+    letter = parse_record(post_line(1, text="电话13812345678"), KEY, "f:1", 0)
+    assert (letter.stage, letter.error.split(":")[0]) == ("privacy", "privacy")
+    monkeypatch.setattr(transforms.read, "mask_raw_line", broken)
+    posts, letters = parse_lines([post_line(2), b"not json 13812345678\n"])
+    assert posts == []
+    assert all(letter.raw == "" for letter in letters)
+    assert all("13812345678" not in letter.error for letter in letters)
+    assert letters[0].error.startswith("privacy failed; raw line and reason withheld")
