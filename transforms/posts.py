@@ -142,7 +142,13 @@ def _decode_with_stdlib(line: bytes | str) -> object:
 def has_surrogate(text: str) -> bool:
     """Whether ``text`` holds a lone surrogate (only a JSON escape such as
     ``"\\ud800"`` can put one there): such a string cannot be written as UTF-8."""
-    return _SURROGATE.search(text) is not None
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")  # fails on surrogates only; faster than a search
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def without_surrogates(text: str) -> str:
