@@ -23,6 +23,7 @@ from schemas.timezone import DEFAULT_TIMEZONE
 from transforms.bursts import BurstParams
 from transforms.extract import parse_kinds
 from transforms.publish import foreign_entries, output_path, runs_dir
+from transforms.read import DEFAULT_MAX_LINE_BYTES
 from transforms.topics import TOPIC_KINDS
 from transforms.windows import parse_duration, window_fn_for
 
@@ -173,6 +174,15 @@ class VolumeOptions(PipelineOptions):
             "~/.config/yuqing/pseudonym.key. A missing file is created once (mode "
             "0600).",
         )
+        _add(
+            parser,
+            "max-line-bytes",
+            type=int,
+            default=DEFAULT_MAX_LINE_BYTES,
+            help="A JSON line longer than this many bytes is not read: it becomes a "
+            "dead letter (its first 10 KB kept, masked). Default "
+            f"{DEFAULT_MAX_LINE_BYTES} (1 MiB).",
+        )
         # Streaming (with Beam's --streaming); see transforms/landing.py and late.py.
         _add(
             parser,
@@ -295,6 +305,8 @@ def usage_errors(options: VolumeOptions) -> list[str]:
     if options.log_level not in LOG_LEVELS:
         problems.append(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
     problems.extend(runner_problems(options))
+    if options.max_line_bytes < 1:
+        problems.append("--max-line-bytes must be 1 or more")
     for path in (options.user_dict or []) + (options.stopwords or []):
         if not os.path.isfile(path):
             problems.append(

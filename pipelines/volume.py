@@ -165,7 +165,9 @@ def build_pipeline(
     if streaming:
         read = read_stream(pipeline, options, window_fn, root, key)
     else:
-        read = pipeline | "ReadPosts" >> ReadPosts(options.input, key)
+        read = pipeline | "ReadPosts" >> ReadPosts(
+            options.input, key, max_line_bytes=options.max_line_bytes
+        )
     windows = (
         read["posts"]
         | "ExtractTopics"
@@ -274,6 +276,7 @@ def run_manifest(
         "sketch": {"type": "HLL_4", "lg_k": volume.sketch_lg_k},
         "burst": dataclasses.asdict(burst_params(volume)),
         "inputs": list(volume.input or []),
+        "max_line_bytes": volume.max_line_bytes,
         "runner": options.view_as(StandardOptions).runner or "DirectRunner",
         "apache_beam": beam.__version__,
     }

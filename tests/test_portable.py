@@ -25,9 +25,9 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from reports.panes import read_latest_panes
 from tests.conftest import PROJECT, TEST_KEY_HEX, read_table, run_volume
 from transforms.landing import drop_file, end_stream
-from transforms.rolling import read_latest_panes
 
 sys.path.insert(0, str(PROJECT / "deploy"))
 import portable  # noqa: E402

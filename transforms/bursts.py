@@ -787,7 +787,8 @@ class DetectBursts(beam.PTransform):
             first = (
                 global_windows
                 | "WindowStarts" >> beam.Map(lambda element: element[0])
-                | "EarliestWindow" >> beam.CombineGlobally(min)
+                # A run without a window (no valid post) has no earliest one.
+                | "EarliestWindow" >> beam.CombineGlobally(min).without_defaults()
             )
             counts = (
                 global_windows
@@ -800,7 +801,7 @@ class DetectBursts(beam.PTransform):
                         TimestampedValue(pair, Timestamp(micros=pair[1].end_us - 1))
                         for pair in topic_window_counts(element, start)
                     ),
-                    start=beam.pvalue.AsSingleton(first),
+                    start=beam.pvalue.AsSingleton(first, default_value=0),
                 )
                 | "GroupByTopic" >> beam.GroupByKey()
             )

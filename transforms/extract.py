@@ -4,6 +4,7 @@ Hashtags and mentions come from ``transforms.topics``; entities and keywords fro
 Chinese text analyzer in ``transforms.text``, built once per worker in ``setup()``.
 """
 
+import logging
 import re
 from collections.abc import Iterable, Sequence
 
@@ -13,7 +14,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from transforms.aggregate import PostSummary
-from transforms.posts import Post
+from transforms.posts import MAX_TEXT_CHARS, Post
 from transforms.privacy import PLACEHOLDERS
 from transforms.topics import (
     KIND_ENTITY,
@@ -56,12 +57,13 @@ def without_placeholders(text: str) -> str:
 def post_topics(
     text: str, kinds: Sequence[str], analyzer=None
 ) -> tuple[tuple[str, str], ...]:
-    """The (kind, topic) pairs of one masked post text, each pair once.
+    """The (kind, topic) pairs of one masked post text, each pair once, taken from
+    its first ``MAX_TEXT_CHARS`` characters (``parse_post`` keeps no more).
 
     ``analyzer`` (a ``transforms.text.TextAnalyzer``) is needed only for the
     ``entity`` and ``keyword`` kinds.
     """
-    text = without_placeholders(text)
+    text = without_placeholders(text[:MAX_TEXT_CHARS])
     hashtags = extract_hashtags(text)
     pairs: list[tuple[str, str]] = []
     if KIND_HASHTAG in kinds:
@@ -82,13 +84,20 @@ def summarize(post: Post, topics: tuple[tuple[str, str], ...]) -> PostSummary:
 
 
 class ExtractTopicsFn(beam.DoFn):
-    """Post -> PostSummary stamped with the post's event time."""
+    """Post -> PostSummary stamped with the post's event time.
+
+    A post whose extraction raises still counts, with no topics: it is a valid post
+    (its line is accounted for), and a fault of the extractors must cost neither the
+    run nor the post's place in ``volume``. The ``extraction_failures`` counter
+    counts such posts.
+    """
 
     def __init__(self, kinds: Sequence[str], analyzer_config: dict | None = None):
         self._kinds = tuple(kinds)
         self._analyzer_config = dict(analyzer_config or {})
         self._analyzer = None
         self._topics = Metrics.counter(self.__class__, "topics_extracted")
+        self._failures = Metrics.counter(self.__class__, "extraction_failures")
 
     def setup(self) -> None:
         if KIND_ENTITY in self._kinds or KIND_KEYWORD in self._kinds:
@@ -98,7 +107,16 @@ class ExtractTopicsFn(beam.DoFn):
             self._analyzer = TextAnalyzer(**self._analyzer_config)
 
     def process(self, post: Post) -> Iterable[TimestampedValue]:
-        topics = post_topics(post.text, self._kinds, self._analyzer)
+        try:
+            topics = post_topics(post.text, self._kinds, self._analyzer)
+        except Exception as error:  # noqa: BLE001 - the post counts, without topics.
+            self._failures.inc()
+            logging.warning(
+                "topic extraction failed on post %s (%s); counted without topics",
+                post.id,
+                type(error).__name__,
+            )
+            topics = ()
         self._topics.inc(len(topics))
         yield TimestampedValue(
             summarize(post, topics), Timestamp(micros=post.event_time_us)

@@ -34,8 +34,8 @@ from transforms.windows import local_date
 
 COMPRESSION = "zstd"
 # A window's tables go to a file of their own from this many topic rows (about 64 KB
-# with their sketches): the real cascades' 11,447 small hourly windows ran 35%
-# slower with a file each.
+# with their sketches): a file per small window costs more than the window itself
+# where windows are many and sparse (docs/performance.md).
 PARK_MIN_TOPIC_ROWS = 200
 EMPTY_FILE_NAME = "empty.parquet"
 
