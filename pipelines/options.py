@@ -5,6 +5,7 @@ Every option is spelled with dashes (``--topic-kinds``); the underscore form
 (``--runner``, ``--direct_num_workers``, ``--flink_master``...) pass through.
 """
 
+import argparse
 import os
 import tempfile
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -182,6 +183,25 @@ class VolumeOptions(PipelineOptions):
             default="1s",
             help="With --streaming: how often the landing folder is listed. Default 1s.",
         )
+        _add(
+            parser,
+            "credit-reposts",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="Count a repost also as a post of every topic of the post at the "
+            "root of its repost chain (its author a participant of them). "
+            "--no-credit-reposts counts a repost under its own text's topics only. "
+            "Default on.",
+        )
+        _add(
+            parser,
+            "repost-horizon",
+            default="7d",
+            help="With --streaming: how long a repost waits for the post at the root "
+            "of its chain (a later root still credits the reposts that waited), "
+            "and how long a post id is remembered to count its redelivered "
+            "copies once. Default 7d.",
+        )
 
 
 def usage_errors(options: VolumeOptions) -> list[str]:
@@ -219,6 +239,10 @@ def usage_errors(options: VolumeOptions) -> list[str]:
     except ValueError as error:
         problems.append(f"--topic-kinds: {error}")
     problems.extend(_burst_problems(options))
+    try:
+        parse_duration(options.repost_horizon)
+    except ValueError as error:
+        problems.append(f"--repost-horizon: {error}")
     if not 4 <= options.sketch_lg_k <= 21:
         problems.append("--sketch-lg-k must be between 4 and 21")
     if options.keywords_per_post < 0:

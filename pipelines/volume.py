@@ -70,6 +70,7 @@ from transforms.late import (
 )
 from transforms.privacy import load_or_create_key
 from transforms.read import DEAD_LETTERS, ReadPosts
+from transforms.reposts import CreditReposts
 from transforms.rolling import WriteRollingTables, prune_all_superseded
 from transforms.spill import SPILL_FOLDER
 from transforms.windows import parse_duration, window_fn_for
@@ -138,12 +139,13 @@ def build_pipeline(
         read = read_stream(pipeline, options, window_fn, root, key)
     else:
         read = pipeline | "ReadPosts" >> ReadPosts(options.input, key)
+    summaries = read["posts"] | "ExtractTopics" >> beam.ParDo(
+        ExtractTopicsFn(parse_kinds(options.topic_kinds), analyzer_config(options))
+    )
+    if not streaming:
+        summaries = summaries | "CreditReposts" >> CreditReposts(options.credit_reposts)
     windows = (
-        read["posts"]
-        | "ExtractTopics"
-        >> beam.ParDo(
-            ExtractTopicsFn(parse_kinds(options.topic_kinds), analyzer_config(options))
-        )
+        summaries
         | "AggregateWindows"
         >> AggregateWindows(
             window_fn,
@@ -236,6 +238,9 @@ def run_manifest(options: PipelineOptions, run_id: str, mode: str) -> dict:
         "topic_kinds": list(parse_kinds(volume.topic_kinds)),
         "sketch": {"type": "HLL_4", "lg_k": volume.sketch_lg_k},
         "burst": dataclasses.asdict(burst_params(volume)),
+        "credit_reposts": bool(volume.credit_reposts),
+        "repost_horizon": volume.repost_horizon,
+        "repost_horizon_seconds": parse_duration(volume.repost_horizon),
         "inputs": list(volume.input or []),
         "runner": options.view_as(StandardOptions).runner or "DirectRunner",
         "apache_beam": beam.__version__,

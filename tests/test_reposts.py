@@ -1,0 +1,279 @@
+"""Reposts are participation: chains resolved to their root, reposts credited with
+the root's topics (batch), and a run's tables counting them."""
+
+import gzip
+import json
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from tests.conftest import read_table, run_volume
+from transforms.aggregate import PostSummary, post_id_key
+from transforms.extract import ExtractTopicsFn
+from transforms.posts import Post
+from transforms.reposts import (
+    ChainEdges,
+    CreditReposts,
+    credit_summary,
+    credited_topics,
+    resolve_chains,
+)
+
+HOUR_US = 3_600_000_000
+T0 = 1_700_000_000 * 1_000_000
+
+
+def _edges(*rows: tuple) -> ChainEdges:
+    """(id, parent id or None[, time]) -> the edges a run would gather."""
+    edges = ChainEdges()
+    for row in rows:
+        post_id, parent = row[0], row[1]
+        time_us = row[2] if len(row) > 2 else T0
+        edges.add(
+            post_id_key(post_id),
+            None if parent is None else post_id_key(parent),
+            time_us,
+        )
+    return edges
+
+
+def _roots(lookup) -> dict[str, int | None]:
+    """{id key: root key or None} for every id the lookup holds."""
+    return {
+        int(key): (int(root) if credited else None)
+        for key, root, credited in zip(
+            lookup.keys, lookup.root_keys, lookup.credited, strict=True
+        )
+    }
+
+
+def _root_of(lookup, post_id: str) -> int | None:
+    return _roots(lookup).get(post_id_key(post_id))
+
+
+def test_one_hop_repost_resolves_to_its_source():
+    lookup = resolve_chains(_edges(("s", None), ("r", "s")))
+    assert _root_of(lookup, "r") == post_id_key("s")
+    assert list(lookup.roots) == [post_id_key("s")]
+    # A source alone (no copies) needs nothing from the lookup.
+    assert _root_of(lookup, "s") is None
+
+
+def test_deep_chain_resolves_exactly_in_logarithmic_passes():
+    depth = 1_000
+    rows = [("c0", None)] + [(f"c{i}", f"c{i - 1}") for i in range(1, depth + 1)]
+    lookup = resolve_chains(_edges(*reversed(rows)))
+    roots = _roots(lookup)
+    assert len(roots) == depth
+    assert set(roots.values()) == {post_id_key("c0")}
+    assert lookup.passes <= depth.bit_length() + 1
+
+
+def test_cycles_and_self_reposts_terminate_and_credit_nothing():
+    lookup = resolve_chains(
+        _edges(
+            ("a", "b"),
+            ("b", "c"),
+            ("c", "a"),  # a cycle of three
+            ("x", "y"),
+            ("y", "x"),  # a cycle of two
+            ("self", "self"),
+            ("tail", "a"),  # leads into a cycle
+            ("s", None),
+            ("r", "s"),
+        )
+    )
+    roots = _roots(lookup)
+    assert roots == {post_id_key("r"): post_id_key("s")}
+
+
+def test_a_chain_whose_source_is_missing_credits_nothing():
+    lookup = resolve_chains(
+        _edges(("r1", "gone"), ("r2", "r1"), ("r3", "r2"), ("s", None), ("k", "s"))
+    )
+    assert _root_of(lookup, "r1") is None
+    assert _root_of(lookup, "r2") is None
+    assert _root_of(lookup, "r3") is None
+    assert _root_of(lookup, "k") == post_id_key("s")
+
+
+def test_redelivered_copies_take_the_earliest_time():
+    lookup = resolve_chains(
+        _edges(("p", None, T0 + 5 * HOUR_US // 2), ("p", None, T0), ("q", None, T0))
+    )
+    row = lookup.find(post_id_key("p"))
+    assert row >= 0 and int(lookup.first_times[row]) == T0
+    assert not lookup.credited[row]
+    assert lookup.find(post_id_key("q")) == -1
+
+
+def test_no_credit_still_restamps_copies_but_credits_nothing():
+    lookup = resolve_chains(
+        _edges(("s", None), ("r", "s"), ("r", "s", T0 + HOUR_US)), credit=False
+    )
+    row = lookup.find(post_id_key("r"))
+    assert int(lookup.first_times[row]) == T0
+    assert not lookup.credited.any()
+    assert len(lookup.roots) == 0
+
+
+def test_credited_topics_are_a_set_union():
+    own = (("hashtag", "a"), ("mention", "m"))
+    root = (("hashtag", "a"), ("hashtag", "b"))
+    assert credited_topics(own, root) == (
+        ("hashtag", "a"),
+        ("mention", "m"),
+        ("hashtag", "b"),
+    )
+    assert credited_topics(own, ()) == own
+
+
+def test_credit_summary_applies_root_topics_and_first_time():
+    lookup = resolve_chains(_edges(("s", None), ("r", "s"), ("r", "s", T0 + HOUR_US)))
+    root_topics = {post_id_key("s"): (("hashtag", "x"),)}
+    summary = PostSummary("r", 7, True, (("hashtag", "y"),), "s")
+    credited, time_us = credit_summary(summary, T0 + HOUR_US, lookup, root_topics)
+    assert credited == PostSummary("r", 7, True, (("hashtag", "y"), ("hashtag", "x")))
+    assert time_us == T0
+
+
+def _post(post_id: str, author: int, hour: float, text: str, parent=None) -> Post:
+    return Post(post_id, author, T0 + int(hour * HOUR_US), text, parent, None)
+
+
+def _run(posts: list[Post], expected: list[tuple], credit: bool = True) -> None:
+    """Extraction (hashtags) and crediting; asserts (id, hour, sorted topics) per copy."""
+    with TestPipeline() as pipeline:
+        result = (
+            pipeline
+            | beam.Create(posts)
+            | beam.ParDo(ExtractTopicsFn(["hashtag"]))
+            | CreditReposts(credit)
+            | beam.Map(
+                lambda summary, t=beam.DoFn.TimestampParam: (
+                    summary.id,
+                    (t.micros - T0) / HOUR_US,
+                    tuple(sorted(topic for _, topic in summary.topics)),
+                )
+            )
+        )
+        assert_that(result, equal_to(expected))
+
+
+def test_pipeline_credits_root_topics_in_any_input_order():
+    posts = [
+        _post("r2", 3, 0.5, "转发微博", "r1"),  # before its parent and the source
+        _post("r1", 2, 0.2, "太过分了 #新闻#", "s"),
+        _post("s", 1, 0.0, "#医疗# 人间惨剧"),
+        _post("orphan", 4, 0.3, "#孤#", "never-seen"),
+    ]
+    _run(
+        posts,
+        [
+            ("s", 0.0, ("医疗",)),
+            ("r1", 0.2, tuple(sorted(("新闻", "医疗")))),
+            ("r2", 0.5, ("医疗",)),
+            ("orphan", 0.3, ("孤",)),
+        ],
+    )
+
+
+def test_a_repost_that_adds_a_hashtag_passes_on_only_the_root_topics():
+    posts = [
+        _post("s", 1, 0.0, "#a#"),
+        _post("r1", 2, 0.1, "#b# 转发", "s"),
+        _post("r2", 3, 0.2, "转发微博", "r1"),
+        _post("r3", 4, 0.3, "#b# 同意", "r1"),
+        _post("r4", 5, 0.4, "#a# 又是", "r3"),
+    ]
+    _run(
+        posts,
+        [
+            ("s", 0.0, ("a",)),
+            ("r1", 0.1, ("a", "b")),
+            ("r2", 0.2, ("a",)),
+            ("r3", 0.3, ("a", "b")),
+            ("r4", 0.4, ("a",)),
+        ],
+    )
+
+
+def test_a_redelivered_repost_is_credited_and_restamped_to_its_first_copy():
+    posts = [
+        _post("s", 1, 0.0, "#a#"),
+        _post("r", 2, 3.0, "转发微博", "s"),  # redelivered 2.5 hours later
+        _post("r", 2, 0.5, "转发微博", "s"),
+    ]
+    _run(posts, [("s", 0.0, ("a",)), ("r", 0.5, ("a",)), ("r", 0.5, ("a",))])
+
+
+def test_no_credit_keeps_own_topics_only():
+    posts = [_post("s", 1, 0.0, "#a#"), _post("r", 2, 0.5, "#b#", "s")]
+    _run(posts, [("s", 0.0, ("a",)), ("r", 0.5, ("b",))], credit=False)
+
+
+def test_cycles_in_a_pipeline_terminate_and_keep_own_topics():
+    posts = [
+        _post("a", 1, 0.0, "#x#", "b"),
+        _post("b", 2, 0.1, "#y#", "a"),
+        _post("self", 3, 0.2, "#z#", "self"),
+    ]
+    _run(posts, [("a", 0.0, ("x",)), ("b", 0.1, ("y",)), ("self", 0.2, ("z",))])
+
+
+def _write_lines(path, records: list[dict]) -> None:
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _record(post_id, user, minute, text, parent=None) -> dict:
+    record = {
+        "id": post_id,
+        "user_id": user,
+        "created_at": f"2026-11-20T10:{minute:02d}:00+00:00",
+        "text": text,
+    }
+    if parent is not None:
+        record["repost_of"] = parent
+    return record
+
+
+@pytest.fixture(scope="module")
+def chain_input(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reposts")
+    records = [_record("1", "u0", 0, "#地震# 震感强烈")]
+    records += [
+        _record(
+            str(100 + i), f"u{i + 1}", 1 + i % 50, "转发微博", str(99 + i) if i else "1"
+        )
+        for i in range(20)
+    ]
+    path = folder / "posts.jsonl.gz"
+    _write_lines(path, records)
+    return folder, path
+
+
+@pytest.mark.parametrize("credit", [True, False])
+def test_tables_count_reposts_as_participants_of_the_root_topic(chain_input, credit):
+    folder, path = chain_input
+    out = folder / f"out-{credit}"
+    flag = "--credit-reposts" if credit else "--no-credit-reposts"
+    result = run_volume(
+        ["--input", str(path), "--output", str(out), "--topic-kinds", "hashtag", flag]
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    topics = read_table(str(out), "topics").filter(topic="地震")
+    volume = read_table(str(out), "volume")
+    assert volume["posts"].sum() == 21 and volume["reposts"].sum() == 20
+    if credit:
+        assert topics["posts"].sum() == 21
+        assert topics["participants"].sum() == 21
+        assert topics["reposts"].sum() == 20
+    else:
+        assert topics["posts"].sum() == 1
+    manifest = json.loads((out / "_run.json").read_text())
+    assert manifest["credit_reposts"] is credit
+    assert manifest["repost_horizon_seconds"] == 7 * 86_400
