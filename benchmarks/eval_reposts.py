@@ -31,42 +31,52 @@ from apache_beam.options.pipeline_options import PipelineOptions
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from transforms.aggregate import post_id_key  # noqa: E402
 from transforms.extract import ExtractTopicsFn, parse_kinds  # noqa: E402
 from transforms.posts import InvalidPost, decode_json_line  # noqa: E402
 from transforms.read import ReadPosts  # noqa: E402
-from transforms.reposts import CreditReposts  # noqa: E402
+from transforms.reposts import CreditWindows  # noqa: E402
 from transforms.topics import TOPIC_KINDS  # noqa: E402
+from transforms.windows import window_fn_for  # noqa: E402
 
 CASCADES = ROOT.parent / "shared" / "data" / "weibo_cascades"
 EVAL_KEY = bytes.fromhex("5eed" * 16)
 
 
 def counted_topics(input_path: str, kinds: str, work: str) -> dict[str, list]:
-    """{post id: [is_repost, counted (kind, topic) pairs]} from the pipeline's steps
-    (one line per distinct id; copies carry the same credit)."""
+    """{post id key: [is_repost, counted (kind, topic) pairs]} from the batch
+    pipeline's own steps, up to the windows' credited rows (copies carry the same
+    credit)."""
     prefix = str(Path(work) / "counted")
     with beam.Pipeline(options=PipelineOptions(["--direct_num_workers", "1"])) as p:
         read = p | "Read" >> ReadPosts([input_path], EVAL_KEY)
         (
             read["posts"]
             | "Extract" >> beam.ParDo(ExtractTopicsFn(parse_kinds(kinds)))
-            | "Credit" >> CreditReposts(credit=True)
-            | "Json"
-            >> beam.Map(
-                lambda summary: json.dumps(
-                    [summary.id, summary.is_repost, summary.topics],
-                    ensure_ascii=False,
-                )
-            )
+            | "Credit" >> CreditWindows(window_fn_for(3600, "UTC"), credit=True)
+            | "Rows" >> beam.FlatMap(window_rows)
             | "Write" >> beam.io.WriteToText(prefix)
         )
     counted = {}
     for path in glob.glob(prefix + "*"):
         with open(path, encoding="utf-8") as handle:
             for line in handle:
-                post_id, is_repost, topics = json.loads(line)
-                counted[post_id] = [is_repost, [tuple(pair) for pair in topics]]
+                id_key, is_repost, topics = json.loads(line)
+                counted[id_key] = [is_repost, [tuple(pair) for pair in topics]]
     return counted
+
+
+def window_rows(keyed) -> list[str]:
+    """(bounds, WindowPosts) -> one JSON line per row: [id key, is repost, topics]."""
+    _, posts = keyed
+    posts.unpack()
+    lines = []
+    for row in range(len(posts)):
+        _, is_repost, topics = posts.row_summary(row)
+        lines.append(
+            json.dumps([posts.ids[row], is_repost, topics], ensure_ascii=False)
+        )
+    return lines
 
 
 def read_parents(input_path: str) -> dict[str, str | None]:
@@ -115,15 +125,18 @@ def evaluate(input_path: str, kinds: str) -> dict:
     missed = []
     for post_id in reposts:
         source, depth = walk_to_source(post_id, parents)
-        if source is None or post_id not in counted or source not in counted:
+        if source is None:
+            continue
+        post_key, source_key = post_id_key(post_id), post_id_key(source)
+        if post_key not in counted or source_key not in counted:
             continue
         reaching += 1
         hops[depth] += 1
-        source_topics = counted[source][1]
+        source_topics = counted[source_key][1]
         if not source_topics:
             continue
         with_topics += 1
-        if set(source_topics) <= set(counted[post_id][1]):
+        if set(source_topics) <= set(counted[post_key][1]):
             credited += 1
         elif len(missed) < 5:
             missed.append(post_id)

@@ -70,7 +70,7 @@ from transforms.late import (
 )
 from transforms.privacy import load_or_create_key
 from transforms.read import DEAD_LETTERS, ReadPosts
-from transforms.reposts import CreditReposts
+from transforms.reposts import AggregateCreditedWindows
 from transforms.rolling import WriteRollingTables, prune_all_superseded
 from transforms.spill import SPILL_FOLDER
 from transforms.windows import parse_duration, window_fn_for
@@ -142,18 +142,14 @@ def build_pipeline(
     summaries = read["posts"] | "ExtractTopics" >> beam.ParDo(
         ExtractTopicsFn(parse_kinds(options.topic_kinds), analyzer_config(options))
     )
-    if not streaming:
-        summaries = summaries | "CreditReposts" >> CreditReposts(options.credit_reposts)
-    windows = (
-        summaries
-        | "AggregateWindows"
-        >> AggregateWindows(
-            window_fn,
-            options.sketch_lg_k,
-            stream_windowing(options) if streaming else None,
-            spill_dir=spill_dir,
+    if streaming:
+        windows = summaries | "AggregateWindows" >> AggregateWindows(
+            window_fn, options.sketch_lg_k, stream_windowing(options)
         )
-    )
+    else:
+        windows = summaries | "AggregateWindows" >> AggregateCreditedWindows(
+            window_fn, options.sketch_lg_k, options.credit_reposts, spill_dir
+        )
     if streaming:
         windows | "WriteWindowTables" >> WriteRollingTables(root, options.timezone)
     else:
@@ -238,7 +234,8 @@ def run_manifest(options: PipelineOptions, run_id: str, mode: str) -> dict:
         "topic_kinds": list(parse_kinds(volume.topic_kinds)),
         "sketch": {"type": "HLL_4", "lg_k": volume.sketch_lg_k},
         "burst": dataclasses.asdict(burst_params(volume)),
-        "credit_reposts": bool(volume.credit_reposts),
+        # Streaming counts reposts under their own text's topics only, so far.
+        "credit_reposts": bool(volume.credit_reposts) and mode == "batch",
         "repost_horizon": volume.repost_horizon,
         "repost_horizon_seconds": parse_duration(volume.repost_horizon),
         "inputs": list(volume.input or []),

@@ -22,16 +22,25 @@ duplicates of the first window.
 """
 
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import TimestampedValue
-from apache_beam.utils.timestamp import Timestamp
+from apache_beam.transforms.window import WindowFn
 
-from transforms.aggregate import PostSummary, post_id_key
+from schemas.sketch import DEFAULT_LG_K
+from transforms.aggregate import (
+    AggregateWindowFn,
+    KeyByWindowFn,
+    PostSummary,
+    WindowPosts,
+    post_id_key,
+    window_bounds,
+    window_tables,
+)
 
 Pair = tuple[str, str]
 
@@ -196,101 +205,204 @@ class GatherChainsFn(beam.CombineFn):
 
 
 class GatherRootTopicsFn(beam.CombineFn):
-    """(root key, time, topics) of root copies -> {root key: topics of its earliest
-    copy} (ties between copies of one time: the smallest topics)."""
+    """(root key, topics) of root copies -> {root key: topics}; of copies that
+    differ, the smallest topics, as the per-window de-duplication keeps."""
 
     def create_accumulator(self) -> dict:
         return {}
 
     def add_input(self, accumulator: dict, row: tuple) -> dict:
-        key, time_us, topics = row
+        key, topics = row
         held = accumulator.get(key)
-        if held is None or (time_us, topics) < held:
-            accumulator[key] = (time_us, topics)
+        if held is None or topics < held:
+            accumulator[key] = topics
         return accumulator
 
     def merge_accumulators(self, accumulators: Iterable[dict]) -> dict:
         iterator = iter(accumulators)
         merged = next(iterator, None) or {}
         for other in iterator:
-            for key, held in other.items():
-                self.add_input(merged, (key, *held))
+            for row in other.items():
+                self.add_input(merged, row)
         return merged
 
     def extract_output(self, accumulator: dict) -> dict:
-        return {key: topics for key, (_, topics) in accumulator.items()}
+        return accumulator
 
 
-def credit_summary(
-    summary: tuple, time_us: int, lookup: ChainLookup, root_topics: dict
-) -> tuple[PostSummary, int]:
-    """One post copy -> (its summary with credited topics, its counted event time)."""
-    post_id, author, is_repost, topics = summary[0], summary[1], summary[2], summary[3]
-    row = lookup.find(post_id_key(post_id))
-    if row >= 0:
-        time_us = int(lookup.first_times[row])
-        if lookup.credited[row]:
-            topics = credited_topics(
-                tuple(topics), root_topics.get(int(lookup.root_keys[row]), ())
-            )
-    return PostSummary(post_id, author, is_repost, tuple(topics)), time_us
+def _row_pairs(posts: WindowPosts, row: int) -> tuple[Pair, ...]:
+    pairs = posts.pairs
+    return tuple(pairs[code] for code in posts.row_topics(row))
+
+
+def window_root_topics(
+    posts: WindowPosts, lookup: ChainLookup
+) -> Iterator[tuple[int, tuple[Pair, ...]]]:
+    """(id key, topics) of the rows of a window that are roots of credited reposts."""
+    if not len(lookup.roots) or not len(posts):
+        return
+    posts.unpack()
+    ids = np.frombuffer(posts.ids, dtype=np.int64)
+    for row in np.flatnonzero(np.isin(ids, lookup.roots)).tolist():
+        yield int(ids[row]), _row_pairs(posts, row)
+
+
+def credit_window(
+    bounds: tuple[int, int],
+    posts: WindowPosts,
+    lookup: ChainLookup,
+    root_topics: dict,
+    bounds_of: Callable[[int], tuple[int, int]],
+    spill_dir: str | None = None,
+) -> list[tuple[tuple[int, int], WindowPosts]]:
+    """A window's rows, credited and regrouped: each row of an id in ``lookup`` goes
+    to the window of its id's earliest copy (``bounds_of`` its time), and a credited
+    repost's topics gain its root's (``root_topics``). A window without such rows is
+    returned as it is."""
+    if not len(posts) or not len(lookup.keys):
+        return [(bounds, posts)]
+    posts.unpack()
+    ids = np.frombuffer(posts.ids, dtype=np.int64)
+    at = np.minimum(np.searchsorted(lookup.keys, ids), len(lookup.keys) - 1)
+    found = lookup.keys[at] == ids
+    if not found.any():
+        return [(bounds, posts)]
+    outputs: dict[tuple[int, int], WindowPosts] = {}
+    authors, reposts = posts.authors, posts.reposts
+    for row, (is_found, entry) in enumerate(
+        zip(found.tolist(), at.tolist(), strict=True)
+    ):
+        topics, target = _row_pairs(posts, row), bounds
+        if is_found:
+            target = bounds_of(int(lookup.first_times[entry]))
+            if lookup.credited[entry]:
+                topics = credited_topics(
+                    topics, root_topics.get(int(lookup.root_keys[entry]), ())
+                )
+        output = outputs.get(target)
+        if output is None:
+            output = outputs[target] = WindowPosts(spill_dir)
+        output.append(int(ids[row]), authors[row], reposts[row], topics)
+    return list(outputs.items())
+
+
+class CollectWindowPostsFn(AggregateWindowFn):
+    """PostSummary -> the window's ``WindowPosts`` itself (aggregated later)."""
+
+    def extract_output(self, accumulator: WindowPosts) -> WindowPosts:
+        return accumulator
+
+
+class MergeWindowPostsFn(AggregateWindowFn):
+    """A window's ``WindowPosts`` parts -> its ``WindowAggregate``."""
+
+    def add_input(self, accumulator: WindowPosts, posts: WindowPosts) -> WindowPosts:
+        accumulator.extend(posts)
+        return accumulator
 
 
 class RootTopicsFn(beam.DoFn):
-    """Summary rows of roots that credited reposts point to -> (key, time, topics)."""
+    """(bounds, WindowPosts) -> (root key, topics) of its roots of credited reposts."""
 
-    def process(self, summary, lookup, timestamp=beam.DoFn.TimestampParam):
-        key = post_id_key(summary[0])
-        if lookup.is_root(key):
-            yield key, timestamp.micros, tuple(summary[3])
+    def process(self, keyed, lookup):
+        yield from window_root_topics(keyed[1], lookup)
 
 
-class CreditFn(beam.DoFn):
-    """Summary row -> credited ``PostSummary`` stamped with its id's first time."""
+class CreditWindowFn(beam.DoFn):
+    """(bounds, WindowPosts) -> (bounds, WindowPosts) credited and regrouped."""
 
-    def __init__(self):
-        self._credited = Metrics.counter(self.__class__, "reposts_credited")
-        self._restamped = Metrics.counter(self.__class__, "copies_restamped")
+    def __init__(self, window_fn: WindowFn, spill_dir: str | None):
+        self._window_fn = window_fn
+        self._spill_dir = spill_dir
+        self._moved = Metrics.counter(self.__class__, "windows_with_rows_moved")
 
-    def process(self, summary, lookup, root_topics, timestamp=beam.DoFn.TimestampParam):
-        credited, time_us = credit_summary(
-            summary, timestamp.micros, lookup, root_topics
+    def process(self, keyed, lookup, root_topics):
+        bounds, posts = keyed
+        parts = credit_window(
+            bounds,
+            posts,
+            lookup,
+            root_topics,
+            lambda time_us: window_bounds(self._window_fn, time_us),
+            self._spill_dir,
         )
-        if len(credited.topics) != len(summary[3]):
-            self._credited.inc()
-        if time_us != timestamp.micros:
-            self._restamped.inc()
-        yield TimestampedValue(credited, Timestamp(micros=time_us))
+        if len(parts) > 1:
+            self._moved.inc()
+        yield from parts
 
 
-def _as_row(summary):
-    # A plain tuple: Beam encodes it in about 60% of a NamedTuple's bytes, and the
-    # summaries wait between stages once, for the chains to be resolved.
-    return tuple(summary)
+class CreditWindows(beam.PTransform):
+    """PCollection[PostSummary] (event-time stamped, batch) -> PCollection[(bounds,
+    WindowPosts)]: every window's rows with reposts credited (when ``credit``) and
+    every copy of an id moved to its earliest copy's window; a window may come in
+    several parts (``MergeWindowPostsFn`` joins them).
 
+    Only light values wait between stages: each post's edge (25 bytes, combined as
+    it is read) and the windows' packed or spilled rows. Summaries are never held:
+    Beam's FnApiRunner kept a materialised collection of them at about a kilobyte a
+    post for each stage reading it.
+    """
 
-class CreditReposts(beam.PTransform):
-    """PCollection[PostSummary] (event-time stamped, batch) -> the same posts with
-    reposts credited to their roots' topics (when ``credit``) and every copy of an
-    id stamped with its earliest copy's event time."""
-
-    def __init__(self, credit: bool = True):
+    def __init__(self, window_fn: WindowFn, credit: bool = True, spill_dir=None):
         super().__init__()
+        self._window_fn = window_fn
         self._credit = credit
+        self._spill_dir = spill_dir
 
     def expand(self, summaries: beam.PCollection) -> beam.PCollection:
-        rows = summaries | "SummaryRows" >> beam.Map(_as_row)
         lookup = beam.pvalue.AsSingleton(
-            rows
+            summaries
             | "ChainEdges"
             >> beam.Map(
-                lambda row, t=beam.DoFn.TimestampParam: chain_edge(row, t.micros)
+                lambda summary, t=beam.DoFn.TimestampParam: chain_edge(
+                    summary, t.micros
+                )
             )
             | "ResolveChains" >> beam.CombineGlobally(GatherChainsFn(self._credit))
         )
+        windows = (
+            summaries
+            | "KeyByWindow" >> beam.ParDo(KeyByWindowFn(self._window_fn))
+            | "CollectWindows"
+            >> beam.CombinePerKey(CollectWindowPostsFn(spill_dir=self._spill_dir))
+        )
         root_topics = beam.pvalue.AsSingleton(
-            rows
+            windows
             | "RootTopics" >> beam.ParDo(RootTopicsFn(), lookup)
             | "GatherRootTopics" >> beam.CombineGlobally(GatherRootTopicsFn())
         )
-        return rows | "Credit" >> beam.ParDo(CreditFn(), lookup, root_topics)
+        return windows | "Credit" >> beam.ParDo(
+            CreditWindowFn(self._window_fn, self._spill_dir), lookup, root_topics
+        )
+
+
+class AggregateCreditedWindows(beam.PTransform):
+    """Batch: PCollection[PostSummary] -> PCollection[(start_us, end_us, tables)],
+    as ``transforms.aggregate.AggregateWindows`` gives, with reposts credited and
+    redelivered ids counted once in their first window."""
+
+    def __init__(
+        self,
+        window_fn: WindowFn,
+        lg_k: int = DEFAULT_LG_K,
+        credit: bool = True,
+        spill_dir: str | None = None,
+    ):
+        super().__init__()
+        self._window_fn = window_fn
+        self._lg_k = lg_k
+        self._credit = credit
+        self._spill_dir = spill_dir
+
+    def expand(self, summaries: beam.PCollection) -> beam.PCollection:
+        return (
+            summaries
+            | "CreditWindows"
+            >> CreditWindows(self._window_fn, self._credit, self._spill_dir)
+            | "MergeParts"
+            >> beam.CombinePerKey(MergeWindowPostsFn(self._lg_k, self._spill_dir))
+            | "ToTables"
+            >> beam.MapTuple(
+                lambda bounds, aggregate: (*bounds, window_tables(aggregate, *bounds))
+            ).with_output_types(tuple[int, int, dict[str, pa.Table]])
+        )
