@@ -7,13 +7,14 @@ import subprocess
 import sys
 
 import apache_beam as beam
+import numpy as np
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import FixedWindows
 
 from tests.conftest import CASCADES, PROJECT, needs_shared, read_table, run_volume
-from transforms.aggregate import post_id_key
+from transforms.aggregate import WindowPosts, post_id_key
 from transforms.extract import ExtractTopicsFn
 from transforms.posts import Post
 from transforms.reposts import (
@@ -21,6 +22,7 @@ from transforms.reposts import (
     CreditWindows,
     credited_topics,
     resolve_chains,
+    select_rows,
 )
 
 HOUR_US = 3_600_000_000
@@ -130,6 +132,21 @@ def test_credited_topics_are_a_set_union():
         ("hashtag", "b"),
     )
     assert credited_topics(own, ()) == own
+
+
+def test_select_rows_keeps_chosen_rows_with_their_topics():
+    posts = WindowPosts()
+    posts.append(5, 1, True, [("hashtag", "a"), ("hashtag", "b")])
+    posts.append(6, 2, False, [])
+    posts.append(7, 3, False, [("hashtag", "c")])
+    posts.append(8, 4, True, [("hashtag", "a")])
+    part = select_rows(posts, np.array([True, False, True, True]))
+    assert list(part.ids) == [5, 7, 8]
+    assert [part.row_summary(row) for row in range(len(part))] == [
+        (1, True, (("hashtag", "a"), ("hashtag", "b"))),
+        (3, False, (("hashtag", "c"),)),
+        (4, True, (("hashtag", "a"),)),
+    ]
 
 
 def _post(post_id: str, author: int, hour: float, text: str, parent=None) -> Post:

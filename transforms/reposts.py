@@ -235,6 +235,27 @@ def _row_pairs(posts: WindowPosts, row: int) -> tuple[Pair, ...]:
     return tuple(pairs[code] for code in posts.row_topics(row))
 
 
+def select_rows(posts: WindowPosts, keep: np.ndarray) -> WindowPosts:
+    """A new ``WindowPosts`` (sharing ``posts``'s pairs) of the rows where ``keep``
+    (a boolean per row of ``posts``, whose rows are all in its arrays)."""
+    ends = np.frombuffer(posts.topic_ends, dtype=np.int64)
+    counts = np.diff(ends, prepend=0)
+    codes = np.frombuffer(posts.topic_codes, dtype=np.int32)
+    part = WindowPosts()
+    part.pairs = posts.pairs
+    for name, column, dtype in (
+        ("ids", posts.ids, np.int64),
+        ("authors", posts.authors, np.int64),
+    ):
+        getattr(part, name).frombytes(
+            np.frombuffer(column, dtype=dtype)[keep].tobytes()
+        )
+    part.reposts.extend(np.frombuffer(posts.reposts, dtype=np.uint8)[keep].tobytes())
+    part.topic_ends.frombytes(np.cumsum(counts[keep], dtype=np.int64).tobytes())
+    part.topic_codes.frombytes(codes[np.repeat(keep, counts)].tobytes())
+    return part
+
+
 def window_root_topics(
     posts: WindowPosts, lookup: ChainLookup
 ) -> Iterator[tuple[int, tuple[Pair, ...]]]:
@@ -268,17 +289,20 @@ def credit_window(
     if not found.any():
         return [(bounds, posts)]
     outputs: dict[tuple[int, int], WindowPosts] = {}
+    if not found.all():
+        # The rows of ids without copies or credit stay as they are, in bulk.
+        outputs[bounds] = WindowPosts(spill_dir)
+        outputs[bounds].extend(select_rows(posts, ~found))
     authors, reposts = posts.authors, posts.reposts
-    for row, (is_found, entry) in enumerate(
-        zip(found.tolist(), at.tolist(), strict=True)
+    for row, entry in zip(
+        np.flatnonzero(found).tolist(), at[found].tolist(), strict=True
     ):
-        topics, target = _row_pairs(posts, row), bounds
-        if is_found:
-            target = bounds_of(int(lookup.first_times[entry]))
-            if lookup.credited[entry]:
-                topics = credited_topics(
-                    topics, root_topics.get(int(lookup.root_keys[entry]), ())
-                )
+        topics = _row_pairs(posts, row)
+        target = bounds_of(int(lookup.first_times[entry]))
+        if lookup.credited[entry]:
+            topics = credited_topics(
+                topics, root_topics.get(int(lookup.root_keys[entry]), ())
+            )
         output = outputs.get(target)
         if output is None:
             output = outputs[target] = WindowPosts(spill_dir)
