@@ -197,10 +197,11 @@ class VolumeOptions(PipelineOptions):
             parser,
             "repost-horizon",
             default="7d",
-            help="With --streaming: how long a repost waits for the post at the root "
-            "of its chain (a later root still credits the reposts that waited), "
-            "and how long a post id is remembered to count its redelivered "
-            "copies once. Default 7d.",
+            help="With --streaming: how long after the end of a post's first window "
+            "its id is remembered, so that a redelivered copy counts once, in that "
+            "window (or in late_posts beyond the allowed lateness); a copy read "
+            "later counts as a new post. Never shorter than --allowed-lateness. "
+            "Streaming does not credit reposts to their root's topics. Default 7d.",
         )
 
 

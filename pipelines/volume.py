@@ -70,6 +70,7 @@ from transforms.late import (
 )
 from transforms.privacy import load_or_create_key
 from transforms.read import DEAD_LETTERS, ReadPosts
+from transforms.redelivery import CountCopiesOnce
 from transforms.reposts import AggregateCreditedWindows
 from transforms.rolling import WriteRollingTables, prune_all_superseded
 from transforms.spill import SPILL_FOLDER
@@ -188,7 +189,12 @@ def read_stream(
     read = pipeline | "ReadLanding" >> ReadLanding(
         options.landing, key, duration_or_zero(options.poll_interval), settle
     )
-    split = read["posts"] | "SplitLatePosts" >> SplitLatePosts(
+    remember = max(
+        duration_or_zero(options.allowed_lateness),
+        parse_duration(options.repost_horizon),
+    )
+    posts = read["posts"] | "CountCopiesOnce" >> CountCopiesOnce(window_fn, remember)
+    split = posts | "SplitLatePosts" >> SplitLatePosts(
         window_fn, duration_or_zero(options.allowed_lateness)
     )
     (
