@@ -1,5 +1,5 @@
 """Reposts are participation: credit each repost to the topics of its chain's root,
-and count a redelivered post once, in the window of its earliest copy.
+and count a redelivered post once, in the window of its earliest copy (batch).
 
 A repost names the post it spreads in ``repost_of``: the root itself (Weibo's API)
 or its direct parent (the cascades), so chains have any depth. A repost counts as a
@@ -9,16 +9,18 @@ When the chain leaves the input (an ancestor missing), runs into a cycle or a
 self-repost, nothing is credited: the repost keeps its own topics. The root's text is
 analysed once; reposts take its (kind, topic) pairs as they are.
 
-Batch (``CreditReposts``) resolves every chain in one gather: each post's light edge
-(id key, parent key, event time: 25 bytes) is combined into numpy arrays on one
-worker, and ``resolve_chains`` jumps pointers there, in a number of array passes
-that grows with the log of the deepest chain, and no shuffle round at all beyond
-the one gather. The edges are what a distributed pointer-jumping round would
-shuffle anyway, once per round and with the topics riding along; one worker holds
-them for a hundred million posts in about 2.5 GB. The same gather gives each id's
-earliest event time, so every copy of a redelivered id is restamped to it and the
-per-window de-duplication (``transforms.aggregate``) counts the later copies as
-duplicates of the first window.
+``AggregateCreditedWindows`` resolves every chain in one gather: each post's light
+edge (id key, parent key, event time: 25 bytes) is combined, as posts are read, into
+numpy arrays on one worker, and ``resolve_chains`` jumps pointers there, in a number
+of array passes that grows with the log of the deepest chain, with no shuffle round
+beyond that one gather. The edges are what a distributed pointer-jumping round
+would shuffle anyway, once per round; one worker holds them for a hundred million
+posts in about 2.5 GB. The same gather gives each id's earliest event time. The
+posts themselves are folded into per-window rows (``transforms.aggregate``) as
+before; once the roots' topics are gathered from those rows, each window's rows of
+credited reposts gain their root's topic codes and every copy of a redelivered id
+moves to the window of its earliest copy, where the per-window de-duplication counts
+it as a duplicate. The other rows move in bulk.
 """
 
 from array import array
