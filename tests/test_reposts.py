@@ -20,6 +20,7 @@ from transforms.posts import Post
 from transforms.reposts import (
     ChainEdges,
     CreditWindows,
+    GatherRootTopicsFn,
     credited_topics,
     resolve_chains,
     select_rows,
@@ -147,6 +148,19 @@ def test_select_rows_keeps_chosen_rows_with_their_topics():
         (3, False, (("hashtag", "c"),)),
         (4, True, (("hashtag", "a"),)),
     ]
+
+
+def test_root_topics_keep_the_smallest_copy_and_answer_by_key():
+    gather = GatherRootTopicsFn()
+    parts = [gather.create_accumulator() for _ in range(2)]
+    gather.add_input(parts[0], (7, (("hashtag", "b"),)))
+    gather.add_input(parts[1], (7, (("hashtag", "a"), ("mention", "m"))))
+    gather.add_input(parts[1], (-3, (("hashtag", "b"),)))
+    table = gather.extract_output(gather.merge_accumulators(parts))
+    assert table.topics_of(7) == (("hashtag", "a"), ("mention", "m"))
+    assert table.topics_of(-3) == (("hashtag", "b"),)
+    assert table.topics_of(5) == ()
+    assert len(table.pairs) == 3
 
 
 def _post(post_id: str, author: int, hour: float, text: str, parent=None) -> Post:

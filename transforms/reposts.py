@@ -206,30 +206,68 @@ class GatherChainsFn(beam.CombineFn):
         return resolve_chains(accumulator, self._credit)
 
 
+class RootTopics(NamedTuple):
+    """The topics of the roots credited reposts point to, compact: root i (of the
+    sorted ``keys``) has the pairs ``pairs[c]`` for c in ``codes[ends[i-1]:ends[i]]``.
+    A side input of one tuple per root cost a few hundred bytes a root in each
+    process that decoded it."""
+
+    keys: np.ndarray
+    ends: np.ndarray
+    codes: np.ndarray
+    pairs: list[Pair]
+
+    def topics_of(self, key: int) -> tuple[Pair, ...]:
+        """The topics of root ``key`` (none for a root not held)."""
+        at = int(np.searchsorted(self.keys, key))
+        if at == len(self.keys) or self.keys[at] != key:
+            return ()
+        start = int(self.ends[at - 1]) if at else 0
+        pairs = self.pairs
+        return tuple(pairs[code] for code in self.codes[start : self.ends[at]])
+
+
 class GatherRootTopicsFn(beam.CombineFn):
-    """(root key, topics) of root copies -> {root key: topics}; of copies that
-    differ, the smallest topics, as the per-window de-duplication keeps."""
+    """(root key, topics) of root copies -> ``RootTopics``; of copies that differ,
+    the smallest topics, as the per-window de-duplication keeps. Pairs are held
+    once each (interned), whichever window they came from."""
 
-    def create_accumulator(self) -> dict:
-        return {}
+    def create_accumulator(self) -> tuple[dict, dict]:
+        # ({root key: topics}, {pair: the same pair}).
+        return {}, {}
 
-    def add_input(self, accumulator: dict, row: tuple) -> dict:
+    def add_input(self, accumulator: tuple[dict, dict], row: tuple) -> tuple:
+        roots, interned = accumulator
         key, topics = row
-        held = accumulator.get(key)
+        held = roots.get(key)
         if held is None or topics < held:
-            accumulator[key] = topics
+            roots[key] = tuple(interned.setdefault(pair, pair) for pair in topics)
         return accumulator
 
-    def merge_accumulators(self, accumulators: Iterable[dict]) -> dict:
+    def merge_accumulators(self, accumulators: Iterable[tuple]) -> tuple:
         iterator = iter(accumulators)
-        merged = next(iterator, None) or {}
-        for other in iterator:
-            for row in other.items():
+        merged = next(iterator, None) or self.create_accumulator()
+        for roots, _ in iterator:
+            for row in roots.items():
                 self.add_input(merged, row)
         return merged
 
-    def extract_output(self, accumulator: dict) -> dict:
-        return accumulator
+    def extract_output(self, accumulator: tuple[dict, dict]) -> RootTopics:
+        roots, _ = accumulator
+        keys = sorted(roots)
+        codes_of: dict[Pair, int] = {}
+        codes, ends = array("i"), array("q")
+        for key in keys:
+            codes.extend(
+                codes_of.setdefault(pair, len(codes_of)) for pair in roots[key]
+            )
+            ends.append(len(codes))
+        return RootTopics(
+            keys=np.array(keys, dtype=np.int64),
+            ends=np.frombuffer(ends, dtype=np.int64).copy(),
+            codes=np.frombuffer(codes, dtype=np.int32).copy(),
+            pairs=list(codes_of),
+        )
 
 
 def _row_pairs(posts: WindowPosts, row: int) -> tuple[Pair, ...]:
@@ -274,7 +312,7 @@ def credit_window(
     bounds: tuple[int, int],
     posts: WindowPosts,
     lookup: ChainLookup,
-    root_topics: dict,
+    root_topics: RootTopics,
     bounds_of: Callable[[int], tuple[int, int]],
     spill_dir: str | None = None,
 ) -> list[tuple[tuple[int, int], WindowPosts]]:
@@ -303,7 +341,7 @@ def credit_window(
         target = bounds_of(int(lookup.first_times[entry]))
         if lookup.credited[entry]:
             topics = credited_topics(
-                topics, root_topics.get(int(lookup.root_keys[entry]), ())
+                topics, root_topics.topics_of(int(lookup.root_keys[entry]))
             )
         output = outputs.get(target)
         if output is None:
