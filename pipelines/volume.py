@@ -240,7 +240,7 @@ def run_manifest(options: PipelineOptions, run_id: str, mode: str) -> dict:
         "topic_kinds": list(parse_kinds(volume.topic_kinds)),
         "sketch": {"type": "HLL_4", "lg_k": volume.sketch_lg_k},
         "burst": dataclasses.asdict(burst_params(volume)),
-        # Streaming counts reposts under their own text's topics only, so far.
+        # Streaming counts reposts under their own text's topics only.
         "credit_reposts": bool(volume.credit_reposts) and mode == "batch",
         "repost_horizon": volume.repost_horizon,
         "repost_horizon_seconds": parse_duration(volume.repost_horizon),

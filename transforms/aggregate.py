@@ -35,7 +35,7 @@ class PostSummary(NamedTuple):
     # (kind, topic) pairs, each at most once per post.
     topics: tuple[tuple[str, str], ...]
     # The id the post reposts (``transforms.reposts`` resolves chains with it); None
-    # for an original post, and once crediting has used it.
+    # for an original post.
     repost_of: str | None = None
 
 

@@ -209,8 +209,8 @@ class GatherChainsFn(beam.CombineFn):
 class RootTopics(NamedTuple):
     """The topics of the roots credited reposts point to, compact: root i (of the
     sorted ``keys``) has the pairs ``pairs[c]`` for c in ``codes[ends[i-1]:ends[i]]``.
-    A side input of one tuple per root cost a few hundred bytes a root in each
-    process that decoded it."""
+    Arrays, not a tuple of tuples per root: every process that reads the side input
+    decodes all of it."""
 
     keys: np.ndarray
     ends: np.ndarray
@@ -402,9 +402,9 @@ class CreditWindows(beam.PTransform):
     several parts (``MergeWindowPostsFn`` joins them).
 
     Only light values wait between stages: each post's edge (25 bytes, combined as
-    it is read) and the windows' packed or spilled rows. Summaries are never held:
-    Beam's FnApiRunner kept a materialised collection of them at about a kilobyte a
-    post for each stage reading it.
+    it is read) and the windows' packed or spilled rows. The summaries themselves
+    are never held between stages: Beam's FnApiRunner keeps a materialised
+    collection in memory, decoded again for each stage that reads it.
     """
 
     def __init__(self, window_fn: WindowFn, credit: bool = True, spill_dir=None):
