@@ -259,6 +259,26 @@ class VolumeOptions(PipelineOptions):
             default=False,
             help="List every option of Apache Beam's own and exit.",
         )
+        _add(
+            parser,
+            "credit-reposts",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="Count a repost also as a post of every topic of the post at the "
+            "root of its repost chain (its author a participant of them). "
+            "--no-credit-reposts counts a repost under its own text's topics only. "
+            "Default on.",
+        )
+        _add(
+            parser,
+            "repost-horizon",
+            default="7d",
+            help="With --streaming: how long after the end of a post's first window "
+            "its id is remembered, so that a redelivered copy counts once, in that "
+            "window (or in late_posts beyond the allowed lateness); a copy read "
+            "later counts as a new post. Never shorter than --allowed-lateness. "
+            "Streaming does not credit reposts to their root's topics. Default 7d.",
+        )
 
 
 def usage_errors(options: VolumeOptions) -> list[str]:
@@ -298,6 +318,10 @@ def usage_errors(options: VolumeOptions) -> list[str]:
     except ValueError as error:
         problems.append(f"--topic-kinds: {error}")
     problems.extend(_burst_problems(options))
+    try:
+        parse_duration(options.repost_horizon)
+    except ValueError as error:
+        problems.append(f"--repost-horizon: {error}")
     if not 4 <= options.sketch_lg_k <= 21:
         problems.append("--sketch-lg-k must be between 4 and 21")
     if options.keywords_per_post < 0:

@@ -100,6 +100,8 @@ from transforms.publish import (
 from transforms.publish import discard as discard_run
 from transforms.publish import prepare as prepare_run
 from transforms.read import DEAD_LETTERS, ReadPosts
+from transforms.redelivery import CountCopiesOnce
+from transforms.reposts import AggregateCreditedWindows
 from transforms.rolling import WriteRollingTables, prune_all_superseded
 from transforms.spill import SPILL_FOLDER
 from transforms.windows import parse_duration, window_fn_for
@@ -168,20 +170,17 @@ def build_pipeline(
         read = pipeline | "ReadPosts" >> ReadPosts(
             options.input, key, max_line_bytes=options.max_line_bytes
         )
-    windows = (
-        read["posts"]
-        | "ExtractTopics"
-        >> beam.ParDo(
-            ExtractTopicsFn(parse_kinds(options.topic_kinds), analyzer_config(options))
-        )
-        | "AggregateWindows"
-        >> AggregateWindows(
-            window_fn,
-            options.sketch_lg_k,
-            stream_windowing(options) if streaming else None,
-            spill_dir=spill_dir,
-        )
+    summaries = read["posts"] | "ExtractTopics" >> beam.ParDo(
+        ExtractTopicsFn(parse_kinds(options.topic_kinds), analyzer_config(options))
     )
+    if streaming:
+        windows = summaries | "AggregateWindows" >> AggregateWindows(
+            window_fn, options.sketch_lg_k, stream_windowing(options)
+        )
+    else:
+        windows = summaries | "AggregateWindows" >> AggregateCreditedWindows(
+            window_fn, options.sketch_lg_k, options.credit_reposts, spill_dir
+        )
     if streaming:
         windows | "WriteWindowTables" >> WriteRollingTables(root, options.timezone)
     else:
@@ -224,7 +223,12 @@ def read_stream(
         settle,
         stable_seconds=duration_or_zero(options.settle_time),
     )
-    split = read["posts"] | "SplitLatePosts" >> SplitLatePosts(
+    remember = max(
+        duration_or_zero(options.allowed_lateness),
+        parse_duration(options.repost_horizon),
+    )
+    posts = read["posts"] | "CountCopiesOnce" >> CountCopiesOnce(window_fn, remember)
+    split = posts | "SplitLatePosts" >> SplitLatePosts(
         window_fn, duration_or_zero(options.allowed_lateness)
     )
     (
@@ -275,6 +279,10 @@ def run_manifest(
         "topic_kinds": list(parse_kinds(volume.topic_kinds)),
         "sketch": {"type": "HLL_4", "lg_k": volume.sketch_lg_k},
         "burst": dataclasses.asdict(burst_params(volume)),
+        # Streaming counts reposts under their own text's topics only.
+        "credit_reposts": bool(volume.credit_reposts) and mode == "batch",
+        "repost_horizon": volume.repost_horizon,
+        "repost_horizon_seconds": parse_duration(volume.repost_horizon),
         "inputs": list(volume.input or []),
         "max_line_bytes": volume.max_line_bytes,
         "runner": options.view_as(StandardOptions).runner or "DirectRunner",

@@ -34,6 +34,9 @@ class PostSummary(NamedTuple):
     is_repost: bool
     # (kind, topic) pairs, each at most once per post.
     topics: tuple[tuple[str, str], ...]
+    # The id the post reposts (``transforms.reposts`` resolves chains with it); None
+    # for an original post.
+    repost_of: str | None = None
 
 
 # The largest decimal id kept as itself: 18 digits always fit a signed 64-bit integer.

@@ -80,7 +80,9 @@ def post_topics(
 
 
 def summarize(post: Post, topics: tuple[tuple[str, str], ...]) -> PostSummary:
-    return PostSummary(post.id, post.author, post.repost_of is not None, topics)
+    return PostSummary(
+        post.id, post.author, post.repost_of is not None, topics, post.repost_of
+    )
 
 
 class ExtractTopicsFn(beam.DoFn):
