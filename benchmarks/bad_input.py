@@ -111,8 +111,8 @@ def _rss_mb() -> float:
 
 def measure_one(path: str) -> dict:
     """The line path over one file, in this process: figures as a dict."""
+    from schemas.records import Post
     from transforms.extract import post_topics
-    from transforms.posts import Post
     from transforms.read import ParseSlicesFn, json_lines_slices
     from transforms.text import TextAnalyzer
     from transforms.topics import TOPIC_KINDS

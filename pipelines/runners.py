@@ -30,6 +30,28 @@ PRISM_NO_SPLITS = "prism_disable_sdf_split"
 STREAM_DEADLINE_SECONDS = 10 * 365 * 86_400
 
 
+def local_runner(options: PipelineOptions):
+    """The runner for ``--runner DirectRunner`` (Beam's default) in batch.
+
+    Beam's DirectRunner may first try to download the Prism runner and, offline,
+    fall back after a delay; batch pipelines are best served by the FnApiRunner it
+    would end on anyway, so it is chosen directly (``--direct_num_workers`` and
+    ``--direct_running_mode`` still apply). Any other runner is left to Beam.
+    """
+    standard = options.view_as(StandardOptions)
+    if standard.runner not in (None, "DirectRunner") or standard.streaming:
+        return None
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    provision = fn_runner.ExtendedProvisionInfo(
+        beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
+    )
+    return fn_runner.FnApiRunner(provision_info=provision)
+
+
 def prism_version() -> str:
     """The Prism release matching the Python SDK: ``v2.77.0`` for apache-beam 2.77.0."""
     return "v" + beam.__version__.split(".dev")[0].split("rc")[0]

@@ -63,18 +63,14 @@ from pipelines.options import (
     usage_errors,
 )
 from pipelines.runners import (
+    local_runner,
     run_until_stopped,
     streaming_runner_problems,
     with_local_streaming_runner,
 )
 from transforms.aggregate import AggregateWindows
-from transforms.bursts import (
-    BURSTS_TAG,
-    EPISODES_TAG,
-    DetectBursts,
-    bursts_table,
-    episodes_table,
-)
+from transforms.burst_tables import WriteBurstTables
+from transforms.bursts import DetectBursts
 from transforms.extract import ExtractTopicsFn, parse_kinds
 from transforms.landing import ReadLanding
 from transforms.late import (
@@ -107,7 +103,6 @@ from transforms.spill import SPILL_FOLDER
 from transforms.windows import parse_duration, window_fn_for
 from transforms.write import (
     WriteDeadLetters,
-    WriteRowsByDate,
     WriteWindowTables,
     write_empty_tables,
     write_run_manifest,
@@ -121,37 +116,6 @@ def analyzer_config(options: VolumeOptions) -> dict:
         "stopword_paths": tuple(options.stopwords or ()),
         "keyword_count": options.keywords_per_post,
     }
-
-
-def write_bursts(
-    bursts: dict, root: str, timezone: str, firing_seconds: int | None = None
-) -> None:
-    """The detector's outputs -> the ``bursts`` and ``burst_episodes`` tables, each
-    row filed under the date of its window (bursts) or onset (episodes)."""
-    outputs = (
-        (BURSTS_TAG, "bursts", bursts_table, "start_us"),
-        (EPISODES_TAG, "burst_episodes", episodes_table, "onset_us"),
-    )
-    for tag, table, to_table, instant in outputs:
-        bursts[tag] | f"Write_{table}" >> WriteRowsByDate(
-            root,
-            table,
-            timezone,
-            instant_of=_row_instant(instant),
-            to_table=to_table,
-            row_key=_row_key(instant),
-            firing_seconds=firing_seconds,
-        )
-
-
-def _row_instant(attribute: str):
-    """((kind, topic), row) -> the row's ``attribute`` (epoch microseconds)."""
-    return lambda keyed: getattr(keyed[1], attribute)
-
-
-def _row_key(attribute: str):
-    """((kind, topic), row) -> a string naming the row, for content-named files."""
-    return lambda keyed: f"{keyed[0]}{getattr(keyed[1], attribute)}"
 
 
 def build_pipeline(
@@ -190,7 +154,9 @@ def build_pipeline(
     bursts = windows | "DetectBursts" >> DetectBursts(
         burst_params(options), window_seconds * 1_000_000, streaming=streaming
     )
-    write_bursts(bursts, root, options.timezone, window_seconds if streaming else None)
+    bursts | "WriteBursts" >> WriteBurstTables(
+        root, options.timezone, window_seconds if streaming else None
+    )
     read[DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(
         root, options.timezone, flush_seconds(options) if streaming else None
     )
@@ -237,28 +203,6 @@ def read_stream(
         | "WriteLatePosts" >> WriteRollingTables(root, options.timezone)
     )
     return {"posts": split["posts"], DEAD_LETTERS: read[DEAD_LETTERS]}
-
-
-def local_runner(options: PipelineOptions):
-    """The runner for ``--runner DirectRunner`` (Beam's default) in batch.
-
-    Beam 2.77's DirectRunner first tries to download the Prism runner and, offline,
-    falls back after a delay; batch pipelines are best served by the FnApiRunner it
-    would end on anyway, so it is chosen directly (``--direct_num_workers`` and
-    ``--direct_running_mode`` still apply). Any other runner is left to Beam.
-    """
-    standard = options.view_as(StandardOptions)
-    if standard.runner not in (None, "DirectRunner") or standard.streaming:
-        return None
-    from apache_beam.portability.api import beam_provision_api_pb2
-    from apache_beam.runners.portability.fn_api_runner import fn_runner
-    from apache_beam.runners.portability.portable_runner import JobServiceHandle
-
-    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-    provision = fn_runner.ExtendedProvisionInfo(
-        beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
-    )
-    return fn_runner.FnApiRunner(provision_info=provision)
 
 
 def run_manifest(

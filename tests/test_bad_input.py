@@ -14,9 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from schemas.records import Post
 from tests.conftest import TEST_KEY_HEX, read_table, run_volume
 from transforms.extract import ExtractTopicsFn, post_topics
-from transforms.posts import MAX_TEXT_CHARS, Post, parse_post
+from transforms.posts import MAX_TEXT_CHARS, parse_post
 from transforms.read import (
     MAX_RAW_BYTES,
     DeadLetter,

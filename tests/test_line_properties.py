@@ -10,9 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from schemas.records import Post
 from tests.conftest import TEST_KEY_HEX, read_table, run_volume
 from transforms.extract import post_topics
-from transforms.posts import MAX_TEXT_CHARS, InvalidPost, Post, decode_json_line
+from transforms.posts import MAX_TEXT_CHARS, InvalidPost, decode_json_line
 from transforms.read import (
     MAX_RAW_BYTES,
     DeadLetter,

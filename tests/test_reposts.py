@@ -13,10 +13,10 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import FixedWindows
 
+from schemas.records import Post
 from tests.conftest import CASCADES, PROJECT, needs_shared, read_table, run_volume
 from transforms.aggregate import WindowPosts, post_id_key
 from transforms.extract import ExtractTopicsFn
-from transforms.posts import Post
 from transforms.reposts import (
     ChainEdges,
     CreditWindows,

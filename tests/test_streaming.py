@@ -23,6 +23,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from reports.panes import latest_panes_expression, pane_of_file, read_latest_panes
+from schemas.records import Post
 from tests.conftest import streaming_options
 from tests.fakes import FakeValue
 from transforms.aggregate import AggregateWindows
@@ -48,7 +49,6 @@ from transforms.late import (
     is_beyond_lateness,
     streaming_windowing,
 )
-from transforms.posts import Post
 from transforms.rolling import prune_superseded, write_pane
 
 HOUR_US = 3_600_000_000

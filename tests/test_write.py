@@ -13,8 +13,9 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.transforms.window import FixedWindows, TimestampedValue
 
 from schemas import tables
+from schemas.records import PostSummary
 from transforms import aggregate, write
-from transforms.aggregate import AggregateWindows, PostSummary
+from transforms.aggregate import AggregateWindows
 from transforms.rolling import WriteRollingTables, pane_file_name
 from transforms.write import (
     WriteWindowTables,

@@ -22,22 +22,9 @@ from apache_beam.transforms.window import FixedWindows, WindowFn
 from apache_beam.utils.timestamp import Timestamp
 
 from schemas import tables
+from schemas.records import PostSummary, WindowTables
 from schemas.sketch import DEFAULT_LG_K, estimate, new_sketch
 from transforms.spill import spill, unspill
-
-
-class PostSummary(NamedTuple):
-    """What aggregation needs of one post: no text, no raw author id."""
-
-    id: str
-    author: int
-    is_repost: bool
-    # (kind, topic) pairs, each at most once per post.
-    topics: tuple[tuple[str, str], ...]
-    # The id the post reposts (``transforms.reposts`` resolves chains with it); None
-    # for an original post.
-    repost_of: str | None = None
-
 
 # The largest decimal id kept as itself: 18 digits always fit a signed 64-bit integer.
 _MAX_DECIMAL_ID_DIGITS = 18
@@ -547,5 +534,5 @@ class AggregateWindows(beam.PTransform):
             | "ToTables"
             >> beam.MapTuple(
                 lambda bounds, aggregate: (*bounds, window_tables(aggregate, *bounds))
-            ).with_output_types(tuple[int, int, dict[str, pa.Table]])
+            ).with_output_types(WindowTables)
         )

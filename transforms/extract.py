@@ -13,8 +13,8 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from transforms.aggregate import PostSummary
-from transforms.posts import MAX_TEXT_CHARS, Post
+from schemas.records import Post, PostSummary
+from transforms.posts import MAX_TEXT_CHARS
 from transforms.privacy import PLACEHOLDERS
 from transforms.topics import (
     KIND_ENTITY,

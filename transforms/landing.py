@@ -61,7 +61,8 @@ from apache_beam.utils.timestamp import (
     Timestamp,
 )
 
-from transforms.posts import InvalidPost, Post, parse_created_at
+from schemas.records import Post
+from transforms.posts import InvalidPost, parse_created_at
 from transforms.read import (
     CHUNK_LINES,
     DEAD_LETTERS,

@@ -30,8 +30,8 @@ from apache_beam.transforms.window import WindowFn
 from apache_beam.utils.windowed_value import PaneInfo, PaneInfoTiming, WindowedValue
 
 from schemas import tables
+from schemas.records import Post, WindowTables
 from transforms.aggregate import window_bounds
-from transforms.posts import Post
 
 LATE_POSTS = "late_posts"
 # The aggregation keeps a window this much longer than the split does, so a post
@@ -193,5 +193,5 @@ class CountLatePosts(beam.PTransform):
                     *bounds,
                     {LATE_POSTS: late_posts_table(*bounds, count)},
                 )
-            ).with_output_types(tuple[int, int, dict[str, pa.Table]])
+            ).with_output_types(WindowTables)
         )

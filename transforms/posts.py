@@ -10,10 +10,11 @@ import datetime
 import json
 import math
 import re
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
+from schemas.records import Post
 from transforms.privacy import mask_pii, pseudonymize_to_int
 
 # Epoch values at or above this are milliseconds: 1e11 seconds is the year 5138,
@@ -66,18 +67,6 @@ class InvalidPost(ValueError):
     def __init__(self, reason: str, stage: str = STAGE_PARSE):
         super().__init__(reason)
         self.stage = stage
-
-
-class Post(NamedTuple):
-    """One valid post after ingest: author pseudonymized, text masked and cut to its
-    first ``MAX_TEXT_CHARS`` characters (what topics are taken from)."""
-
-    id: str
-    author: int
-    event_time_us: int
-    text: str
-    repost_of: str | None
-    source: str | None
 
 
 def _quote(value: Any) -> str:

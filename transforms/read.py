@@ -36,10 +36,10 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from schemas.records import DeadLetter, Post
 from transforms.posts import (
     STAGE_PARSE,
     InvalidPost,
-    Post,
     cut_for_masking,
     decode_json_line,
     parse_post,
@@ -122,16 +122,6 @@ class UnreadableRow(NamedTuple):
     year 9999, say), in place of the row."""
 
     error: str
-
-
-class DeadLetter(NamedTuple):
-    """A rejected input line, already masked: safe to write and to show."""
-
-    raw: str
-    error: str
-    source: str
-    stage: str
-    read_at_us: int
 
 
 def now_us() -> int:

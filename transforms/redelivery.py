@@ -26,8 +26,8 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import WindowFn
 from apache_beam.utils.timestamp import Timestamp
 
+from schemas.records import Post
 from transforms.aggregate import window_bounds
-from transforms.posts import Post
 
 
 def counted_time(first_time_us: int | None, event_time_us: int) -> int:

@@ -33,6 +33,7 @@ from apache_beam.utils.windowed_value import PaneInfo, PaneInfoTiming
 
 from schemas import tables
 from schemas.panes import PANE_INDEX_KEY, PANE_TIMING_KEY
+from schemas.records import WindowTables
 from transforms.windows import local_date
 from transforms.write import partition_dir, window_file_name, write_parquet_atomically
 
@@ -149,7 +150,7 @@ class WritePanesFn(beam.DoFn):
 
     def process(
         self,
-        element: tuple[int, int, dict[str, pa.Table]],
+        element: WindowTables,
         pane=beam.DoFn.PaneInfoParam,
     ) -> Iterable[str]:
         start_us, _, by_table = element

@@ -27,8 +27,8 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms import trigger, window
 
 from schemas import tables
+from schemas.records import DeadLetter, WindowTables
 from schemas.tables import RUN_MANIFEST
-from transforms.read import DeadLetter
 from transforms.spill import park, unpark
 from transforms.windows import local_date
 
@@ -183,7 +183,7 @@ def date_file_name(date: str) -> str:
 
 
 def concat_window_tables(
-    windows: Iterable[tuple[int, int, dict[str, pa.Table]]],
+    windows: Iterable[WindowTables],
 ) -> dict[str, pa.Table]:
     """Many windows' tables -> one table per name, rows in window order."""
     ordered = sorted(windows, key=lambda element: element[0])
