@@ -551,10 +551,10 @@ class ParsePostsFn(beam.DoFn):
     def setup(self) -> None:
         self._loaded_key = load_key_from_source(self._key_source)
 
-    @property
-    def _key(self) -> bytes:
+    def pseudonym_key(self) -> bytes:
         """The key, read on first use when ``setup`` was not called (a DoFn used
-        directly, outside a runner)."""
+        directly, outside a runner). A method, not a property: Beam looks at every
+        attribute of a DoFn when it is applied, on the submitter."""
         if self._loaded_key is None:
             self.setup()
         return self._loaded_key
@@ -577,6 +577,7 @@ class ParsePostsFn(beam.DoFn):
         file did), one more dead letter says from which line, and parsing ends.
         Returns (as a generator) the number of records read and whether reading
         failed."""
+        key = self.pseudonym_key()
         posts = 0
         number = first_number
         iterator = iter(records)
@@ -592,7 +593,7 @@ class ParsePostsFn(beam.DoFn):
                         DEAD_LETTERS, unreadable_file(path, number, error)
                     )
                     return number - first_number, True
-                output = parse_record(record, self._key, f"{path}:{number}", read_at_us)
+                output = parse_record(record, key, f"{path}:{number}", read_at_us)
                 number += 1
                 if isinstance(output, Post):
                     posts += 1
