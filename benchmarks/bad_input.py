@@ -111,15 +111,24 @@ def _rss_mb() -> float:
 
 def measure_one(path: str) -> dict:
     """The line path over one file, in this process: figures as a dict."""
+    from schemas.keys import PseudonymKeySource
     from schemas.records import Post
     from transforms.extract import post_topics
+    from transforms.privacy import key_fingerprint
     from transforms.read import ParseSlicesFn, json_lines_slices
     from transforms.text import TextAnalyzer
     from transforms.topics import TOPIC_KINDS
 
     analyzer = TextAnalyzer()
     analyzer.analyze("预热分词器 #话题#", ())
-    parser = ParseSlicesFn(bytes.fromhex(KEY_HEX))
+    os.environ["YUQING_BENCHMARK_PSEUDONYM_KEY"] = KEY_HEX
+    parser = ParseSlicesFn(
+        PseudonymKeySource(
+            None,
+            "YUQING_BENCHMARK_PSEUDONYM_KEY",
+            key_fingerprint(bytes.fromhex(KEY_HEX)),
+        )
+    )
     before = _rss_mb()
     start = time.perf_counter()
     slices, lines, _ = json_lines_slices(path)

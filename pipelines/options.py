@@ -172,7 +172,10 @@ class VolumeOptions(PipelineOptions):
             "pseudonyms; wins over $YUQING_PSEUDONYM_KEY. Default: "
             "$YUQING_PSEUDONYM_KEY, else the file $YUQING_PSEUDONYM_KEY_FILE, else "
             "~/.config/yuqing/pseudonym.key. A missing file is created once (mode "
-            "0600).",
+            "0600), except for a run whose workers are elsewhere (PortableRunner, "
+            "FlinkRunner, --job_endpoint, --environment_type EXTERNAL): it needs this "
+            "option or $YUQING_PSEUDONYM_KEY, and the workers read the key themselves "
+            "(docs/privacy.md).",
         )
         _add(
             parser,

@@ -16,6 +16,7 @@ import threading
 import apache_beam as beam
 from apache_beam.options.pipeline_options import (
     PipelineOptions,
+    PortableOptions,
     PrismRunnerOptions,
     StandardOptions,
 )
@@ -23,6 +24,18 @@ from apache_beam.runners.runner import PipelineState
 
 PRISM_ENV_VAR = "YUQING_PRISM"
 LOCAL_RUNNERS = (None, "DirectRunner", "PrismRunner")
+# Runners whose workers run on this machine, and the environments that keep them
+# there (in this process, or processes it forks).
+LOCAL_RUNNER_NAMES = frozenset(
+    {
+        "DirectRunner",
+        "SwitchingDirectRunner",
+        "BundleBasedDirectRunner",
+        "FnApiRunner",
+        "PrismRunner",
+    }
+)
+LOCAL_ENVIRONMENTS = frozenset({"LOOPBACK", "PROCESS"})
 BUILD_SCRIPT = "deploy/prism/build.sh"
 # Prism's switch for its dynamic splits of running bundles (internal/execute.go).
 PRISM_NO_SPLITS = "prism_disable_sdf_split"
@@ -50,6 +63,25 @@ def local_runner(options: PipelineOptions):
         beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
     )
     return fn_runner.FnApiRunner(provision_info=provision)
+
+
+def workers_elsewhere(options: PipelineOptions) -> str | None:
+    """Why the run's workers may not be on this machine (the option that says so,
+    e.g. ``--runner PortableRunner``), or None for a local run: a local runner
+    (``DirectRunner``, the FnApiRunner, a Prism the pipeline starts itself) with
+    workers in this process or forked from it (no environment named, ``LOOPBACK``
+    or ``PROCESS``). Such workers see no file or variable of this machine."""
+    standard = options.view_as(StandardOptions)
+    runner = (standard.runner or "DirectRunner").rpartition(".")[2]
+    if runner not in LOCAL_RUNNER_NAMES:
+        return f"--runner {standard.runner}"
+    portable = options.view_as(PortableOptions)
+    if portable.job_endpoint and portable.job_endpoint != "embed":
+        return f"--job_endpoint {portable.job_endpoint}"
+    environment = portable.environment_type
+    if environment and environment.upper() not in LOCAL_ENVIRONMENTS:
+        return f"--environment_type {environment}"
+    return None
 
 
 def prism_version() -> str:

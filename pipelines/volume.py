@@ -67,7 +67,9 @@ from pipelines.runners import (
     run_until_stopped,
     streaming_runner_problems,
     with_local_streaming_runner,
+    workers_elsewhere,
 )
+from schemas.keys import PseudonymKeySource
 from transforms.aggregate import AggregateWindows
 from transforms.burst_tables import WriteBurstTables
 from transforms.bursts import DetectBursts
@@ -82,8 +84,7 @@ from transforms.late import (
 from transforms.privacy import (
     PseudonymKeyError,
     PseudonymKeyUnreadable,
-    key_fingerprint,
-    load_or_create_key,
+    resolve_key_source,
 )
 from transforms.publish import (
     OutputLock,
@@ -119,20 +120,24 @@ def analyzer_config(options: VolumeOptions) -> dict:
 
 
 def build_pipeline(
-    pipeline: beam.Pipeline, options: VolumeOptions, root: str, key: bytes
+    pipeline: beam.Pipeline,
+    options: VolumeOptions,
+    root: str,
+    key_source: PseudonymKeySource,
 ) -> None:
     """Wire the steps: read -> extract topics -> aggregate per window -> write, and
-    the windows' topics -> burst detector -> bursts and episodes."""
+    the windows' topics -> burst detector -> bursts and episodes. The read steps get
+    where the workers find the pseudonym key, never the key."""
     streaming = bool(options.view_as(StandardOptions).streaming)
     window_seconds = parse_duration(options.window)
     window_fn = window_fn_for(window_seconds, options.timezone)
     # Batch: rows and tables wait at their shuffles in files (``transforms.spill``).
     spill_dir = None if streaming else os.path.join(root, SPILL_FOLDER)
     if streaming:
-        read = read_stream(pipeline, options, window_fn, root, key)
+        read = read_stream(pipeline, options, window_fn, root, key_source)
     else:
         read = pipeline | "ReadPosts" >> ReadPosts(
-            options.input, key, max_line_bytes=options.max_line_bytes
+            options.input, key_source, max_line_bytes=options.max_line_bytes
         )
     summaries = read["posts"] | "ExtractTopics" >> beam.ParDo(
         ExtractTopicsFn(parse_kinds(options.topic_kinds), analyzer_config(options))
@@ -176,7 +181,11 @@ def stream_windowing(options: VolumeOptions) -> dict:
 
 
 def read_stream(
-    pipeline: beam.Pipeline, options: VolumeOptions, window_fn, root: str, key: bytes
+    pipeline: beam.Pipeline,
+    options: VolumeOptions,
+    window_fn,
+    root: str,
+    key_source: PseudonymKeySource,
 ) -> dict:
     """Streaming input: the landing folder's posts and dead letters. Posts beyond the
     allowed lateness are taken out here and counted into ``late_posts``."""
@@ -184,7 +193,7 @@ def read_stream(
     settle = flush_seconds(options) + duration_or_zero(options.poll_interval) + 2
     read = pipeline | "ReadLanding" >> ReadLanding(
         options.landing,
-        key,
+        key_source,
         duration_or_zero(options.poll_interval),
         settle,
         stable_seconds=duration_or_zero(options.settle_time),
@@ -206,14 +215,17 @@ def read_stream(
 
 
 def run_manifest(
-    options: PipelineOptions, run_id: str, mode: str, key: bytes | None = None
+    options: PipelineOptions,
+    run_id: str,
+    mode: str,
+    key_source: PseudonymKeySource | None = None,
 ) -> dict:
     """What a reader of the tables needs to know about the run that wrote them;
     ``key_fingerprint`` tells which pseudonym key made the sketches (only tables of
     one key merge), never the key."""
     volume = options.view_as(VolumeOptions)
     return {
-        "key_fingerprint": None if key is None else key_fingerprint(key),
+        "key_fingerprint": None if key_source is None else key_source.fingerprint,
         "run_id": run_id,
         "mode": mode,
         "written_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -254,7 +266,7 @@ def run(argv: list[str] | None = None) -> int:
     if problems:
         return usage_error(problems)
     try:
-        key = pseudonym_key(volume)
+        key_source = pseudonym_key_source(options)
     except PseudonymKeyUnreadable as error:
         raise RunFailure(str(error)) from None
     except PseudonymKeyError as error:
@@ -269,16 +281,22 @@ def run(argv: list[str] | None = None) -> int:
         argv = with_worker_log_level(argv, volume.log_level)
         options = PipelineOptions(argv)
         if options.view_as(StandardOptions).streaming:
-            return run_streaming(with_local_streaming_runner(argv, options), key)
-        return run_batch(with_local_streaming_runner(argv, options), key, output)
+            return run_streaming(with_local_streaming_runner(argv, options), key_source)
+        return run_batch(with_local_streaming_runner(argv, options), key_source, output)
     finally:
         lock.release()
 
 
-def pseudonym_key(volume: VolumeOptions) -> bytes:
-    """The pseudonymization key (``transforms.privacy.load_or_create_key``); raises
-    ``PseudonymKeyError`` with one line that never holds the key's content."""
-    return load_or_create_key(volume.pseudonym_key_file)
+def pseudonym_key_source(options: PipelineOptions) -> PseudonymKeySource:
+    """Where the workers read the pseudonym key, checked here by reading it
+    (``transforms.privacy.resolve_key_source``); a run whose workers are elsewhere
+    needs an explicit key and never creates one. Raises ``PseudonymKeyError`` with
+    one line that never holds the key's content."""
+    volume = options.view_as(VolumeOptions)
+    _, source = resolve_key_source(
+        volume.pseudonym_key_file, remote=workers_elsewhere(options)
+    )
+    return source
 
 
 def usage_error(problems: list[str]) -> int:
@@ -294,7 +312,9 @@ def with_worker_log_level(argv: list[str], level: str) -> list[str]:
     return [*argv, f"--default_sdk_harness_log_level={level.upper()}"]
 
 
-def run_batch(options: PipelineOptions, key: bytes, output: str) -> int:
+def run_batch(
+    options: PipelineOptions, key_source: PseudonymKeySource, output: str
+) -> int:
     """Batch: write every table and ``_run.json`` into a run folder of their own,
     then publish them in one atomic switch of the output's pointer."""
     volume = options.view_as(VolumeOptions)
@@ -303,13 +323,13 @@ def run_batch(options: PipelineOptions, key: bytes, output: str) -> int:
     try:
         with Progress("running"):
             pipeline = beam.Pipeline(runner=local_runner(options), options=options)
-            build_pipeline(pipeline, volume, root, key)
+            build_pipeline(pipeline, volume, root, key_source)
             result = pipeline.run()
             result.wait_until_finish()
         shutil.rmtree(os.path.join(root, SPILL_FOLDER), ignore_errors=True)
         today = datetime.datetime.now(ZoneInfo(volume.timezone)).date().isoformat()
         write_empty_tables(root, today)
-        write_run_manifest(root, run_manifest(options, run_id, "batch", key))
+        write_run_manifest(root, run_manifest(options, run_id, "batch", key_source))
     except BaseException:
         discard_run(output, run_id)
         raise
@@ -321,7 +341,7 @@ def run_batch(options: PipelineOptions, key: bytes, output: str) -> int:
     return 0
 
 
-def run_streaming(options: PipelineOptions, key: bytes) -> int:
+def run_streaming(options: PipelineOptions, key_source: PseudonymKeySource) -> int:
     """Streaming: publish a run folder of empty tables at once (readable from the
     start), then write panes into it until the stream ends or the process is
     stopped. The caller holds the output's lock for the whole run."""
@@ -331,11 +351,11 @@ def run_streaming(options: PipelineOptions, key: bytes) -> int:
     root = prepare_run(output, run_id)
     today = datetime.datetime.now(ZoneInfo(volume.timezone)).date().isoformat()
     write_empty_tables(root, today)
-    write_run_manifest(root, run_manifest(options, run_id, "streaming", key))
+    write_run_manifest(root, run_manifest(options, run_id, "streaming", key_source))
     publish(output, run_id)
     remove_leftovers(output)
     pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, volume, root, key)
+    build_pipeline(pipeline, volume, root, key_source)
     print(
         f"streaming from {volume.landing} into {output} (stop with Ctrl-C, or drop _END)",
         file=sys.stderr,

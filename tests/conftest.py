@@ -14,6 +14,20 @@ CASCADES = SHARED_DATA / "weibo_cascades" / "weibo_cascades_dev.jsonl.gz"
 WEIBO_NER = SHARED_DATA / "weibo_ner"
 # A fixed key: tests must not create or read the user's own key file.
 TEST_KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+# The variable DoFns built by tests read the test key from (a worker's environment).
+TEST_KEY_VAR = "YUQING_TEST_PSEUDONYM_KEY"
+
+
+def key_source_for_tests():
+    """A key source naming ``$YUQING_TEST_PSEUDONYM_KEY``, set here to the test key:
+    what a DoFn built directly by a test gets instead of the key."""
+    from schemas.keys import PseudonymKeySource
+    from transforms.privacy import key_fingerprint
+
+    os.environ[TEST_KEY_VAR] = TEST_KEY_HEX
+    return PseudonymKeySource(
+        None, TEST_KEY_VAR, key_fingerprint(bytes.fromhex(TEST_KEY_HEX))
+    )
 
 
 def needs_shared(path: pathlib.Path):

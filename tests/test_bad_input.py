@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from schemas.records import Post
-from tests.conftest import TEST_KEY_HEX, read_table, run_volume
+from tests.conftest import TEST_KEY_HEX, key_source_for_tests, read_table, run_volume
 from transforms.extract import ExtractTopicsFn, post_topics
 from transforms.posts import MAX_TEXT_CHARS, parse_post
 from transforms.read import (
@@ -33,6 +33,7 @@ from transforms.read import (
 from transforms.topics import KIND_HASHTAG, KIND_KEYWORD
 
 KEY = bytes.fromhex(TEST_KEY_HEX)
+KEY_SOURCE = key_source_for_tests()
 CREATED = "2026-11-21T10:00:00+08:00"
 BOM = b"\xef\xbb\xbf"
 # A lone surrogate written as a JSON escape: valid JSON, not valid Unicode.
@@ -67,7 +68,7 @@ def outcomes(outputs) -> tuple[list[Post], list[DeadLetter]]:
 
 
 def parse_lines(lines: list[bytes]) -> tuple[list[Post], list[DeadLetter]]:
-    return outcomes(list(ParsePostsFn(KEY).parse(lines, "f.jsonl", 1, 0)))
+    return outcomes(list(ParsePostsFn(KEY_SOURCE).parse(lines, "f.jsonl", 1, 0)))
 
 
 # --- silent loss and crash on a value: lone surrogates -------------------------------
@@ -79,7 +80,9 @@ def test_a_surrogate_user_id_costs_its_own_line_only(tmp_path):
     lines[100] = raw_line(user_id=f'"{SURROGATE}"')
     path = tmp_path / "posts.jsonl"
     path.write_bytes(b"".join(lines))
-    outputs = list(ParseSlicesFn(KEY).process(FileSlice(str(path), 1, 6_001, 0, 0)))
+    outputs = list(
+        ParseSlicesFn(KEY_SOURCE).process(FileSlice(str(path), 1, 6_001, 0, 0))
+    )
     posts, letters = outcomes(outputs)
     assert (len(posts), len(letters)) == (6_000, 1)
     (letter,) = letters
@@ -199,7 +202,7 @@ def test_slicing_and_reading_number_lines_alike_around_long_lines(tmp_path, name
     assert len(read) == len(lines)
     assert {n for n, r in read if isinstance(r, OverlongLine)} == long_numbers
     assert all(r == lines[n - 1] for n, r in read if not isinstance(r, OverlongLine))
-    parser = ParseSlicesFn(KEY, max_line_bytes=bound)
+    parser = ParseSlicesFn(KEY_SOURCE, max_line_bytes=bound)
     posts, letters = outcomes(
         [output for piece in slices for output in parser.process(piece)]
     )
@@ -270,7 +273,7 @@ def test_a_bom_at_the_start_of_a_file_is_ignored(tmp_path, name):
     path = tmp_path / name
     _write_in_pieces(path, [BOM + post_line(1), post_line(2)])
     slices, count, _ = json_lines_slices(str(path))
-    posts, letters = outcomes(list(ParseSlicesFn(KEY).process(slices[0])))
+    posts, letters = outcomes(list(ParseSlicesFn(KEY_SOURCE).process(slices[0])))
     assert (count, [post.id for post in posts], letters) == (2, ["1", "2"], [])
 
 
@@ -310,7 +313,7 @@ def test_an_unconvertible_parquet_row_is_a_dead_letter_alone(tmp_path):
     )
     pq.write_table(table, path)
     piece = FileSlice(str(path), 1, 3, 0, 0)
-    posts, letters = outcomes(list(ParseSlicesFn(KEY).process(piece)))
+    posts, letters = outcomes(list(ParseSlicesFn(KEY_SOURCE).process(piece)))
     assert [post.id for post in posts] == ["1", "3"]
     (letter,) = letters
     assert letter.source == f"{path}:2" and letter.error.startswith("row unreadable")
@@ -419,7 +422,7 @@ def test_a_landing_file_with_poison_lines_is_read_to_its_end(tmp_path):
             post_line(2),
         ],
     )
-    posts, letters = outcomes(list(WatchLandingFolderFn(KEY)._read(str(path))))
+    posts, letters = outcomes(list(WatchLandingFolderFn(KEY_SOURCE)._read(str(path))))
     assert [post.id for post in posts] == ["1", "2"]
     assert [letter.source for letter in letters] == [f"{path}:{n}" for n in (2, 3, 4)]
 

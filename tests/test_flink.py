@@ -162,8 +162,13 @@ def test_volume_on_flink_matches_direct_runner(
     direct_out, _ = small_run
     flink_out = tmp_path / "tables"
 
+    # The key as a cluster's workers get it: a file at the path the option names
+    # (the worker pool runs on this machine, so it reads the same file).
+    key_file = tmp_path / "pseudonym.key"
+    key_file.write_text(TEST_KEY_HEX + "\n")
     run_on_flink(
-        ["--input", str(path), "--output", str(flink_out)],
+        ["--input", str(path), "--output", str(flink_out)]
+        + ["--pseudonym-key-file", str(key_file)],
         flink_cluster["FLINK_LOG_DIR"],
         tmp_path / "run.log",
     )

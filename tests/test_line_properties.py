@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.records import Post
-from tests.conftest import TEST_KEY_HEX, read_table, run_volume
+from tests.conftest import TEST_KEY_HEX, key_source_for_tests, read_table, run_volume
 from transforms.extract import post_topics
 from transforms.posts import MAX_TEXT_CHARS, InvalidPost, decode_json_line
 from transforms.read import (
@@ -28,6 +28,7 @@ from transforms.read import (
 from transforms.topics import KIND_HASHTAG, KIND_MENTION
 
 KEY = bytes.fromhex(TEST_KEY_HEX)
+KEY_SOURCE = key_source_for_tests()
 MANY = settings(
     max_examples=3_000,
     derandomize=True,
@@ -251,7 +252,7 @@ def test_every_line_is_one_post_or_one_dead_letter(draws):
             line = json.dumps({"id": number, "text": text}).encode("ascii")
         lines.append(line)
         kinds.append(kind)
-    outputs = list(ParsePostsFn(KEY).parse(lines, "f.jsonl", 1, 0))
+    outputs = list(ParsePostsFn(KEY_SOURCE).parse(lines, "f.jsonl", 1, 0))
     assert len(outputs) == len(lines)
     for number, (kind, output) in enumerate(zip(kinds, outputs, strict=True)):
         if kind == "good":
@@ -291,7 +292,7 @@ def test_a_files_lines_are_each_read_once_as_written(tmp_path_factory, pieces, n
     outputs = [
         out
         for piece in slices
-        for out in ParsePostsFn(KEY).parse(
+        for out in ParsePostsFn(KEY_SOURCE).parse(
             read_slice(piece, max_line_bytes=200), str(path), piece.first_number, 0
         )
     ]

@@ -6,9 +6,12 @@ Kubernetes manifests), and its Python steps run in the project's external worker
 
 The workers import the project from the sdist ``--setup_file`` stages, unpacked and
 laid out as an install (``deploy/flink/worker.Dockerfile`` installs the project into
-the sidecar image the same way), never from the checkout, and get no pseudonym key: no ``$YUQING_PSEUDONYM_KEY``, and a ``$HOME``
-without a key file. Batch tables must equal the DirectRunner's on the same input,
-streaming tables a batch run's over the same posts.
+the sidecar image the same way), never from the checkout. They get the pseudonym key
+the way a cluster's workers do: a key file at the path ``--pseudonym-key-file`` names
+(the Secret mounted on every worker-pool container), no ``$YUQING_PSEUDONYM_KEY`` and
+a ``$HOME`` without a key file; the pipeline itself carries no key. Batch tables must
+equal the DirectRunner's on the same input, streaming tables a batch run's over the
+same posts.
 
     .venv/bin/python -m pytest -m portable tests/test_portable.py
 """
@@ -140,9 +143,20 @@ def installed_project(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def worker_pool(installed_project, tmp_path_factory):
+def mounted_key(tmp_path_factory) -> str:
+    """The key file as a Secret mounted on the submitter and on every worker: one
+    path, readable by both (here one machine, so one file)."""
+    path = tmp_path_factory.mktemp("secret") / "pseudonym.key"
+    path.write_text(TEST_KEY_HEX + "\n")
+    path.chmod(0o400)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def worker_pool(installed_project, mounted_key, tmp_path_factory):
     """The project's worker pool on a free loopback port, its workers importing the
-    installed copy and holding no key: (``localhost:PORT``, its log file)."""
+    installed copy, with the mounted key file and no key variable: (``localhost:PORT``,
+    its log file)."""
     folder = tmp_path_factory.mktemp("worker-pool")
     venv_bin = os.path.dirname(sys.executable)
     env = without_key(os.environ, folder)
@@ -205,19 +219,24 @@ def job_service(prism, tmp_path_factory):
 
 @pytest.fixture
 def submitter_env(tmp_path) -> dict[str, str]:
-    """A submitter's environment: the test key, and a ``$HOME`` of its own."""
+    """A submitter's environment: no key variable, and a ``$HOME`` of its own."""
     home = tmp_path / "submitter-home"
     home.mkdir()
-    return {**without_key(os.environ, home), "YUQING_PSEUDONYM_KEY": TEST_KEY_HEX}
+    return without_key(os.environ, home)
 
 
 def submit(
-    job_service, worker_pool, pipeline_args: list[str], env: dict[str, str]
+    job_service,
+    worker_pool,
+    pipeline_args: list[str],
+    env: dict[str, str],
+    key_args: list[str],
 ) -> tuple[list[str], dict[str, str]]:
-    """The command line and environment of a submission through deploy/portable.py."""
+    """The command line and environment of a submission through deploy/portable.py,
+    ``key_args`` (``--pseudonym-key-file PATH``) after the pipeline's arguments."""
     argv = portable.command(
         job_service[0],
-        pipeline_args,
+        [*pipeline_args, *key_args],
         worker_pool=worker_pool[0],
         setup_file=PROJECT / "setup.py",
     )
@@ -244,7 +263,13 @@ def assert_same_table(table: str, got: pl.DataFrame, expected: pl.DataFrame) -> 
 
 
 def test_batch_through_the_job_service_equals_direct_runner(
-    job_service, worker_pool, small_stream, small_run, submitter_env, tmp_path
+    job_service,
+    worker_pool,
+    mounted_key,
+    small_stream,
+    small_run,
+    submitter_env,
+    tmp_path,
 ):
     path, truth, _ = small_stream
     direct_out, _ = small_run
@@ -256,6 +281,7 @@ def test_batch_through_the_job_service_equals_direct_runner(
         worker_pool,
         ["--input", str(path), "--output", str(out)],
         submitter_env,
+        ["--pseudonym-key-file", mounted_key],
     )
     result = subprocess.run(
         argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT
@@ -271,7 +297,13 @@ def test_batch_through_the_job_service_equals_direct_runner(
 
 
 def test_flink_run_script_submits_the_same_way(
-    job_service, worker_pool, small_stream, small_run, submitter_env, tmp_path
+    job_service,
+    worker_pool,
+    mounted_key,
+    small_stream,
+    small_run,
+    submitter_env,
+    tmp_path,
 ):
     """deploy/flink/run.sh with a job endpoint given: the script Flink runs take,
     here through Prism; on Flink only the endpoint (its job server) differs."""
@@ -288,6 +320,8 @@ def test_flink_run_script_submits_the_same_way(
             str(path),
             "--output",
             str(out),
+            "--pseudonym-key-file",
+            mounted_key,
         ],
         env={
             **submitter_env,
@@ -328,7 +362,7 @@ def parts(small_stream, tmp_path_factory):
 
 @pytest.mark.streaming
 def test_streaming_through_the_job_service_equals_batch(
-    job_service, worker_pool, parts, submitter_env, tmp_path
+    job_service, worker_pool, mounted_key, parts, submitter_env, tmp_path
 ):
     paths, truth, batch = parts
     workdir = tmp_path / "elsewhere"
@@ -340,6 +374,7 @@ def test_streaming_through_the_job_service_equals_batch(
         worker_pool,
         ["--landing", str(landing), "--output", str(out), *STREAMING],
         submitter_env,
+        ["--pseudonym-key-file", mounted_key],
     )
     log_path = tmp_path / "submitter.log"
     process = start_logged(argv, log_path, cwd=workdir, env=env)
@@ -376,3 +411,34 @@ def test_streaming_through_the_job_service_equals_batch(
     dead = read_latest_panes(str(out), "dead_letters")
     assert dead.height == read_table(batch, "dead_letters").height == truth.malformed
     assert read_latest_panes(str(out), "volume")["posts"].sum() == truth.posts
+
+
+def test_workers_without_the_submitters_key_fail_the_job_in_one_line(
+    job_service, worker_pool, small_stream, submitter_env, tmp_path
+):
+    """The key only on the submitter (``$YUQING_PSEUDONYM_KEY``, which the pipeline
+    does not carry to the workers): the workers refuse to start, and the submitter
+    prints the worker's one line, naming the variable and the step."""
+    path, _, _ = small_stream
+    argv, env = submit(
+        job_service,
+        worker_pool,
+        ["--input", str(path), "--output", str(tmp_path / "tables")],
+        {**submitter_env, "YUQING_PSEUDONYM_KEY": TEST_KEY_HEX},
+        [],
+    )
+    result = subprocess.run(
+        argv,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT,
+    )
+    assert result.returncode == 1, failure(
+        "the run without a key on the workers", result.stderr, job_service, worker_pool
+    )
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert "$YUQING_PSEUDONYM_KEY is not set on worker" in errors[0], errors[0]
+    assert TEST_KEY_HEX not in result.stderr

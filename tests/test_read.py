@@ -11,7 +11,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from polars.testing import assert_frame_equal
 
-from tests.conftest import TEST_KEY_HEX, read_table, run_volume
+from tests.conftest import TEST_KEY_HEX, key_source_for_tests, read_table, run_volume
 from transforms.read import (
     DEAD_LETTERS,
     MAX_SLICES_PER_GZIP_FILE,
@@ -27,6 +27,7 @@ from transforms.read import (
 )
 
 KEY = bytes.fromhex(TEST_KEY_HEX)
+KEY_SOURCE = key_source_for_tests()
 
 
 @pytest.mark.parametrize(
@@ -135,7 +136,9 @@ def test_parquet_slices_are_runs_of_row_groups(tmp_path):
 def test_a_file_that_shrank_since_slicing_ends_its_slice_with_a_dead_letter(tmp_path):
     path = tmp_path / "posts.jsonl"
     path.write_bytes(b"".join(_post_line(number) for number in range(60)))
-    outputs = list(ParseSlicesFn(KEY).process(FileSlice(str(path), 1, 100, 0, 0)))
+    outputs = list(
+        ParseSlicesFn(KEY_SOURCE).process(FileSlice(str(path), 1, 100, 0, 0))
+    )
     posts = [output for output in outputs if not hasattr(output, "tag")]
     (letter,) = [output.value for output in outputs if hasattr(output, "tag")]
     assert len(posts) == 60
@@ -156,7 +159,7 @@ def test_read_posts_accounts_for_every_line_of_every_file(tmp_path):
     _, readable, _ = json_lines_slices(str(tmp_path / "cut.jsonl.gz"))
 
     with TestPipeline() as pipeline:
-        read = pipeline | ReadPosts([str(tmp_path / "*")], KEY)
+        read = pipeline | ReadPosts([str(tmp_path / "*")], KEY_SOURCE)
         counts = (
             (read["posts"], read[DEAD_LETTERS])
             | "Both" >> beam.Flatten()

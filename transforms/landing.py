@@ -61,6 +61,7 @@ from apache_beam.utils.timestamp import (
     Timestamp,
 )
 
+from schemas.keys import PseudonymKeySource
 from schemas.records import Post
 from transforms.posts import InvalidPost, parse_created_at
 from transforms.read import (
@@ -396,13 +397,13 @@ class WatchLandingFolderFn(beam.DoFn):
 
     def __init__(
         self,
-        pseudonym_key: bytes,
+        key_source: PseudonymKeySource,
         poll_seconds: float = 1.0,
         settle_seconds: float = 0.0,
         chunk_lines: int = CHUNK_LINES,
         stable_seconds: float = 0.0,
     ):
-        self._parser = ParsePostsFn(pseudonym_key)
+        self._parser = ParsePostsFn(key_source)
         self._poll = poll_seconds
         self._settle = settle_seconds
         self._chunk_lines = chunk_lines
@@ -410,6 +411,10 @@ class WatchLandingFolderFn(beam.DoFn):
         self._files = Metrics.counter(self.__class__, "files_read")
         self._lines = Metrics.counter(self.__class__, "lines_read")
         self._unreadable = Metrics.counter(self.__class__, "unreadable_files")
+
+    def setup(self) -> None:
+        # The parser is a part of this DoFn, not a step: no runner sets it up.
+        self._parser.setup()
 
     def process(
         self,
@@ -528,7 +533,7 @@ class ReadLanding(beam.PTransform):
     def __init__(
         self,
         folder: str,
-        pseudonym_key: bytes,
+        key_source: PseudonymKeySource,
         poll_seconds: float = 1.0,
         settle_seconds: float = 0.0,
         chunk_lines: int = CHUNK_LINES,
@@ -540,7 +545,7 @@ class ReadLanding(beam.PTransform):
         unchanged before it is read."""
         super().__init__()
         self._folder = folder
-        self._key = pseudonym_key
+        self._key_source = key_source
         self._poll = poll_seconds
         self._settle = settle_seconds
         self._chunk_lines = chunk_lines
@@ -553,7 +558,7 @@ class ReadLanding(beam.PTransform):
             | "WatchFolder"
             >> beam.ParDo(
                 WatchLandingFolderFn(
-                    self._key,
+                    self._key_source,
                     self._poll,
                     self._settle,
                     self._chunk_lines,

@@ -32,6 +32,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,8 @@ from pathlib import Path
 import phonenumbers
 from stdnum import luhn
 from stdnum.cn import ric
+
+from schemas.keys import PseudonymKeySource
 
 PLACEHOLDER_PHONE = "<PHONE>"
 PLACEHOLDER_ID_CARD = "<IDCARD>"
@@ -870,6 +873,10 @@ class PseudonymKeyUnreadable(PseudonymKeyError):
     of the key's content)."""
 
 
+class PseudonymKeyMismatch(PseudonymKeyError):
+    """A worker's key is not the submitter's: their fingerprints differ."""
+
+
 def pseudonymize_to_int(user_id: str, key: bytes) -> int:
     """Return the keyed pseudonym of an author id: HMAC-SHA256, first 64 bits, signed.
 
@@ -922,18 +929,88 @@ def load_or_create_key(key_file: str | None = None) -> bytes:
     atomically: runs starting at once all end with the same key. A key
     that is empty, not hex or short raises ``PseudonymKeyError``.
     """
+    return resolve_key_source(key_file)[0]
+
+
+def resolve_key_source(
+    key_file: str | None = None, remote: str | None = None
+) -> tuple[bytes, PseudonymKeySource]:
+    """On the submitter: (the key, where the workers read it).
+
+    Without ``remote``, the order and the creation of a missing file are those of
+    ``load_or_create_key``; the source names the absolute path of the file read
+    (workers on this machine read the same) or ``$YUQING_PSEUDONYM_KEY``.
+    ``remote`` says why the workers run elsewhere (``"--runner PortableRunner"``):
+    then only ``key_file`` or ``$YUQING_PSEUDONYM_KEY`` are taken, a missing file is
+    never created, and without either ``PseudonymKeyError`` says what to give.
+    The key itself is never part of the source.
+    """
     if key_file:
-        return _read_key_file(Path(key_file).expanduser())
+        path = Path(key_file).expanduser().absolute()
+        key = _read_key_file(path, create=remote is None)
+        return key, PseudonymKeySource(str(path), None, key_fingerprint(key))
     from_env = os.environ.get(KEY_ENV_VAR)
     if from_env is not None:
-        return parse_key(from_env, f"in ${KEY_ENV_VAR}")
+        key = parse_key(from_env, f"in ${KEY_ENV_VAR}")
+        return key, PseudonymKeySource(None, KEY_ENV_VAR, key_fingerprint(key))
+    if remote is not None:
+        raise PseudonymKeyError(
+            f"{remote} runs its workers off this machine, so it needs "
+            f"--pseudonym-key-file FILE (the key mounted at FILE on every worker, "
+            f"e.g. a Secret) or ${KEY_ENV_VAR} (set on every worker as well); "
+            "no key is created for such a run"
+        )
     from_env_file = os.environ.get(KEY_FILE_ENV_VAR)
-    if from_env_file:
-        return _read_key_file(Path(from_env_file).expanduser())
-    return _read_key_file(DEFAULT_KEY_FILE.expanduser())
+    path = Path(from_env_file or DEFAULT_KEY_FILE).expanduser().absolute()
+    key = _read_key_file(path)
+    return key, PseudonymKeySource(str(path), None, key_fingerprint(key))
+
+
+def load_key_from_source(source: PseudonymKeySource) -> bytes:
+    """On a worker: the key ``source`` names, read from this machine's own file or
+    environment (never created), checked against the submitter's fingerprint.
+
+    Raises ``PseudonymKeyError`` with one line naming the source, this host and the
+    fingerprints (never the key) when the key is missing, malformed or another key
+    (``PseudonymKeyMismatch``).
+    """
+    host = socket.gethostname()
+    if source.path:
+        path = Path(source.path)
+        if not path.exists():
+            raise PseudonymKeyError(
+                f"pseudonym key file {path} not found on worker {host}: mount the "
+                f"submitter's key (fingerprint {source.fingerprint}) there"
+            )
+        try:
+            key = _read_key_file(path, create=False)
+        except PseudonymKeyError as error:
+            raise type(error)(f"{error} (on worker {host})") from None
+    else:
+        value = os.environ.get(source.env_var or "")
+        if value is None:
+            raise PseudonymKeyError(
+                f"${source.env_var} is not set on worker {host}: set it to the "
+                f"submitter's key (fingerprint {source.fingerprint}), or submit with "
+                "--pseudonym-key-file naming a key file mounted on every worker"
+            )
+        key = parse_key(value, f"in ${source.env_var} on worker {host}")
+    found = key_fingerprint(key)
+    if found != source.fingerprint:
+        raise PseudonymKeyMismatch(
+            f"pseudonym key from {source.describe()} on worker {host} has "
+            f"fingerprint {found}, the submitter's has {source.fingerprint}: every "
+            "worker must hold the submitter's key"
+        )
+    return key
 
 
 def _read_key_file(path: Path, create: bool = True) -> bytes:
+    if not create and not path.exists():
+        raise PseudonymKeyError(
+            f"pseudonym key file {path} does not exist (a run whose workers are not "
+            "on this machine never creates a key)"
+        )
     if create and not path.exists():
         try:
             create_key_file(path)

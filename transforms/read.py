@@ -36,6 +36,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from schemas.keys import PseudonymKeySource
 from schemas.records import DeadLetter, Post
 from transforms.posts import (
     STAGE_PARSE,
@@ -45,7 +46,7 @@ from transforms.posts import (
     parse_post,
     without_surrogates,
 )
-from transforms.privacy import mask_dead_letter
+from transforms.privacy import load_key_from_source, mask_dead_letter
 
 DEAD_LETTERS = "dead_letters"
 STAGE_READ = "read"
@@ -519,17 +520,39 @@ class SliceFilesFn(beam.DoFn):
 class ParsePostsFn(beam.DoFn):
     """RecordChunk -> Post (main output) and DeadLetter (``DEAD_LETTERS``).
 
-    The pseudonymization key arrives as configuration; it is never logged.
+    Only where the pseudonymization key is (``key_source``) travels with the DoFn;
+    the key is read from the worker's own file or environment in ``setup`` (a
+    missing or different key fails the worker there, with one line), held only in
+    the worker's memory and never logged or pickled.
     """
 
     def __init__(
-        self, pseudonym_key: bytes, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+        self,
+        key_source: PseudonymKeySource,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ):
-        self._key = pseudonym_key
+        self._key_source = key_source
+        self._loaded_key: bytes | None = None
         self._max_line_bytes = max_line_bytes
         self._posts = Metrics.counter(self.__class__, "posts_parsed")
         self._rejected = Metrics.counter(self.__class__, "lines_rejected")
         self._unreadable = Metrics.counter(self.__class__, "unreadable_files")
+
+    def setup(self) -> None:
+        self._loaded_key = load_key_from_source(self._key_source)
+
+    def pseudonym_key(self) -> bytes:
+        """The key, read on first use when ``setup`` was not called (a DoFn used
+        directly, outside a runner). A method, not a property: Beam looks at every
+        attribute of a DoFn when it is applied, on the submitter."""
+        if self._loaded_key is None:
+            self.setup()
+        return self._loaded_key
+
+    def __getstate__(self) -> dict:
+        # A DoFn copied after setup (a runner may pickle one it set up) leaves the
+        # key behind.
+        return {**self.__dict__, "_loaded_key": None}
 
     def process(self, chunk: RecordChunk) -> Iterable:
         yield from self.parse(
@@ -544,6 +567,7 @@ class ParsePostsFn(beam.DoFn):
         file did), one more dead letter says from which line, and parsing ends.
         Returns (as a generator) the number of records read and whether reading
         failed."""
+        key = self.pseudonym_key()
         posts = 0
         number = first_number
         iterator = iter(records)
@@ -559,7 +583,7 @@ class ParsePostsFn(beam.DoFn):
                         DEAD_LETTERS, unreadable_file(path, number, error)
                     )
                     return number - first_number, True
-                output = parse_record(record, self._key, f"{path}:{number}", read_at_us)
+                output = parse_record(record, key, f"{path}:{number}", read_at_us)
                 number += 1
                 if isinstance(output, Post):
                     posts += 1
@@ -608,13 +632,13 @@ class ReadPosts(beam.PTransform):
     def __init__(
         self,
         patterns: list[str],
-        pseudonym_key: bytes,
+        key_source: PseudonymKeySource,
         every: int = CHUNK_LINES,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ):
         super().__init__()
         self._patterns = list(patterns)
-        self._key = pseudonym_key
+        self._key_source = key_source
         self._every = every
         self._max_line_bytes = max_line_bytes
 
@@ -638,9 +662,9 @@ class ReadPosts(beam.PTransform):
             slices.slices
             | "SpreadSlices" >> beam.Reshuffle()
             | "ParsePosts"
-            >> beam.ParDo(ParseSlicesFn(self._key, self._max_line_bytes)).with_outputs(
-                DEAD_LETTERS, main="posts"
-            )
+            >> beam.ParDo(
+                ParseSlicesFn(self._key_source, self._max_line_bytes)
+            ).with_outputs(DEAD_LETTERS, main="posts")
         )
         dead = (
             slices[DEAD_LETTERS],
