@@ -114,8 +114,9 @@ def measure_one(path: str) -> dict:
     from schemas.keys import PseudonymKeySource
     from schemas.records import Post
     from transforms.extract import post_topics
+    from transforms.files import json_lines_slices
     from transforms.privacy import key_fingerprint
-    from transforms.read import ParseSlicesFn, json_lines_slices
+    from transforms.read import ParseSlicesFn
     from transforms.text import TextAnalyzer
     from transforms.topics import TOPIC_KINDS
 

@@ -47,7 +47,7 @@ sys.path.insert(0, str(PROJECT))
 from pipelines.options import duration_or_zero  # noqa: E402
 from reports.panes import read_latest_panes  # noqa: E402
 from sampledata.generator import BEIJING, GeneratorConfig, generate  # noqa: E402
-from transforms.landing import drop_file, end_stream  # noqa: E402
+from transforms.landing_folder import drop_file, end_stream  # noqa: E402
 from transforms.posts import InvalidPost, decode_json_line, parse_post  # noqa: E402
 from transforms.topics import extract_hashtags, extract_mentions  # noqa: E402
 from transforms.windows import parse_duration  # noqa: E402

@@ -8,7 +8,7 @@ with a batch run over the same file: by default, the real Weibo cascades.
 
 Steps: ``python -m pipelines.volume`` in batch over the file; then the same command
 with ``--streaming`` on Prism watching an empty landing folder, while the file is
-replayed into it without pacing (``transforms.landing.replay``, files of
+replayed into it without pacing (``transforms.landing_folder.replay``, files of
 ``--batch-lines`` lines, sorted by ``created_at`` first unless ``--file-order``) and
 the stream is ended; the run finishes by itself once its last windows have fired.
 Then the latest pane of every window (``reports.panes.read_latest_panes``) is
@@ -51,7 +51,7 @@ from streaming_memory import MemorySampler, mib  # noqa: E402
 from throughput import read_table  # noqa: E402
 
 from reports.panes import read_latest_panes  # noqa: E402
-from transforms.landing import (  # noqa: E402
+from transforms.landing_folder import (  # noqa: E402
     end_stream,
     in_time_order,
     read_records_for_replay,

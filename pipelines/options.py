@@ -22,8 +22,8 @@ from schemas.sketch import DEFAULT_LG_K
 from schemas.timezone import DEFAULT_TIMEZONE
 from transforms.bursts import BurstParams
 from transforms.extract import parse_kinds
+from transforms.files import DEFAULT_MAX_LINE_BYTES
 from transforms.publish import foreign_entries, output_path, runs_dir
-from transforms.read import DEFAULT_MAX_LINE_BYTES
 from transforms.topics import TOPIC_KINDS
 from transforms.windows import parse_duration, window_fn_for
 

@@ -19,7 +19,7 @@ The real cascades, sorted by time first (the file is grouped by cascade):
         --landing landing --speed 0 --in-time-order --end-stream
 
 Lines keep the file's order (as its crawler delivered them) unless --in-time-order; the replay clock follows
-the latest ``created_at`` (``transforms.landing.replay_batches``). Each file dropped
+the latest ``created_at`` (``transforms.landing_folder.replay_batches``). Each file dropped
 is written whole and renamed into place, as the landing folder requires.
 """
 
@@ -28,7 +28,7 @@ import os
 import sys
 import time
 
-from transforms.landing import (
+from transforms.landing_folder import (
     END_MARKER,
     end_stream,
     in_time_order,

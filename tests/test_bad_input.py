@@ -14,22 +14,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from schemas.records import Post
+from schemas.records import DeadLetter, Post
 from tests.conftest import TEST_KEY_HEX, key_source_for_tests, read_table, run_volume
 from transforms.extract import ExtractTopicsFn, post_topics
-from transforms.posts import MAX_TEXT_CHARS, parse_post
-from transforms.read import (
+from transforms.files import (
     MAX_RAW_BYTES,
-    DeadLetter,
     FileSlice,
     OverlongLine,
-    ParsePostsFn,
-    ParseSlicesFn,
     bounded_lines,
     json_lines_slices,
-    parse_record,
     read_slice,
 )
+from transforms.posts import MAX_TEXT_CHARS, parse_post
+from transforms.read import ParsePostsFn, ParseSlicesFn, parse_record
 from transforms.topics import KIND_HASHTAG, KIND_KEYWORD
 
 KEY = bytes.fromhex(TEST_KEY_HEX)

@@ -6,10 +6,9 @@ import os
 
 import pytest
 
-from transforms.landing import (
+from transforms.landing import LandingRestriction, LandingTracker
+from transforms.landing_folder import (
     LandingFile,
-    LandingRestriction,
-    LandingTracker,
     is_growable,
     is_settled,
     list_landing,

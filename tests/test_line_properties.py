@@ -10,21 +10,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.records import Post
+from schemas.records import DeadLetter, Post
 from tests.conftest import TEST_KEY_HEX, key_source_for_tests, read_table, run_volume
 from transforms.extract import post_topics
-from transforms.posts import MAX_TEXT_CHARS, InvalidPost, decode_json_line
-from transforms.read import (
+from transforms.files import (
     MAX_RAW_BYTES,
-    DeadLetter,
     OverlongLine,
-    ParsePostsFn,
     bounded_lines,
     json_lines_slices,
-    parse_record,
     read_slice,
-    safe_dead_letter,
 )
+from transforms.posts import MAX_TEXT_CHARS, InvalidPost, decode_json_line
+from transforms.read import ParsePostsFn, parse_record, safe_dead_letter
 from transforms.topics import KIND_HASHTAG, KIND_MENTION
 
 KEY = bytes.fromhex(TEST_KEY_HEX)

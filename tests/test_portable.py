@@ -30,7 +30,7 @@ from polars.testing import assert_frame_equal
 
 from reports.panes import read_latest_panes
 from tests.conftest import PROJECT, TEST_KEY_HEX, read_table, run_volume
-from transforms.landing import drop_file, end_stream
+from transforms.landing_folder import drop_file, end_stream
 
 sys.path.insert(0, str(PROJECT / "deploy"))
 import portable  # noqa: E402

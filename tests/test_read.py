@@ -12,19 +12,17 @@ from apache_beam.testing.util import assert_that, equal_to
 from polars.testing import assert_frame_equal
 
 from tests.conftest import TEST_KEY_HEX, key_source_for_tests, read_table, run_volume
-from transforms.read import (
-    DEAD_LETTERS,
+from transforms.files import (
     MAX_SLICES_PER_GZIP_FILE,
     MIN_SLICE_LINES,
     FileSlice,
-    ParseSlicesFn,
-    ReadPosts,
     group_units,
     json_lines_slices,
     parquet_slices,
     read_slice,
     slice_target,
 )
+from transforms.read import DEAD_LETTERS, ParseSlicesFn, ReadPosts
 
 KEY = bytes.fromhex(TEST_KEY_HEX)
 KEY_SOURCE = key_source_for_tests()

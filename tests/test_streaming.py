@@ -29,10 +29,12 @@ from tests.fakes import FakeValue
 from transforms.aggregate import AggregateWindows
 from transforms.extract import ExtractTopicsFn
 from transforms.landing import (
-    END_MARKER,
     LaggingWatermarkEstimator,
     LandingRestriction,
     LandingTracker,
+)
+from transforms.landing_folder import (
+    END_MARKER,
     drop_file,
     in_time_order,
     is_landing_file,

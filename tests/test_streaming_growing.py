@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.test_streaming_e2e import scan, start_stream, wait_for
-from transforms.landing import end_stream
+from transforms.landing_folder import end_stream
 
 pytestmark = [pytest.mark.streaming, pytest.mark.slow]
 
