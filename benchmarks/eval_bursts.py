@@ -82,7 +82,8 @@ def planted_bursts(
         if local_hour is not None:
             day = min((when - start).days, days - 1)
             when = start + datetime.timedelta(days=max(day, 1), hours=local_hour)
-        # Onsets fall anywhere in an hour: one late in a window may only show in the next.
+        # Onsets fall anywhere in an hour: one late in a window may only show
+        # in the next.
         return when + datetime.timedelta(minutes=minutes[index])
 
     def size(participants: int) -> int:
@@ -173,7 +174,8 @@ def score_seed(seed: int, bursts: tuple[PlantedBurst, ...], output: str) -> Seed
             latencies.append((first_end - onset) / HOUR)
         else:
             missed.append(
-                f"{burst.hashtag} ({burst.shape}, {burst.participants}, {burst.onset:%d %H:%M})"
+                f"{burst.hashtag} ({burst.shape}, {burst.participants}, "
+                f"{burst.onset:%d %H:%M})"
             )
     true_episodes = false_episodes = 0
     false_hashtags = []
@@ -447,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
         "--first-seed",
         type=int,
         default=11,
-        help="Seeds first-seed .. first-seed+seeds-1. The defaults were chosen on seeds 1-5; "
+        help="Seeds first-seed .. first-seed+seeds-1. "
+        "The defaults were chosen on seeds 1-5; "
         "figures are reported from 11 on, streams the tuning never saw.",
     )
     parser.add_argument("--days", type=int, default=3)
@@ -472,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "pipeline_args",
         nargs="*",
-        help="Detector options passed to the pipeline after --, e.g. -- --burst-threshold 5",
+        help="Detector options passed to the pipeline after --, "
+        "e.g. -- --burst-threshold 5",
     )
     args = parser.parse_args(argv)
     extra = tuple(args.pipeline_args)

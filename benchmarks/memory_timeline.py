@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Where a batch run's memory goes: RSS of each process against the stage running.
 
-    .venv/bin/python benchmarks/memory_timeline.py -- --input posts.jsonl.gz --output /tmp/out
-    .venv/bin/python benchmarks/memory_timeline.py -- --input posts.jsonl.gz --output /tmp/out \\
+    .venv/bin/python benchmarks/memory_timeline.py -- \\
+        --input posts.jsonl.gz --output /tmp/out
+    .venv/bin/python benchmarks/memory_timeline.py -- \\
+        --input posts.jsonl.gz --output /tmp/out \\
         --direct_num_workers 2 --direct_running_mode multi_processing
 
 Runs ``pipelines.volume`` in this process with the arguments after ``--`` and prints,

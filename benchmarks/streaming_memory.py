@@ -2,10 +2,14 @@
 """Peak memory of a streaming run after 100k and after 1M replayed posts.
 
     .venv/bin/python benchmarks/streaming_memory.py                  # 100k, then 1M
-    .venv/bin/python benchmarks/streaming_memory.py --checkpoints 100000 250000 500000 750000 1000000
-    .venv/bin/python benchmarks/streaming_memory.py --max-backlog 0  # each phase dropped at once
-    .venv/bin/python benchmarks/streaming_memory.py --topic-kinds hashtag,mention,entity,keyword
-    .venv/bin/python benchmarks/streaming_memory.py -- --burst-idle-expiry 12h  # extra pipeline options
+    .venv/bin/python benchmarks/streaming_memory.py \\
+        --checkpoints 100000 250000 500000 750000 1000000
+    .venv/bin/python benchmarks/streaming_memory.py \\
+        --max-backlog 0  # each phase dropped at once
+    .venv/bin/python benchmarks/streaming_memory.py \\
+        --topic-kinds hashtag,mention,entity,keyword
+    .venv/bin/python benchmarks/streaming_memory.py \\
+        -- --burst-idle-expiry 12h  # extra pipeline options
 
 A generated stream (``sampledata``: 25,000 posts a day, so 1M posts span 40 days of
 event time and hourly windows keep closing) is replayed, without pacing, into a
@@ -319,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
                 while args.max_backlog and dropped - accounted(out) >= args.max_backlog:
                     if process.poll() is not None:
                         raise RuntimeError(
-                            f"pipeline exited {process.returncode}: see {work}/pipeline.log"
+                            f"pipeline exited {process.returncode}: "
+                            f"see {work}/pipeline.log"
                         )
                     time.sleep(0.5)
                 batch = encoded[dropped : min(dropped + FILE_LINES, checkpoint)]
@@ -327,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
                 drop_file(str(landing), f"posts-{files:06d}.jsonl", b"".join(batch))
                 dropped += len(batch)
             deadline = time.monotonic() + args.timeout
-            # With early panes off, the newest window shows only once a later one starts.
+            # With early panes off, the newest window shows only once a later one
+            # starts.
             waiting = (
                 0
                 if duration_or_zero(args.early_results_every)
@@ -340,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 if time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"checkpoint {checkpoint}: {seen}/{dropped} lines after {args.timeout} s"
+                        f"checkpoint {checkpoint}: {seen}/{dropped} lines "
+                        f"after {args.timeout} s"
                     )
                 time.sleep(1.0)
             elapsed = time.monotonic() - phase_start
@@ -357,11 +364,15 @@ def main(argv: list[str] | None = None) -> int:
             }
             results["checkpoints"].append(row)
             print(
-                f"after {dropped:>9,} lines: peak RSS python {row['peak_mib']['python']} MiB, "
-                f"prism {row['peak_mib']['prism']} MiB, total {row['peak_mib']['total']} MiB "
-                f"(now {row['current_mib']['total']} MiB); {row['phase_lines_per_second']} lines/s "
-                f"in this phase; event time {row['event_time_span_days']} days, topic keys "
-                f"{row['topic_keys_seen']:,} seen, {row['topic_keys_within_expiry']:,} within "
+                f"after {dropped:>9,} lines: "
+                f"peak RSS python {row['peak_mib']['python']} MiB, "
+                f"prism {row['peak_mib']['prism']} MiB, "
+                f"total {row['peak_mib']['total']} MiB "
+                f"(now {row['current_mib']['total']} MiB); "
+                f"{row['phase_lines_per_second']} lines/s "
+                f"in this phase; event time {row['event_time_span_days']} days, "
+                f"topic keys {row['topic_keys_seen']:,} seen, "
+                f"{row['topic_keys_within_expiry']:,} within "
                 f"{expiry}",
                 flush=True,
             )

@@ -4,7 +4,8 @@
 Not a test: it prints figures. Run from the repository root::
 
     .venv/bin/python benchmarks/streaming_runners.py            # ~2-4 minutes
-    .venv/bin/python benchmarks/streaming_runners.py --runners prism --posts 20000 --repeat 1
+    .venv/bin/python benchmarks/streaming_runners.py \\
+        --runners prism --posts 20000 --repeat 1
 
 The same small streaming pipeline runs on
 
@@ -475,7 +476,8 @@ def describe(res: dict) -> str:
     line = f"{res['runner']:7s} "
     if "posts_per_s" in res:
         line += (
-            f"{res['posts']:6d} posts in {res['seconds']:6.2f}s = {res['posts_per_s']:7.1f} posts/s"
+            f"{res['posts']:6d} posts in {res['seconds']:6.2f}s = "
+            f"{res['posts_per_s']:7.1f} posts/s"
             f"  (start-up+warm-up {res['warmup_s']:.2f}s)"
         )
         if len(res.get("runs_posts_per_s", [])) > 1:

@@ -1,11 +1,11 @@
 #!/usr/bin/env python
 """Throughput of the batch volume pipeline against a plain Python loop (issue 8).
 
-    .venv/bin/python benchmarks/throughput.py                        # N = 100k and 1M
-    .venv/bin/python benchmarks/throughput.py --posts 100000 --repeat 3
-    .venv/bin/python benchmarks/throughput.py --posts 100000 --large # and the large day
-    .venv/bin/python benchmarks/throughput.py --posts --large        # the large day only
-    .venv/bin/python benchmarks/throughput.py --json-out bench.json  # figures as JSON too
+  .venv/bin/python benchmarks/throughput.py                        # N = 100k and 1M
+  .venv/bin/python benchmarks/throughput.py --posts 100000 --repeat 3
+  .venv/bin/python benchmarks/throughput.py --posts 100000 --large # and the large day
+  .venv/bin/python benchmarks/throughput.py --posts --large        # the large day only
+  .venv/bin/python benchmarks/throughput.py --json-out bench.json  # figures as JSON too
 
 For each N the sample generator (``python -m sampledata --posts-per-day N/3 --days
 3``: the bundled sample's shape, all four topic kinds, 1% redelivered copies, 25
@@ -429,7 +429,7 @@ def top_functions(profile: Path, count: int = 12) -> list[dict]:
     ]
 
 
-# --- checks on the tables --------------------------------------------------------------
+# --- checks on the tables -------------------------------------------------------------
 
 
 def topics_frame(out: Path) -> pl.DataFrame:
@@ -529,7 +529,8 @@ def measure_size(args, posts: int, result: dict, profile_here: bool) -> dict:
     path, truth = ensure_input(args.data_dir, posts)
     lines = truth["lines"]
     log(
-        f"\n== N = {posts:,} requested: {truth['posts']:,} posts, {lines:,} input lines ({path.name})"
+        f"\n== N = {posts:,} requested: {truth['posts']:,} posts, "
+        f"{lines:,} input lines ({path.name})"
     )
     size: dict = {"posts": truth["posts"], "lines": lines, "input": str(path)}
     work = Path(tempfile.mkdtemp(prefix="throughput-", dir=args.work_dir))
@@ -539,8 +540,10 @@ def measure_size(args, posts: int, result: dict, profile_here: bool) -> dict:
         size["loop"] = time_loop(path, lines, loop_out, args.repeat, loop_profile)
         loop = size["loop"]
         log(
-            f"  plain loop   {loop['seconds']:>7.2f} s  {loop['posts_per_s']:>7,} posts/s  "
-            f"CPU {loop['cpu_seconds']} s  (runs {loop['seconds_runs']}, setup {loop['setup_seconds']} s, load {loop['load_before']})"
+            f"  plain loop   {loop['seconds']:>7.2f} s  "
+            f"{loop['posts_per_s']:>7,} posts/s  "
+            f"CPU {loop['cpu_seconds']} s  (runs {loop['seconds_runs']}, "
+            f"setup {loop['setup_seconds']} s, load {loop['load_before']})"
         )
         for workers in args.workers:
             runs = []
@@ -553,10 +556,14 @@ def measure_size(args, posts: int, result: dict, profile_here: bool) -> dict:
             best["ratio_to_loop"] = round(best["posts_per_s"] / loop["posts_per_s"], 3)
             size[f"pipeline_{workers}"] = best
             log(
-                f"  pipeline w={workers} {best['seconds']:>7.2f} s  {best['posts_per_s']:>7,} posts/s  "
-                f"ratio to loop {best['ratio_to_loop']:.2f}  CPU {best['cpu_seconds']} s  peak RSS {best['peak_rss_mb']} MB "
-                f"(parent {best['peak_rss_parent_mb']}, sum of HWM {best['peak_rss_hwm_sum_mb']}, "
-                f"{best['processes']} processes)  runs {best['seconds_runs']}  load {best['load_before']}"
+                f"  pipeline w={workers} {best['seconds']:>7.2f} s  "
+                f"{best['posts_per_s']:>7,} posts/s  "
+                f"ratio to loop {best['ratio_to_loop']:.2f}  "
+                f"CPU {best['cpu_seconds']} s  peak RSS {best['peak_rss_mb']} MB "
+                f"(parent {best['peak_rss_parent_mb']}, "
+                f"sum of HWM {best['peak_rss_hwm_sum_mb']}, "
+                f"{best['processes']} processes)  runs {best['seconds_runs']}  "
+                f"load {best['load_before']}"
             )
         size["output"] = output_size(work / f"out-{args.workers[0]}")
         log(
@@ -572,7 +579,8 @@ def measure_size(args, posts: int, result: dict, profile_here: bool) -> dict:
                 loop_topics, topics_frame(work / f"out-{workers}")
             )
             log(
-                f"  plain loop's topics table vs the pipeline's (w={workers}): {size[f'loop_topics_equal_pipeline_{workers}']}"
+                f"  plain loop's topics table vs the pipeline's (w={workers}): "
+                f"{size[f'loop_topics_equal_pipeline_{workers}']}"
             )
         if profile_here:
             size["profile_loop"] = stage_split(loop_profile)
@@ -590,7 +598,8 @@ def measure_size(args, posts: int, result: dict, profile_here: bool) -> dict:
             log("    most own time:")
             for row in size["profile_pipeline_1"]["top_own_time"]:
                 log(
-                    f"      {row['own_seconds']:>7.2f} s  {row['calls']:>9,}  {row['function']}"
+                    f"      {row['own_seconds']:>7.2f} s  {row['calls']:>9,}  "
+                    f"{row['function']}"
                 )
             if args.keep_profiles:
                 args.keep_profiles.mkdir(parents=True, exist_ok=True)
@@ -616,19 +625,24 @@ def measure_large(args) -> dict:
     large["posts"] = truth["posts"]
     large["lines"] = lines
     log(
-        f"  pipeline w=2 {large['seconds']:.1f} s (target <= {TARGETS['large_day_seconds']} s: "
-        f"{verdict(large['seconds'] <= TARGETS['large_day_seconds'])}), {large['posts_per_s']:,} posts/s, "
-        f"peak RSS {large['peak_rss_mb']} MB (HWM sum {large['peak_rss_hwm_sum_mb']}), load {large['load_before']}"
+        f"  pipeline w=2 {large['seconds']:.1f} s "
+        f"(target <= {TARGETS['large_day_seconds']} s: "
+        f"{verdict(large['seconds'] <= TARGETS['large_day_seconds'])}), "
+        f"{large['posts_per_s']:,} posts/s, "
+        f"peak RSS {large['peak_rss_mb']} MB "
+        f"(HWM sum {large['peak_rss_hwm_sum_mb']}), load {large['load_before']}"
     )
     error = large["error_vs_990000"]
     log(
-        f"  #{LARGE_HASHTAG}# on {large['day']}: {large['estimated_participants']:,} estimated participants "
+        f"  #{LARGE_HASHTAG}# on {large['day']}: "
+        f"{large['estimated_participants']:,} estimated participants "
         f"(true {large['true_participants']:,}); error vs 990,000 {100 * error:+.2f}% "
         f"(target within 2%: {verdict(abs(error) <= TARGETS['large_estimate_error'])})"
     )
     log(
         f"  burst flagged in the surge's first window ({large['surge_first_window']}): "
-        f"{large['flagged_in_first_window']}; bursting windows: {len(large['bursting_windows'])}"
+        f"{large['flagged_in_first_window']}; "
+        f"bursting windows: {len(large['bursting_windows'])}"
     )
     return large
 
@@ -684,7 +698,8 @@ def targets_summary(result: dict) -> list[dict]:
                     {
                         "target": f"peak RSS growth {key}, N={small} -> {big}",
                         "wanted": "flat (output-sized)",
-                        "measured": f"{sizes[small][key]['peak_rss_mb']} -> {sizes[big][key]['peak_rss_mb']} MB "
+                        "measured": f"{sizes[small][key]['peak_rss_mb']} -> "
+                        f"{sizes[big][key]['peak_rss_mb']} MB "
                         f"(output +{output_growth:.0f} MB)",
                         "met": None,
                     }
@@ -727,7 +742,8 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         nargs="*",
         default=[100_000, 1_000_000],
-        help="Sizes N to measure (default 100000 1000000); none with --large: the large day only.",
+        help="Sizes N to measure (default 100000 1000000); "
+        "none with --large: the large day only.",
     )
     parser.add_argument(
         "--large", action="store_true", help="Also the 990,000-author day (2 workers)."
@@ -789,7 +805,8 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": {},
     }
     log(
-        f"load average at start {result['machine']['load_at_start']} on {os.cpu_count()} CPUs ({result['git']})"
+        f"load average at start {result['machine']['load_at_start']} "
+        f"on {os.cpu_count()} CPUs ({result['git']})"
     )
     for index, posts in enumerate(args.posts):
         result["sizes"][str(posts)] = measure_size(
@@ -809,7 +826,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in result["target_checks"]:
         met = "" if row["met"] is None else verdict(row["met"])
         log(
-            f"  {row['target']:<48} wanted {str(row['wanted']):<22} measured {str(row['measured']):<18} {met}"
+            f"  {row['target']:<48} wanted {str(row['wanted']):<22} "
+            f"measured {str(row['measured']):<18} {met}"
         )
     log(f"load average at end {result['load_at_end']}")
     if args.json_out:

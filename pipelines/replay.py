@@ -15,12 +15,14 @@ As fast as possible, in files of 10,000 lines (for benchmarks):
 
 The real cascades, sorted by time first (the file is grouped by cascade):
 
-    python -m pipelines.replay --input ../shared/data/weibo_cascades/weibo_cascades_dev.jsonl.gz \\
+    python -m pipelines.replay \\
+        --input ../shared/data/weibo_cascades/weibo_cascades_dev.jsonl.gz \\
         --landing landing --speed 0 --in-time-order --end-stream
 
-Lines keep the file's order (as its crawler delivered them) unless --in-time-order; the replay clock follows
-the latest ``created_at`` (``transforms.landing_folder.replay_batches``). Each file dropped
-is written whole and renamed into place, as the landing folder requires.
+Lines keep the file's order (as its crawler delivered them) unless --in-time-order;
+the replay clock follows the latest ``created_at``
+(``transforms.landing_folder.replay_batches``). Each file dropped is written whole and
+renamed into place, as the landing folder requires.
 """
 
 import argparse

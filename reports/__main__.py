@@ -3,14 +3,14 @@ writes).
 
 EXAMPLES
 
-    python -m reports hot --day 2026-11-22                 # the day's hot hashtags
-    python -m reports hot --day 2026-11-22 --week          # the week (Mon-Sun) holding it
+    python -m reports hot --day 2026-11-22             # the day's hot hashtags
+    python -m reports hot --day 2026-11-22 --week      # the week (Mon-Sun) holding it
     python -m reports hot --day 2026-11-22 --kind all --top 20 --format csv --to hot.csv
-    python -m reports hot --format html --to hot.html      # last whole day, charts embedded
+    python -m reports hot --format html --to hot.html  # last whole day, charts embedded
     python -m reports timeline '#雅安地震#' --charts charts/  # + PNG charts in charts/
     python -m reports bursts --day 2026-11-22 --format json
     python -m reports volume --week --day 2026-11-22
-    python -m reports summary --output out                 # what run_local.sh prints
+    python -m reports summary --output out             # what run_local.sh prints
 
 Days and weeks are local calendar days in --timezone, which should be the
 pipeline's --timezone (both default to Asia/Shanghai). Participants over a day or
@@ -68,7 +68,8 @@ def _common(parser: argparse.ArgumentParser, *, period_help: str) -> None:
     parser.add_argument(
         "--week",
         action="store_true",
-        help="The Monday-to-Sunday week holding --day (default: the last whole day's week).",
+        help="The Monday-to-Sunday week holding --day "
+        "(default: the last whole day's week).",
     )
     parser.add_argument(
         "--timezone",
@@ -107,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(
         hot,
-        period_help="The report day, YYYY-MM-DD (default: the last whole day in the output).",
+        period_help="The report day, YYYY-MM-DD "
+        "(default: the last whole day in the output).",
     )
     hot.add_argument(
         "--kind",

@@ -71,7 +71,8 @@ def hot_report(
         _period_note(period, period.timezone),
         f"Topics: {kind_text}; ranked by distinct participants merged over the {span} "
         f"(not summed over windows); growth against {previous.label}.",
-        f"Overall: {totals['posts']:,} posts by {totals['participants']:,} distinct authors.",
+        f"Overall: {totals['posts']:,} posts by "
+        f"{totals['participants']:,} distinct authors.",
     ]
     covered = queries.daily_volume(output, previous).height
     if covered == 0:
@@ -127,7 +128,8 @@ def timeline_report(
     )
     notes = [
         _period_note(period, zone),
-        f"{label}: {int(timeline['posts'].sum()):,} posts in {timeline.height} windows; "
+        f"{label}: {int(timeline['posts'].sum()):,} posts "
+        f"in {timeline.height} windows; "
         f"{int(timeline['bursting'].sum())} bursting windows.",
     ]
     if not other_kinds.is_empty():
@@ -194,8 +196,9 @@ def bursts_report(
         timezone=zone,
         notes=[
             _period_note(period, zone),
-            f"Topics: {kind_text}. An episode is a run of consecutive bursting windows of "
-            "one topic; listed when it overlaps the period, strongest peak score first.",
+            f"Topics: {kind_text}. "
+            "An episode is a run of consecutive bursting windows of one topic; "
+            "listed when it overlaps the period, strongest peak score first.",
         ],
         charts=drawn,
     )
@@ -228,8 +231,9 @@ def volume_report(
         timezone=zone,
         notes=[
             _period_note(period, zone),
-            f"{totals['posts']:,} distinct posts by {totals['participants']:,} distinct authors "
-            f"(merged over the period), {totals['duplicates']:,} redelivered duplicates dropped.",
+            f"{totals['posts']:,} distinct posts by "
+            f"{totals['participants']:,} distinct authors (merged over the period), "
+            f"{totals['duplicates']:,} redelivered duplicates dropped.",
         ],
         charts={
             f"volume-{_stem(period)}": lambda: _charts().volume_chart(

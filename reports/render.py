@@ -146,7 +146,8 @@ def as_json(report: Report) -> str:
 
 
 STYLE = """
-body { font-family: "Report CJK", "Noto Sans SC", "PingFang SC", "Microsoft YaHei", sans-serif;
+body { font-family: "Report CJK", "Noto Sans SC", "PingFang SC", "Microsoft YaHei",
+                    sans-serif;
        margin: 2em auto; max-width: 1100px; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 2em; }
 table { border-collapse: collapse; font-size: 0.9em; }
@@ -206,7 +207,10 @@ def font_face(text: str) -> str:
     buffer = io.BytesIO()
     subset.save_font(font, buffer, options)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f"@font-face {{ font-family: 'Report CJK'; src: url(data:font/otf;base64,{data}) format('opentype'); }}"
+    return (
+        "@font-face { font-family: 'Report CJK'; "
+        f"src: url(data:font/otf;base64,{data}) format('opentype'); }}"
+    )
 
 
 def as_html(report: Report, pngs: dict[str, bytes]) -> str:
@@ -218,7 +222,8 @@ def as_html(report: Report, pngs: dict[str, bytes]) -> str:
     parts.extend(f"<p class='note'>{html.escape(note)}</p>" for note in report.notes)
     for name, png in pngs.items():
         parts.append(
-            f"<figure><img alt='{html.escape(name)}' src='{png_data_uri(png)}'></figure>"
+            f"<figure><img alt='{html.escape(name)}' "
+            f"src='{png_data_uri(png)}'></figure>"
         )
     parts.append(html_table(report.rows))
     for section in report.sections:
@@ -226,7 +231,8 @@ def as_html(report: Report, pngs: dict[str, bytes]) -> str:
         parts.append(html_table(section.frame))
     generated = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
     parts.append(
-        f"<p class='note'>Generated {generated} by python -m reports {html.escape(report.name)}.</p>"
+        f"<p class='note'>Generated {generated} "
+        f"by python -m reports {html.escape(report.name)}.</p>"
     )
     parts.append("</body></html>")
     head = ["<!DOCTYPE html>", "<html lang='zh-CN'><head><meta charset='utf-8'>"]

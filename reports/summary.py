@@ -25,7 +25,8 @@ def summary_text(output: str, top: int = 10) -> str:
     totals = volume_totals(output)
     lines.append(
         f"Input lines {totals['input_lines']:,} = {totals['posts']:,} distinct posts "
-        f"+ {totals['duplicates']:,} redelivered duplicates + {totals['dead_letters']:,} dead letters"
+        f"+ {totals['duplicates']:,} redelivered duplicates "
+        f"+ {totals['dead_letters']:,} dead letters"
         + (f" + {totals['late_posts']:,} late posts" if totals["late_posts"] else "")
         + f"; {totals['participants']:,} participants"
     )
@@ -47,7 +48,8 @@ def summary_text(output: str, top: int = 10) -> str:
         lines.append("Bursts: none flagged.")
     else:
         lines.append(
-            f"Bursts: {burst_rows.height} (topic, window) pairs flagged; strongest first:"
+            f"Bursts: {burst_rows.height} (topic, window) pairs flagged; "
+            "strongest first:"
         )
         lines.append(
             render_frame(

@@ -63,7 +63,8 @@ def scan(output: str | Sequence[str], table: str) -> pl.LazyFrame:
 
     A table with no files (a run that never wrote it) scans as an empty frame of the
     table's schema, so queries need no special case. Windowed tables of a running
-    stream keep only each window's latest pane (``schemas.tables.PANE_OF_PATH_PATTERN``).
+    stream keep only each window's latest pane
+    (``schemas.tables.PANE_OF_PATH_PATTERN``).
     """
     if not isinstance(output, str):
         outputs = list(output)

@@ -1,8 +1,8 @@
 """Write a sample post stream and its truth.
 
-    python -m sampledata --out sample/posts.jsonl.gz            # the bundled sample
+    python -m sampledata --out sample/posts.jsonl.gz     # the bundled sample
     python -m sampledata --out /tmp/p.jsonl.gz --posts-per-day 330000 --days 3
-    python -m sampledata --out /tmp/day.jsonl.gz --large         # the 990,000-author day
+    python -m sampledata --out /tmp/day.jsonl.gz --large  # the 990,000-author day
 
 The truth (counts, planted bursts, exact authors per planted hashtag) goes to
 ``<out>.truth.json`` beside the stream.

@@ -349,9 +349,15 @@ class _Stream:
                 f"{rng.choice(COMMENTS)}"
             )
         elif form == 2:
-            text = f"{rng.choice(PEOPLE)}在{rng.choice(PLACES)}{rng.choice(VERBS)}，{rng.choice(COMMENTS)}"
+            text = (
+                f"{rng.choice(PEOPLE)}在{rng.choice(PLACES)}{rng.choice(VERBS)}，"
+                f"{rng.choice(COMMENTS)}"
+            )
         else:
-            text = f"{rng.choice(COMMENTS)}，{rng.choice(ORGS)}说{rng.choice(PLACES)}的{rng.choice(EVENTS)}"
+            text = (
+                f"{rng.choice(COMMENTS)}，{rng.choice(ORGS)}说"
+                f"{rng.choice(PLACES)}的{rng.choice(EVENTS)}"
+            )
         if rng.random() < 0.3:
             text += rng.choice(EMOTICONS)
         if rng.random() < 0.15:
@@ -362,7 +368,10 @@ class _Stream:
         rng = self.rng
         kind = rng.randrange(3)
         if kind == 0:
-            value = f"1{rng.choice('3589')}{rng.randint(0, 9)}{rng.randint(10_000_000, 99_999_999)}"
+            value = (
+                f"1{rng.choice('3589')}{rng.randint(0, 9)}"
+                f"{rng.randint(10_000_000, 99_999_999)}"
+            )
             text = f"有线索请联系{value}"
         elif kind == 1:
             value = valid_id_card(rng)
@@ -394,7 +403,8 @@ class _Stream:
                 f"#{hashtag}# {text}" if rng.random() < 0.7 else f"{text} #{hashtag}#"
             )
         if rng.random() < self.config.mention_share:
-            text += f" @{rng.choice(MENTION_ACCOUNTS + tuple(rng.choices(self.nicknames, k=2)))}"
+            accounts = MENTION_ACCOUNTS + tuple(rng.choices(self.nicknames, k=2))
+            text += f" @{rng.choice(accounts)}"
         if rng.random() < self.config.pii_share:
             text += " " + self.pii_text()
         return text, repost_of

@@ -84,7 +84,8 @@ def small_stream(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def small_run(small_stream, tmp_path_factory):
-    """The pipeline run once over ``small_stream``: (output folder, completed process)."""
+    """The pipeline run once over ``small_stream``: (output folder, completed
+    process)."""
     path, _, _ = small_stream
     out = tmp_path_factory.mktemp("out") / "tables"
     result = run_volume(["--input", str(path), "--output", str(out)])

@@ -387,7 +387,10 @@ def test_counts_wait_for_the_watermark_to_pass_their_window():
 
 
 def test_a_topic_keeps_its_shard_in_every_process():
-    code = "from transforms.bursts import topic_shard; print(topic_shard(('hashtag', '雅安地震'), 256))"
+    code = (
+        "from transforms.bursts import topic_shard; "
+        "print(topic_shard(('hashtag', '雅安地震'), 256))"
+    )
     project = Path(__file__).resolve().parents[1]
     shards = {
         subprocess.run(

@@ -68,7 +68,8 @@ def test_notebook_reports_the_last_whole_day_with_merged_participants(executed):
     )
     assert "Report day: 2026-11-21 (Asia/Shanghai); compared with 2026-11-20" in text
     assert re.search(
-        r"distinct people on 2026-11-21; adding up the windows' participants would claim [\d,]+\.",
+        r"distinct people on 2026-11-21; "
+        r"adding up the windows' participants would claim [\d,]+\.",
         text,
     )
     assert "missing from font" not in text and "Glyph" not in text

@@ -499,7 +499,8 @@ def test_a_running_streams_windows_count_their_latest_pane_only(tmp_path):
 
 def test_latest_day_and_timezone_check(known, tmp_path):
     assert latest_day(known) == datetime.date(2026, 11, 23)
-    # The 23rd ends after the folder's last window (10:00): the 22nd is the last whole day.
+    # The 23rd ends after the folder's last window (10:00): the 22nd is the last
+    # whole day.
     assert queries.latest_complete_day(known) == datetime.date(2026, 11, 22)
     assert queries.latest_complete_day(known, "UTC") == datetime.date(2026, 11, 22)
     partial = aggregate([Post(at(23, 9), "e0", ())])
@@ -524,8 +525,8 @@ def test_reports_of_an_empty_folder_are_empty_frames_with_columns(tmp_path):
 def test_summary_still_reads_the_folder(known):
     text = summary_text(known, top=3)
     assert (
-        "Input lines 488 = 485 distinct posts + 2 redelivered duplicates + 1 dead letters; "
-        in text
+        "Input lines 488 = 485 distinct posts + 2 redelivered duplicates "
+        "+ 1 dead letters; " in text
     )
     assert "| keyword | 消息     | 30           | 30    | 0       | 1       |" in text
 

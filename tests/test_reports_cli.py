@@ -34,7 +34,7 @@ Volume by day
 | date       | windows | posts | reposts | duplicates | participants |
 |------------|---------|-------|---------|------------|--------------|
 | 2026-11-22 | 14      | 445   | 140     | 2          | 85           |
-"""
+"""  # noqa: E501 - the report's table rows cannot wrap.
 
 
 @pytest.fixture(scope="module")
@@ -231,8 +231,8 @@ def test_timeline_command_table_and_csv(known, tmp_path, capsys):
     assert "#雅安地震#: 360 posts in 14 windows; 2 bursting windows." in text
     assert "Also found as: keyword (choose with --kind)." in text
     assert (
-        "| 2026-11-22 09:00 | 2026-11-22 10:00 | hashtag | 雅安地震 | 30    | 30           | 10      | yes      | 2.5      | 6.5   |"
-        in text
+        "| 2026-11-22 09:00 | 2026-11-22 10:00 | hashtag | 雅安地震 | 30    "
+        "| 30           | 10      | yes      | 2.5      | 6.5   |" in text
     )
     target = tmp_path / "timeline.csv"
     assert (
@@ -264,7 +264,8 @@ def test_timeline_of_an_unknown_topic_fails_with_suggestions(known):
     result = run_reports("timeline", "雅安", "--output", known)
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "error: topic '雅安' does not occur in the period; topics containing it: #雅安地震#, 雅安地震 · 关键词"
+        "error: topic '雅安' does not occur in the period; "
+        "topics containing it: #雅安地震#, 雅安地震 · 关键词"
     )
 
 
@@ -284,8 +285,8 @@ def test_bursts_command_json_and_table(known, capsys):
     assert main(["bursts", "--output", known, "--timezone", "UTC"]) == 0
     text = capsys.readouterr().out
     assert (
-        "| hashtag | 旧闻     | 2026-11-20 01:00 | 2026-11-20 01:00  | 2026-11-20 02:00 | 1       | 50"
-        in text
+        "| hashtag | 旧闻     | 2026-11-20 01:00 | 2026-11-20 01:00  "
+        "| 2026-11-20 02:00 | 1       | 50" in text
     )
 
 
@@ -361,8 +362,8 @@ def test_summary_command_as_run_local_calls_it(known):
     result = run_reports("summary", "--output", known)
     assert result.returncode == 0, result.stderr
     assert (
-        "Input lines 488 = 485 distinct posts + 2 redelivered duplicates + 1 dead letters; 100 participants"
-        in result.stdout
+        "Input lines 488 = 485 distinct posts + 2 redelivered duplicates "
+        "+ 1 dead letters; 100 participants" in result.stdout
     )
 
 
@@ -372,8 +373,10 @@ def test_table_csv_and_json_need_no_matplotlib(known):
         "import sys; sys.modules['matplotlib'] = None\n"
         "from reports.__main__ import main\n"
         f"for fmt in ('table', 'csv', 'json'):\n"
-        f"    assert main(['hot', '--day', '2026-11-22', '--output', {known!r}, '--format', fmt]) == 0\n"
-        f"    assert main(['timeline', '雅安地震', '--output', {known!r}, '--format', fmt]) == 0\n"
+        f"    assert main(['hot', '--day', '2026-11-22', '--output', {known!r}, "
+        "'--format', fmt]) == 0\n"
+        f"    assert main(['timeline', '雅安地震', '--output', {known!r}, "
+        "'--format', fmt]) == 0\n"
         f"    assert main(['bursts', '--output', {known!r}, '--format', fmt]) == 0\n"
         f"    assert main(['volume', '--output', {known!r}, '--format', fmt]) == 0\n"
     )

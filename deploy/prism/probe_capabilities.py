@@ -742,7 +742,8 @@ def main():
                 res.get("evidence"), ensure_ascii=False, default=str
             )
             print(
-                f"{name:28s} {runner:9s} {verdict:6s} {res['wall_s']:6.1f}s  {detail[:400]}",
+                f"{name:28s} {runner:9s} {verdict:6s} {res['wall_s']:6.1f}s  "
+                f"{detail[:400]}",
                 flush=True,
             )
     print(json.dumps(results, ensure_ascii=False, default=str))
