@@ -350,11 +350,11 @@ class WatchLandingFolderFn(beam.DoFn):
 
 
 class ReadLanding(beam.PTransform):
-    """Landing folder -> {"posts": PCollection[Post], "dead_letters": PCollection[DeadLetter]},
-    unbounded. Every element carries, as its timestamp, the latest event time read
-    before its file, the watermark the source is moving to
-    (``transforms.late.SplitLatePosts`` needs it); posts get their event time only
-    after that split.
+    """Landing folder -> {"posts": PCollection[Post], "dead_letters":
+    PCollection[DeadLetter]}, unbounded. Every element carries, as its timestamp,
+    the latest event time read before its file, the watermark the source is moving
+    to (``transforms.late.SplitLatePosts`` needs it); posts get their event time
+    only after that split.
     """
 
     def __init__(

@@ -77,7 +77,8 @@ def list_landing(folder: str) -> tuple[list[LandingFile], bool]:
 
 
 def drop_file(folder: str, name: str, content: bytes) -> str:
-    """Write ``content`` as ``folder/name`` all at once (temporary name, then rename)."""
+    """Write ``content`` as ``folder/name`` all at once (a temporary name, then a
+    rename)."""
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, name)
     temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")

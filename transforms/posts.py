@@ -275,9 +275,10 @@ def parse_post(record: dict, key: bytes) -> Post:
     """Validate one decoded record and return it as a ``Post``.
 
     ``key`` is the pseudonymization key: ``user_id`` is replaced by its keyed hash and
-    ``text`` is PII-masked here (the author's own id in it too), before any other step sees the post. The post keeps
-    the first ``MAX_TEXT_CHARS`` characters of its text, what topics are taken from,
-    and lone surrogates in ``text`` and ``source`` become U+FFFD. Raises
+    ``text`` is PII-masked here (the author's own id in it too), before any other
+    step sees the post. The post keeps the first ``MAX_TEXT_CHARS`` characters of its
+    text, what topics are taken from, and lone surrogates in ``text`` and ``source``
+    become U+FFFD. Raises
     ``InvalidPost`` naming the first field at fault (or, stage ``privacy``, the
     masking or pseudonymizing step that failed).
     """

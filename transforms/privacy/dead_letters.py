@@ -1,4 +1,5 @@
-"""Dead letters: a rejected line with every value masked, the ``user_id`` field's value replaced whatever its form."""
+"""Dead letters: a rejected line with every value masked, the ``user_id`` field's value
+replaced whatever its form."""
 
 import ast
 import json

@@ -1,4 +1,5 @@
-"""E-mail addresses in folded text, found by a bounded scan around each ``@``, as (start, end, placeholder) spans."""
+"""E-mail addresses in folded text, found by a bounded scan around each ``@``, as
+(start, end, placeholder) spans."""
 
 from collections.abc import Iterator
 

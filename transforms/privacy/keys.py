@@ -1,4 +1,5 @@
-"""Pseudonyms and the key: keyed hashes of author ids, the key's sources, strength and fingerprint."""
+"""Pseudonyms and the key: keyed hashes of author ids, the key's sources, strength and
+fingerprint."""
 
 import hashlib
 import hmac

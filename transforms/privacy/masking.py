@@ -1,4 +1,5 @@
-"""Masking a text: the recognizers' spans of its folded form replaced in the original, the author's own account id included."""
+"""Masking a text: the recognizers' spans of its folded form replaced in the original,
+the author's own account id included."""
 
 import re
 from collections.abc import Iterator

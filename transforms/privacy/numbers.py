@@ -1,4 +1,5 @@
-"""Numbers people write: ID numbers, bank cards and phone numbers, found in folded text as (start, end, placeholder) spans."""
+"""Numbers people write: ID numbers, bank cards and phone numbers, found in folded text
+as (start, end, placeholder) spans."""
 
 import datetime
 import re
