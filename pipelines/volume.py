@@ -197,6 +197,7 @@ def read_stream(
         duration_or_zero(options.poll_interval),
         settle,
         stable_seconds=duration_or_zero(options.settle_time),
+        max_line_bytes=options.max_line_bytes,
     )
     remember = max(
         duration_or_zero(options.allowed_lateness),

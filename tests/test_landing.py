@@ -105,3 +105,39 @@ def test_a_settled_file_cut_mid_line_waits_for_the_stream_end(tmp_path):
     path = tmp_path / "cut.jsonl"
     path.write_bytes(line(1) + b'{"id": "2", "te')
     assert read_new_lines(str(path), 0, 1, 100, settled=True).lines == [line(1)]
+
+
+def test_a_growing_line_over_the_bound_is_one_overlong_line_once_it_ends(tmp_path):
+    """A line over ``--max-line-bytes`` written slowly: nothing of it is taken while
+    its end is missing, then it is one ``OverlongLine`` (a dead letter downstream)
+    and the lines after it are read with their own numbers."""
+    from transforms.files import OverlongLine
+
+    path = tmp_path / "long.jsonl"
+    long_line = b'{"id": "2", "text": "' + b"a" * 5_000
+    path.write_bytes(line(1) + long_line)
+    first = read_new_lines(str(path), 0, 1, 100, max_line_bytes=1_000)
+    assert first.lines == [line(1)] and first.next_offset == len(line(1))
+    with open(path, "ab") as handle:
+        handle.write(b'"}\n' + line(3))
+    second = read_new_lines(
+        str(path), first.next_offset, first.next_number, 100, max_line_bytes=1_000
+    )
+    overlong, after = second.lines
+    assert isinstance(overlong, OverlongLine)
+    assert overlong.size == len(long_line) + 3 and overlong.limit == 1_000
+    assert after == line(3) and second.next_number == 4
+    assert second.next_offset == path.stat().st_size
+
+
+def test_an_unfinished_overlong_line_is_taken_when_the_stream_ends(tmp_path):
+    from transforms.files import OverlongLine
+
+    path = tmp_path / "cut-long.jsonl"
+    path.write_bytes(line(1) + b"x" * 3_000)
+    final = read_new_lines(
+        str(path), len(line(1)), 2, 100, final=True, max_line_bytes=1_000
+    )
+    (overlong,) = final.lines
+    assert isinstance(overlong, OverlongLine) and overlong.size == 3_000
+    assert final.next_offset == path.stat().st_size and final.next_number == 3

@@ -31,7 +31,7 @@ MAX_RAW_BYTES = 10 * 1024
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 
 # The longest run of an overlong line held at once while skipping to its end.
-_SKIP_PIECE_BYTES = 1 << 20
+SKIP_PIECE_BYTES = 1 << 20
 
 # Lines per chunk of the streaming reader, and the step at which the batch reader
 # notes where lines start (slices begin only at those lines).
@@ -127,7 +127,7 @@ def bounded_lines(
         head = line[: 2 * MAX_RAW_BYTES]
         del line
         while True:
-            piece = readline(_SKIP_PIECE_BYTES)
+            piece = readline(SKIP_PIECE_BYTES)
             size += len(piece)
             if not piece or piece.endswith(b"\n"):
                 break

@@ -37,7 +37,13 @@ from apache_beam.utils.timestamp import (
 
 from schemas.keys import PseudonymKeySource
 from schemas.records import Post
-from transforms.files import CHUNK_LINES, READ_ERRORS, now_us, read_chunks
+from transforms.files import (
+    CHUNK_LINES,
+    DEFAULT_MAX_LINE_BYTES,
+    READ_ERRORS,
+    now_us,
+    read_chunks,
+)
 from transforms.landing_folder import (
     is_growable,
     is_settled,
@@ -229,8 +235,10 @@ class WatchLandingFolderFn(beam.DoFn):
         settle_seconds: float = 0.0,
         chunk_lines: int = CHUNK_LINES,
         stable_seconds: float = 0.0,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ):
-        self._parser = ParsePostsFn(key_source)
+        self._parser = ParsePostsFn(key_source, max_line_bytes)
+        self._max_line_bytes = max_line_bytes
         self._poll = poll_seconds
         self._settle = settle_seconds
         self._chunk_lines = chunk_lines
@@ -280,6 +288,7 @@ class WatchLandingFolderFn(beam.DoFn):
                     MAX_LINES_PER_BUNDLE - lines,
                     final=ended,
                     settled=is_settled(file, now_seconds, self._stable),
+                    max_line_bytes=self._max_line_bytes,
                 )
                 if not new.lines:
                     continue
@@ -334,7 +343,7 @@ class WatchLandingFolderFn(beam.DoFn):
         then one more dead letter if the file broke off (lines before it are kept)."""
         next_number = 1
         try:
-            for chunk in read_chunks(path, self._chunk_lines):
+            for chunk in read_chunks(path, self._chunk_lines, self._max_line_bytes):
                 next_number = chunk.first_number + len(chunk.records)
                 self._lines.inc(len(chunk.records))
                 yield from self._parser.process(chunk)
@@ -365,6 +374,7 @@ class ReadLanding(beam.PTransform):
         settle_seconds: float = 0.0,
         chunk_lines: int = CHUNK_LINES,
         stable_seconds: float = 0.0,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ):
         """``settle_seconds``: how far the watermark lags behind the event times read
         (and how long the end of the stream waits); longer than the early-results
@@ -377,6 +387,7 @@ class ReadLanding(beam.PTransform):
         self._settle = settle_seconds
         self._chunk_lines = chunk_lines
         self._stable = stable_seconds
+        self._max_line_bytes = max_line_bytes
 
     def expand(self, pipeline: beam.pvalue.PBegin):
         read = (
@@ -390,6 +401,7 @@ class ReadLanding(beam.PTransform):
                     self._settle,
                     self._chunk_lines,
                     self._stable,
+                    self._max_line_bytes,
                 )
             ).with_outputs(DEAD_LETTERS, main="posts")
         )

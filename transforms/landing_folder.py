@@ -38,7 +38,13 @@ import orjson
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.files import read_chunks
+from transforms.files import (
+    DEFAULT_MAX_LINE_BYTES,
+    MAX_RAW_BYTES,
+    SKIP_PIECE_BYTES,
+    OverlongLine,
+    read_chunks,
+)
 from transforms.posts import InvalidPost, parse_created_at
 
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -125,14 +131,18 @@ def read_new_lines(
     max_lines: int,
     final: bool = False,
     settled: bool = False,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
 ) -> NewLines:
     """Up to ``max_lines`` complete lines of ``path`` from byte ``offset`` (line
     ``next_number``). A last line without its newline is taken when ``final`` (the
     stream ends), or when the file has ``settled`` and the line is a whole JSON value
     (a writer that does not end its file with a newline); a newline arriving later
     for a line so taken is skipped. A byte order mark at the file's start is not
-    part of its first line."""
-    lines: list[bytes] = []
+    part of its first line. A line longer than ``max_line_bytes`` comes as an
+    ``OverlongLine`` once its end is there (or the stream ends), read in bounded
+    pieces and never held whole, as ``transforms.files.bounded_lines`` does."""
+    lines: list[bytes | OverlongLine] = []
+    limit = max_line_bytes + 1
     position = offset
     with FileSystems.open(
         path, compression_type=CompressionTypes.UNCOMPRESSED
@@ -143,9 +153,16 @@ def read_new_lines(
                 position += 1
         handle.seek(position)
         while len(lines) < max_lines:
-            line = handle.readline()
+            line = handle.readline(limit)
             if not line:
                 break
+            if len(line) == limit and not line.endswith(b"\n"):
+                overlong, ended = _skip_overlong(handle, line, max_line_bytes)
+                if not (ended or final):
+                    break  # its end has not been written yet
+                position += overlong.size
+                lines.append(overlong)
+                continue
             if not line.endswith(b"\n") and not (
                 final or (settled and is_whole_json(line))
             ):
@@ -156,6 +173,21 @@ def read_new_lines(
             position += len(line)
             lines.append(line)
     return NewLines(lines, next_number, position, next_number + len(lines))
+
+
+def _skip_overlong(
+    handle, start: bytes, max_line_bytes: int
+) -> tuple[OverlongLine, bool]:
+    """Read on past a line that began with ``start`` (already over the bound) to its
+    newline, in bounded pieces -> (the ``OverlongLine`` so far, whether its newline
+    was found: else the file ended first, and the rest may still be written)."""
+    size = len(start)
+    while True:
+        piece = handle.readline(SKIP_PIECE_BYTES)
+        size += len(piece)
+        if not piece or piece.endswith(b"\n"):
+            head = start[: 2 * MAX_RAW_BYTES]
+            return OverlongLine(head, size, max_line_bytes), bool(piece)
 
 
 def is_whole_json(line: bytes) -> bool:
