@@ -225,14 +225,17 @@ def next_watermark_us(
 
 
 def read_records_for_replay(path: str) -> Iterator[bytes]:
-    """The raw lines of a finished JSON Lines file (``.gz`` too), for ``replay``."""
+    """The raw lines of a finished JSON Lines file (``.gz`` too), for ``replay``.
+    A line over the default ``--max-line-bytes`` is replayed as its first bytes
+    (a dead letter either way, and its numbering kept)."""
     for chunk in read_chunks(path):
         for record in chunk.records:
-            yield (
-                record
-                if isinstance(record, bytes)
-                else orjson.dumps(record, default=str) + b"\n"
-            )
+            if isinstance(record, bytes):
+                yield record
+            elif isinstance(record, OverlongLine):
+                yield record.head.rstrip(b"\n") + b"\n"
+            else:
+                yield orjson.dumps(record, default=str) + b"\n"
 
 
 def in_time_order(records: Iterable[bytes]) -> list[bytes]:
