@@ -186,7 +186,7 @@ def _outputs(args, parser) -> str | tuple[str, ...]:
 
     folders = args.output or [DEFAULT_OUTPUT]
     for folder in folders:
-        if not Path(folder).is_dir():
+        if "://" not in folder and not Path(folder).is_dir():
             parser.exit(
                 2,
                 f"--output {folder}: no such folder (run the pipeline or "

@@ -3,7 +3,10 @@
 The output folder is a pointer to the run folder of the latest run
 (``transforms.publish``): a report resolves it once (``resolve_output``) and reads
 every table under the resolved folder, so a run publishing meanwhile never mixes
-two runs' tables into one report.
+two runs' tables into one report. On an object store (``s3://``, ``gs://``) the
+pointer is ``_current.json`` (``transforms.object_store``), followed the same way;
+credentials and endpoint come from the environment (``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``, ``AWS_REGION``).
 """
 
 import json
@@ -13,11 +16,15 @@ from collections.abc import Sequence
 import polars as pl
 
 from schemas.tables import PANE_OF_PATH_PATTERN, RUN_MANIFEST, TABLES
+from transforms import object_store
 
 
 def resolve_output(output: str) -> str:
     """The folder of the run ``output`` names now: the folder itself in the older
-    layout, the run folder its pointer names in the current one."""
+    layout, the run folder its pointer names in the current one (or its
+    ``_current.json`` names, on an object store)."""
+    if object_store.is_remote(output):
+        return object_store.resolve(output)
     return os.path.realpath(output)
 
 
@@ -75,17 +82,30 @@ def scan(output: str | Sequence[str], table: str) -> pl.LazyFrame:
         )
     pattern = os.path.join(output, table, "**", "*.parquet")
     folder = os.path.join(output, table)
-    has_files = os.path.isdir(folder) and any(
-        name.endswith(".parquet") for _, _, names in os.walk(folder) for name in names
-    )
+    storage = object_store.polars_storage_options(output)
+    if storage is not None:
+        has_files = any(
+            name.endswith(".parquet") for name in object_store.list_files(folder)
+        )
+    else:
+        has_files = os.path.isdir(folder) and any(
+            name.endswith(".parquet")
+            for _, _, names in os.walk(folder)
+            for name in names
+        )
     if not has_files:
         empty = pl.from_arrow(TABLES[table].empty_table())
         return empty.lazy().with_columns(pl.lit(None, dtype=pl.Date).alias("date"))
     if "window_start" not in TABLES[table].names:
-        return pl.scan_parquet(pattern, hive_partitioning=True)
+        return pl.scan_parquet(pattern, hive_partitioning=True, storage_options=storage)
     # While a streaming run goes on, a window can have several pane files: each holds
     # the whole window so far, so only the highest pane's rows count.
-    frame = pl.scan_parquet(pattern, hive_partitioning=True, include_file_paths="_file")
+    frame = pl.scan_parquet(
+        pattern,
+        hive_partitioning=True,
+        include_file_paths="_file",
+        storage_options=storage,
+    )
     pane = (
         pl.col("_file").str.extract(PANE_OF_PATH_PATTERN, 1).cast(pl.Int64).fill_null(0)
     )
@@ -103,6 +123,9 @@ def run_manifest(output: str) -> dict:
     """The ``_run.json`` the pipeline left beside the tables (window, timezone,
     sketch precision...), or an empty dict for a folder without one."""
     try:
+        if object_store.is_remote(output):
+            path = object_store.manifest_path(output)
+            return json.loads(object_store.read_bytes(path))
         with open(os.path.join(output, RUN_MANIFEST), encoding="utf-8") as handle:
             return json.load(handle)
     except (OSError, ValueError):

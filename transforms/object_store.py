@@ -27,6 +27,7 @@ local or shared folder (its pane files are renamed into place).
 import datetime
 import io
 import json
+import os
 import re
 from collections.abc import Callable
 
@@ -99,10 +100,21 @@ def one_line(error: BaseException) -> str:
 # --- Objects ----------------------------------------------------------------------
 
 
+def _filesystems() -> type[FileSystems]:
+    """Beam's ``FileSystems``, given empty pipeline options where no pipeline set
+    any (a report reading the tables): Beam's S3 filesystem needs options, and
+    boto3 then takes endpoint and keys from the environment (``AWS_*``)."""
+    if FileSystems._pipeline_options is None:
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        FileSystems.set_options(PipelineOptions([]))
+    return FileSystems
+
+
 def create(path: str):
     """A binary file object writing the object ``path``; it appears whole when the
     file object is closed."""
-    return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    return _filesystems().create(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
 def write_bytes(path: str, data: bytes) -> None:
@@ -111,7 +123,8 @@ def write_bytes(path: str, data: bytes) -> None:
 
 
 def read_bytes(path: str) -> bytes:
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    opened = _filesystems().open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    with opened as f:
         return f.read()
 
 
@@ -126,7 +139,7 @@ def list_files(prefix: str) -> list[str]:
     """Every object under ``prefix`` (a folder path), at any depth."""
     pattern = join(prefix, "**")
     try:
-        found = FileSystems.match([pattern])[0].metadata_list
+        found = _filesystems().match([pattern])[0].metadata_list
     except Exception:  # noqa: BLE001 - no such prefix: nothing under it.
         return []
     return sorted(metadata.path for metadata in found)
@@ -156,7 +169,7 @@ def read_pointer(output: str) -> dict | None:
     """The pointer's content (``run_id``, ``folder``, ``previous``,
     ``published_at``), or None when no run was published yet."""
     path = pointer_path(output)
-    if not FileSystems.exists(path):
+    if not _filesystems().exists(path):
         return None
     return json.loads(read_bytes(path))
 
@@ -268,3 +281,30 @@ def probe_problem(output: str) -> str | None:
 
 def manifest_path(root: str) -> str:
     return join(root, RUN_MANIFEST)
+
+
+def polars_storage_options(path: str) -> dict | None:
+    """polars' ``storage_options`` for reading ``path``: for ``s3://``, the
+    endpoint, keys and region of the environment (``AWS_ENDPOINT_URL``,
+    ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``), the
+    variables boto3 (and so Beam's S3 filesystem) reads too; an empty dict for
+    other schemes (polars looks for their credentials itself); None for a local
+    path."""
+    name = scheme(path)
+    if name is None:
+        return None
+    if name != "s3":
+        return {}
+    names = {
+        "aws_endpoint_url": "AWS_ENDPOINT_URL",
+        "aws_access_key_id": "AWS_ACCESS_KEY_ID",
+        "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+        "aws_session_token": "AWS_SESSION_TOKEN",
+        "aws_region": "AWS_REGION",
+    }
+    options = {key: os.environ[env] for key, env in names.items() if env in os.environ}
+    if "aws_region" not in options and "AWS_DEFAULT_REGION" in os.environ:
+        options["aws_region"] = os.environ["AWS_DEFAULT_REGION"]
+    if options.get("aws_endpoint_url", "").startswith("http://"):
+        options["aws_allow_http"] = "true"
+    return options
