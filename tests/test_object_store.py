@@ -138,6 +138,8 @@ def s3_server(tmp_path_factory):
         "-s3",
         f"-s3.port={ports['s3']}",
         f"-s3.port.grpc={grpc['s3']}",
+        f"-s3.port.iceberg={_free_port()}",
+        f"-s3.port.lance={_free_port()}",
         f"-s3.config={config}",
         "-master.volumeSizeLimitMB=64",
         "-volume.max=50",

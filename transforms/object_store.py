@@ -272,7 +272,7 @@ def probe_problem(output: str) -> str | None:
         return problem
     probe = join(output, RUNS_FOLDER, f".probe-{datetime.datetime.now().timestamp()}")
     try:
-        write_bytes(probe, b"")
+        write_bytes(probe, b"probe")
         FileSystems.delete([probe])
     except Exception as error:  # noqa: BLE001 - any filesystem's own error.
         return f"not writable ({one_line(error)})"
