@@ -435,20 +435,26 @@ def test_remove_old_runs_keeps_young_unpublished_runs(s3_server, s3_env):
     )
 
 
-def test_unwritable_bucket_is_a_usage_error(s3_server, small_stream):
+def test_wrong_credentials_are_a_usage_error(s3_server, small_stream):
     path, _, _ = small_stream
+    options = [
+        option
+        for option in s3_options(s3_server)
+        if not option.startswith("--s3_secret_access_key")
+    ]
     result = run_volume(
         [
             "--input",
             str(path),
             "--output",
-            "s3://no-such-bucket-here/out",
-            *s3_options(s3_server),
+            f"s3://{BUCKET}/denied",
+            *options,
+            "--s3_secret_access_key=not-the-secret",
         ]
     )
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "not writable" in result.stderr
+    assert f"--output s3://{BUCKET}/denied: not writable" in result.stderr
 
 
 def test_input_from_s3(s3_server, s3_env, small_stream, tmp_path):
