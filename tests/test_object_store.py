@@ -4,6 +4,9 @@ A batch run to ``s3://`` writes a run folder and then the pointer ``_current.jso
 (``transforms.object_store``); read back with polars through the documented recipe
 it equals the local output of the same input, and a reader during a rerun sees only
 whole runs. A scheme with no filesystem is a one-line usage error.
+
+The tests on the server are marked slow: SeaweedFS is built from the Go module
+proxy on first use (``deploy/seaweedfs/build.sh``, many minutes on a cold cache).
 """
 
 import json
@@ -283,6 +286,7 @@ def local_and_s3_runs(s3_server, small_stream, tmp_path_factory):
     return local, output
 
 
+@pytest.mark.slow
 def test_batch_output_on_s3_equals_local_output(local_and_s3_runs, s3_server):
     local, output = local_and_s3_runs
     for table in TABLES:
@@ -293,6 +297,7 @@ def test_batch_output_on_s3_equals_local_output(local_and_s3_runs, s3_server):
     assert read_current(output, "topics", s3_server).height > 0
 
 
+@pytest.mark.slow
 def test_s3_output_layout_is_a_run_folder_and_a_pointer(local_and_s3_runs, s3_server):
     _, output = local_and_s3_runs
     keys = list_keys(s3_server, "same/")
@@ -322,6 +327,7 @@ def _object_text(endpoint: str, key: str) -> str:
     return client.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode("utf-8")
 
 
+@pytest.mark.slow
 def test_reports_follow_the_pointer_on_s3(local_and_s3_runs, s3_env, s3_server):
     from reports.tables import resolve_output, row_counts, run_manifest, scan
 
@@ -335,6 +341,7 @@ def test_reports_follow_the_pointer_on_s3(local_and_s3_runs, s3_env, s3_server):
     assert comparable(remote).equals(comparable(read_table(local, "volume")))
 
 
+@pytest.mark.slow
 def test_a_reader_during_reruns_sees_only_whole_runs(
     s3_server, s3_env, small_stream, monkeypatch
 ):
@@ -405,6 +412,7 @@ def test_a_reader_during_reruns_sees_only_whole_runs(
     assert sorted(object_store.run_folders(output)) == sorted(runs[1:])
 
 
+@pytest.mark.slow
 def test_remove_old_runs_keeps_young_unpublished_runs(s3_server, s3_env):
     """A run folder the pointer does not name (another run still writing) stays
     until it is older than the grace; the run pushed out of the pointer goes."""
@@ -435,6 +443,7 @@ def test_remove_old_runs_keeps_young_unpublished_runs(s3_server, s3_env):
     )
 
 
+@pytest.mark.slow
 def test_wrong_credentials_are_a_usage_error(s3_server, small_stream):
     path, _, _ = small_stream
     options = [
@@ -457,6 +466,7 @@ def test_wrong_credentials_are_a_usage_error(s3_server, small_stream):
     assert f"--output s3://{BUCKET}/denied: not writable" in result.stderr
 
 
+@pytest.mark.slow
 def test_input_from_s3(s3_server, s3_env, small_stream, tmp_path):
     """Posts read from ``s3://`` through Beam's FileSystems give the same tables."""
     from transforms import object_store
