@@ -4,9 +4,8 @@ The output folder is a pointer to the run folder of the latest run
 (``transforms.publish``): a report resolves it once (``resolve_output``) and reads
 every table under the resolved folder, so a run publishing meanwhile never mixes
 two runs' tables into one report. On an object store (``s3://``, ``gs://``) the
-pointer is ``_current.json`` (``transforms.object_store``), followed the same way;
-credentials and endpoint come from the environment (``AWS_ACCESS_KEY_ID``,
-``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``, ``AWS_REGION``).
+pointer is ``_current.json``, followed the same way (``reports.remote``; credentials and
+endpoint from the environment).
 """
 
 import json
@@ -15,16 +14,16 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from reports import remote
 from schemas.tables import PANE_OF_PATH_PATTERN, RUN_MANIFEST, TABLES
-from transforms import object_store
 
 
 def resolve_output(output: str) -> str:
     """The folder of the run ``output`` names now: the folder itself in the older
     layout, the run folder its pointer names in the current one (or its
     ``_current.json`` names, on an object store)."""
-    if object_store.is_remote(output):
-        return object_store.resolve(output)
+    if remote.is_remote(output):
+        return remote.resolve(output)
     return os.path.realpath(output)
 
 
@@ -82,11 +81,9 @@ def scan(output: str | Sequence[str], table: str) -> pl.LazyFrame:
         )
     pattern = os.path.join(output, table, "**", "*.parquet")
     folder = os.path.join(output, table)
-    storage = object_store.polars_storage_options(output)
+    storage = remote.storage_options(output)
     if storage is not None:
-        has_files = any(
-            name.endswith(".parquet") for name in object_store.list_files(folder)
-        )
+        has_files = any(name.endswith(".parquet") for name in remote.list_files(folder))
     else:
         has_files = os.path.isdir(folder) and any(
             name.endswith(".parquet")
@@ -123,9 +120,8 @@ def run_manifest(output: str) -> dict:
     """The ``_run.json`` the pipeline left beside the tables (window, timezone,
     sketch precision...), or an empty dict for a folder without one."""
     try:
-        if object_store.is_remote(output):
-            path = object_store.manifest_path(output)
-            return json.loads(object_store.read_bytes(path))
+        if remote.is_remote(output):
+            return json.loads(remote.read_text(remote.join(output, RUN_MANIFEST)))
         with open(os.path.join(output, RUN_MANIFEST), encoding="utf-8") as handle:
             return json.load(handle)
     except (OSError, ValueError):

@@ -27,7 +27,6 @@ local or shared folder (its pane files are renamed into place).
 import datetime
 import io
 import json
-import os
 import re
 from collections.abc import Callable
 
@@ -36,10 +35,9 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.tables import RUN_MANIFEST
+from schemas.tables import CURRENT_POINTER as POINTER
+from schemas.tables import RUN_MANIFEST, RUNS_FOLDER
 
-POINTER = "_current.json"
-RUNS_FOLDER = "runs"
 SPILL_FOLDER = "_spill"
 # A run folder the pointer does not name is removed once it is this old (from the
 # start time in its run id): a batch run must finish within it.
@@ -281,30 +279,3 @@ def probe_problem(output: str) -> str | None:
 
 def manifest_path(root: str) -> str:
     return join(root, RUN_MANIFEST)
-
-
-def polars_storage_options(path: str) -> dict | None:
-    """polars' ``storage_options`` for reading ``path``: for ``s3://``, the
-    endpoint, keys and region of the environment (``AWS_ENDPOINT_URL``,
-    ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``), the
-    variables boto3 (and so Beam's S3 filesystem) reads too; an empty dict for
-    other schemes (polars looks for their credentials itself); None for a local
-    path."""
-    name = scheme(path)
-    if name is None:
-        return None
-    if name != "s3":
-        return {}
-    names = {
-        "aws_endpoint_url": "AWS_ENDPOINT_URL",
-        "aws_access_key_id": "AWS_ACCESS_KEY_ID",
-        "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
-        "aws_session_token": "AWS_SESSION_TOKEN",
-        "aws_region": "AWS_REGION",
-    }
-    options = {key: os.environ[env] for key, env in names.items() if env in os.environ}
-    if "aws_region" not in options and "AWS_DEFAULT_REGION" in os.environ:
-        options["aws_region"] = os.environ["AWS_DEFAULT_REGION"]
-    if options.get("aws_endpoint_url", "").startswith("http://"):
-        options["aws_allow_http"] = "true"
-    return options
