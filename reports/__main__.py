@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "summary":
         from reports.summary import summary_text
 
-        if not Path(args.output).is_dir():
+        if "://" not in args.output and not Path(args.output).is_dir():
             parser.exit(2, f"--output {args.output}: no such folder\n")
         print(summary_text(args.output, args.top))
         return 0

@@ -342,6 +342,30 @@ def test_reports_follow_the_pointer_on_s3(local_and_s3_runs, s3_env, s3_server):
 
 
 @pytest.mark.slow
+def test_reports_command_reads_s3(local_and_s3_runs, s3_env, s3_server):
+    """``python -m reports`` on an ``s3://`` output, keys and endpoint in the
+    environment, shows the same summary as on the local output."""
+    import sys
+
+    local, output = local_and_s3_runs
+    shown = {}
+    for name, folder in (("local", str(local)), ("s3", output)):
+        result = subprocess.run(
+            [sys.executable, "-m", "reports", "summary", "--output", folder],
+            cwd=PROJECT,
+            env={**os.environ, **s3_env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        lines = result.stdout.splitlines()
+        assert folder in lines[0]
+        shown[name] = [line.replace(folder, "OUT") for line in lines[1:]]
+    assert shown["s3"] == shown["local"]
+
+
+@pytest.mark.slow
 def test_a_reader_during_reruns_sees_only_whole_runs(
     s3_server, s3_env, small_stream, monkeypatch
 ):
