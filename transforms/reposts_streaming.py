@@ -15,9 +15,9 @@ the input, a cycle or a self-repost credits nothing. Streaming adds time:
   resolved to a root with topics T"), and a post still pointing sends an ASK to its
   pointer. At key Y the INFO waits in ReadModifyWrite state and the askers in a Bag;
   once both are there each asker jumps: to Y's pointer, or to Y's root. Each stage
-  doubles the depth resolved: 5 stages resolve chains up to 32 hops; a deeper chain
-  keeps its own topics, as does one in a cycle (its pointer never settles on a
-  root; a pointer back to the post itself ends it at once).
+  doubles the reach of the pointers: k stages resolve chains of up to 2**k - 1 hops
+  (5 stages: 31); a deeper chain keeps its own topics, as does one in a cycle (its
+  pointer never settles on a root; a pointer back to the post itself ends it).
 - **Waiting.** A repost whose ancestor has not been read waits at that ancestor's
   key until its *release time*: its window's end plus the allowed lateness, less
   ``RELEASE_MARGIN_US``, measured on the watermark. An ancestor read by then
@@ -61,7 +61,7 @@ from transforms.extract import ExtractTopicsFn
 from transforms.posts import Post
 from transforms.reposts import Pair, credited_topics
 
-# Stages of pointer jumping: chains of up to 2**CHAIN_STAGES hops are resolved.
+# Stages of pointer jumping: chains of up to 2**CHAIN_STAGES - 1 hops are resolved.
 CHAIN_STAGES = 5
 # A waiting repost is released this much before its window stops accepting it, so
 # that its stamp is within the lateness on runners that keep whole milliseconds.
@@ -217,15 +217,23 @@ class ChainStageFn(beam.DoFn):
         release_at=beam.DoFn.StateParam(RELEASE_AT),
         release=beam.DoFn.TimerParam(RELEASE),
         forget=beam.DoFn.TimerParam(FORGET),
-    ) -> Iterable[TimestampedValue]:
+    ):
         _, message = element
-        stamp_us = timestamp.micros
         if message[0] == "info":
-            _, info, forget_us, passing = message
-            if passing is not None:
-                yield _stamped(passing, stamp_us)
-            if info_state.read() is not None:
-                return  # a copy's INFO: the first one read stands
+            yield from self._tell(
+                message, timestamp.micros, info_state, waiting, release_at, forget
+            )
+        else:
+            yield from self._ask(
+                message[1], timestamp.micros, info_state, waiting, release_at, release
+            )
+
+    def _tell(self, message, stamp_us, info_state, waiting, release_at, forget):
+        """A post's INFO (and, resolved, the post itself) reaches its own id."""
+        _, info, forget_us, passing = message
+        if passing is not None:
+            yield _stamped(passing, stamp_us)
+        if info_state.read() is None:  # else a copy's INFO: the first one stands
             info_state.write(info)
             forget.set(Timestamp(micros=forget_us))
             asking = list(waiting.read())
@@ -233,10 +241,11 @@ class ChainStageFn(beam.DoFn):
                 waiting.clear()
                 release_at.clear()
                 self._answered.inc(len(asking))
-                for record in asking:
-                    yield _stamped(jump(record, info), leaving_stamp(record, stamp_us))
-            return
-        record = message[1]
+            for record in asking:
+                yield _stamped(jump(record, info), leaving_stamp(record, stamp_us))
+
+    def _ask(self, record, stamp_us, info_state, waiting, release_at, release):
+        """A record asks the id it points at: answered, passed on, or waiting."""
         info = info_state.read()
         if info is not None:
             self._answered.inc()
@@ -257,10 +266,12 @@ class ChainStageFn(beam.DoFn):
         waiting=beam.DoFn.StateParam(WAITING),
         release_at=beam.DoFn.StateParam(RELEASE_AT),
         release=beam.DoFn.TimerParam(RELEASE),
-    ) -> Iterable[TimestampedValue]:
+    ):
         due, rest = due_and_waiting(waiting.read(), fire.micros)
-        if not due:
-            return
+        if due:
+            yield from self._release(due, rest, waiting, release_at, release)
+
+    def _release(self, due, rest, waiting, release_at, release):
         waiting.clear()
         release_at.clear()
         for record in rest:
@@ -312,7 +323,7 @@ class ChainStage(beam.PTransform):
         self._window_fn = window_fn
         self._remember_us = remember_seconds * 1_000_000
 
-    def _messages(self, record: ChainRecord):
+    def _messages(self, record):
         _, end_us = window_bounds(self._window_fn, record.event_time_us)
         return stage_messages(record, end_us + self._remember_us)
 
@@ -359,7 +370,10 @@ class CreditRepostsInStream(beam.PTransform):
             records = records | f"ChainStage{stage}" >> ChainStage(
                 self._window_fn, self._remember
             )
-        return records | "Credited" >> beam.Map(credited_post)
+        # Typed Any: ``SplitLatePostsFn`` reads only ``event_time_us`` of a Post.
+        return records | "Credited" >> beam.Map(credited_post).with_output_types(
+            typing.Any
+        )
 
 
 def with_event_time(credited: CreditedPost) -> TimestampedValue:
