@@ -13,8 +13,8 @@ from apache_beam.utils.timestamp import Timestamp
 
 from tests.conftest import streaming_options
 from tests.fakes import FakeBag, FakeTimer, FakeValue
-from transforms.aggregate import PostSummary
-from transforms.late import LATE_POSTS, SplitLatePosts
+from transforms.aggregate import AggregateWindows, PostSummary
+from transforms.late import LATE_POSTS, SplitLatePosts, streaming_windowing
 from transforms.posts import Post
 from transforms.reposts_streaming import (
     ChainInfo,
@@ -28,6 +28,7 @@ from transforms.reposts_streaming import (
     leaving_stamp,
     release_time,
     stage_messages,
+    with_event_time,
 )
 
 HOUR_US = 3_600_000_000
@@ -271,8 +272,15 @@ class RecordFn(beam.DoFn):
     def __init__(self, path: str, late: bool):
         self._path, self._late = path, late
 
-    def process(self, element):
-        if self._late:
+    def process(self, element, pane=beam.DoFn.PaneInfoParam):
+        if self._late == "window":
+            start_us, _, tables = element
+            row = [
+                "window",
+                [(start_us - DAY_US) / HOUR_US, pane.index]
+                + [tables["volume"].to_pylist()[0]["posts"]],
+            ]
+        elif self._late:
             row = ["late", (element[0] - DAY_US) / HOUR_US]
         else:
             row = [
@@ -285,7 +293,8 @@ class RecordFn(beam.DoFn):
 
 def run_credited(prism, tmp_path, events, lateness_hours, horizon_hours, stages=5):
     """The events through crediting and the late split: {id: topics} counted in
-    their windows, and the late posts' window start hours."""
+    their windows, the late posts' window start hours, and {window start hour:
+    posts} of each window's latest pane."""
     path = tmp_path / "out.jsonl"
     window_fn = window.FixedWindows(3600)
     with beam.Pipeline(options=streaming_options(prism)) as pipeline:
@@ -303,12 +312,24 @@ def run_credited(prism, tmp_path, events, lateness_hours, horizon_hours, stages=
         split = credited | SplitLatePosts(window_fn, lateness_hours * 3600)
         split["posts"] | "RecordPosts" >> beam.ParDo(RecordFn(str(path), False))
         split[LATE_POSTS] | "RecordLate" >> beam.ParDo(RecordFn(str(path), True))
+        (
+            split["posts"]
+            | beam.Map(with_event_time)
+            | AggregateWindows(
+                window_fn,
+                windowing=streaming_windowing(lateness_hours * 3600, 0),
+            )
+            | "RecordWindows" >> beam.ParDo(RecordFn(str(path), "window"))
+        )
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    counted = {}
+    counted, panes = {}, {}
     for key, value in rows:
-        if key != "late":
+        if key == "window":
+            panes[value[0]] = max(panes.get(value[0], value[1:]), value[1:])
+        elif key != "late":
             counted.setdefault(key, []).append(value)
-    return counted, sorted(value for key, value in rows if key == "late")
+    late = sorted(value for key, value in rows if key == "late")
+    return counted, late, {start: posts for start, (_, posts) in panes.items()}
 
 
 @pytest.mark.streaming
@@ -355,7 +376,9 @@ def test_chains_sources_read_late_and_the_horizon_on_prism(prism, tmp_path):
         .add_elements(read_at(20, post("w1", 19.9, "#w#", "s")))
         .advance_watermark_to_infinity()
     )
-    counted, late = run_credited(prism, tmp_path, events, 2, 10)
+    counted, late, windows = run_credited(prism, tmp_path, events, 2, 10)
+    # Every post counted in its window, reposts released late (u1) included.
+    assert windows == {8.0: 8, 9.0: 2, 11.0: 1, 19.0: 1}, windows
     assert counted == {
         "s": [["a"]],
         "r1": [["a"], ["a"]],
@@ -383,6 +406,7 @@ def test_a_repost_read_beyond_the_lateness_is_counted_late(prism, tmp_path):
         .add_elements(read_at(12, post("r", 8.2, "转发", "s")))
         .advance_watermark_to_infinity()
     )
-    counted, late = run_credited(prism, tmp_path, events, 2, 10)
+    counted, late, windows = run_credited(prism, tmp_path, events, 2, 10)
     assert counted == {"s": [["a"]]}
+    assert windows == {8.0: 1}
     assert late == [8.0]
