@@ -208,16 +208,31 @@ def test_a_repost_waits_for_its_source_and_is_credited_when_it_comes():
     assert stage.send("s", ("ask", repost), at(8)) == []
     assert stage.release.timers[""] == Timestamp(micros=at(10))
     root = record("s", topics=A)
-    out = stage.send("s", ("info", info_of(root), at(20), root), at(12))
-    # The root passes through; the waiting repost leaves capped at its release time.
-    assert outputs(out) == [("s", None, (), at(12)), ("r", None, A, at(10))]
+    out = stage.send("s", ("info", info_of(root), at(20), root), at(9.5))
+    # The root passes through; the waiting repost leaves with the INFO's stamp.
+    assert outputs(out) == [("s", None, (), at(9.5)), ("r", None, A, at(9.5))]
     assert stage.waiting.items == [] and stage.release_at.read() is None
     # A copy's INFO changes nothing; a later repost is answered at once.
     assert stage.send("s", ("info", ChainInfo(None, B), at(20), None), at(12)) == []
-    late_repost = record("r2", "s", release_hour=13, stamp_hour=12)
-    assert outputs(stage.send("s", ("ask", late_repost), at(12))) == [
-        ("r2", None, A, at(12))
-    ]
+    later = record("r2", "s", release_hour=13, stamp_hour=12)
+    assert outputs(stage.send("s", ("ask", later), at(12))) == [("r2", None, A, at(12))]
+    # Asked under a stamp at or past the INFO's forget time: not answered.
+    beyond = record("r3", "s", release_hour=22, stamp_hour=20)
+    assert stage.send("s", ("ask", beyond), at(20)) == []
+
+
+def test_a_source_read_after_the_reposts_window_closed_credits_nothing():
+    """Whichever reaches the key first: the outcome is decided on stamps."""
+    root = record("s", topics=A)
+    waited = Stage()
+    waited.send("s", ("ask", record("r", "s", release_hour=10)), at(8))
+    out = waited.send("s", ("info", info_of(root), at(20), None), at(10.5))
+    assert outputs(out) == [("r", "s", (), at(10))]
+    assert out[0].value.expired and waited.waiting.items == []
+    answered_first = Stage()
+    answered_first.send("s", ("info", info_of(root), at(20), None), at(10.5))
+    out = answered_first.send("s", ("ask", record("r", "s", release_hour=10)), at(8))
+    assert outputs(out) == [("r", "s", (), at(8))]
 
 
 def test_a_repost_whose_source_does_not_come_is_released_at_its_release_time():

@@ -108,10 +108,9 @@ def parts(small_stream, tmp_path_factory):
         )
         paths.append(path)
     batch = tmp_path_factory.mktemp("batch") / "tables"
+    # Both sides credit reposts with their chain root's topics (the default).
     result = run_volume(
-        # Streaming does not credit reposts to their root's topics.
         ["--input", str(folder / "*.jsonl"), "--output", str(batch), *COMMON]
-        + ["--no-credit-reposts"]
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return paths, truth, batch

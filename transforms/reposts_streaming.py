@@ -20,10 +20,12 @@ the input, a cycle or a self-repost credits nothing. Streaming adds time:
   pointer never settles on a root; a pointer back to the post itself ends it).
 - **Waiting.** A repost whose ancestor has not been read waits at that ancestor's
   key until its *release time*: its window's end plus the allowed lateness, less
-  ``RELEASE_MARGIN_US``, measured on the watermark. An ancestor read by then
-  credits it; otherwise it is released with what it has (its own topics, unless a
-  later stage finds its root) and waits no more. A post already beyond the lateness
-  when read never waits (it is counted in ``late_posts`` anyway).
+  ``RELEASE_MARGIN_US``, measured on the watermark. An ancestor read by then (its
+  INFO stamped no later than the release time) credits it; otherwise it is
+  released with what it has (its own topics, unless a later stage finds its root)
+  and waits no more. The outcome is decided on stamps (``answers``), not on which
+  of the two reaches the key first. A post already beyond the lateness when read
+  never waits, and is never credited (it is counted in ``late_posts`` anyway).
 - **Memory.** Each post's INFO is kept, per stage, until the watermark passes its
   window's end plus the horizon (``--repost-horizon``, at least the allowed
   lateness): a repost read within that time of its source is credited at once; a
@@ -176,14 +178,37 @@ def stage_messages(record: ChainRecord, forget_us: int) -> Iterator[tuple[str, t
         yield record.pointer, ("ask", record)
 
 
-def due_and_waiting(
-    waiting: Iterable[ChainRecord], fire_us: int
-) -> tuple[list[ChainRecord], list[ChainRecord]]:
-    """The waiting records whose release time has come by ``fire_us``, and the rest."""
+def due_and_waiting(waiting: Iterable[tuple], fire_us: int) -> tuple[list, list]:
+    """The waiting (record, stamp) pairs whose record's release time has come by
+    ``fire_us``, and the rest."""
     due, rest = [], []
-    for record in waiting:
-        (due if record.release_us <= fire_us else rest).append(record)
+    for asking in waiting:
+        (due if asking[0].release_us <= fire_us else rest).append(asking)
     return due, rest
+
+
+class HeldInfo(NamedTuple):
+    """A post's INFO as its id's state holds it: with the stamp it was read under
+    and the time it is forgotten."""
+
+    info: ChainInfo
+    stamp_us: int
+    forget_us: int
+
+
+def answers(held: HeldInfo, record: ChainRecord, asked_us: int) -> bool:
+    """Whether ``held`` answers ``record``, which asked under stamp ``asked_us``.
+
+    Decided on stamps alone, so the outcome does not depend on which of the two
+    reached the key first: a record that waits no more is never answered; the INFO
+    must have been read by the record's release time, and the record must have
+    asked before the INFO is forgotten.
+    """
+    return (
+        not record.expired
+        and held.stamp_us <= record.release_us
+        and asked_us < held.forget_us
+    )
 
 
 def _stamped(record: ChainRecord, stamp_us: int) -> TimestampedValue:
@@ -193,9 +218,9 @@ def _stamped(record: ChainRecord, stamp_us: int) -> TimestampedValue:
 class ChainStageFn(beam.DoFn):
     """(post id, message) -> ChainRecord: one pointer-jumping stage (module doc).
 
-    State per id: its INFO (kept until its forget timer), the records asking it
-    while its INFO is not there (each until its release time), and the release
-    timer's time.
+    State per id: its INFO with its stamp (``HeldInfo``, kept until its forget
+    timer), the records asking it while no INFO answers them (each with the stamp
+    it asked under, until its release time), and the release timer's time.
     """
 
     INFO = userstate.ReadModifyWriteStateSpec("info", PickleCoder())
@@ -233,27 +258,38 @@ class ChainStageFn(beam.DoFn):
         _, info, forget_us, passing = message
         if passing is not None:
             yield _stamped(passing, stamp_us)
-        if info_state.read() is None:  # else a copy's INFO: the first one stands
-            info_state.write(info)
-            forget.set(Timestamp(micros=forget_us))
-            asking = list(waiting.read())
-            if asking:
-                waiting.clear()
-                release_at.clear()
-                self._answered.inc(len(asking))
-            for record in asking:
+        if info_state.read() is not None:
+            return  # a copy's INFO: the first one read stands
+        held = HeldInfo(info, stamp_us, forget_us)
+        info_state.write(held)
+        forget.set(Timestamp(micros=forget_us))
+        asking = list(waiting.read())
+        waiting.clear()
+        release_at.clear()
+        for record, asked_us in asking:
+            if answers(held, record, asked_us):
+                self._answered.inc()
                 yield _stamped(jump(record, info), leaving_stamp(record, stamp_us))
+            else:
+                # Its source was read after its window stopped accepting it.
+                self._released.inc()
+                yield _stamped(record._replace(expired=True), record.release_us)
 
     def _ask(self, record, stamp_us, info_state, waiting, release_at, release):
         """A record asks the id it points at: answered, passed on, or waiting."""
-        info = info_state.read()
-        if info is not None:
+        held = info_state.read()
+        if held is not None and answers(held, record, stamp_us):
             self._answered.inc()
-            yield _stamped(jump(record, info), leaving_stamp(record, stamp_us))
+            yield _stamped(jump(record, held.info), leaving_stamp(record, stamp_us))
         elif record.expired:
             yield _stamped(record, stamp_us)
+        elif held is not None and held.stamp_us > record.release_us:
+            self._released.inc()
+            yield _stamped(
+                record._replace(expired=True), leaving_stamp(record, stamp_us)
+            )
         else:
-            waiting.add(record)
+            waiting.add((record, stamp_us))
             due = release_at.read()
             if due is None or record.release_us < due:
                 release_at.write(record.release_us)
@@ -274,14 +310,14 @@ class ChainStageFn(beam.DoFn):
     def _release(self, due, rest, waiting, release_at, release):
         waiting.clear()
         release_at.clear()
-        for record in rest:
-            waiting.add(record)
+        for asking in rest:
+            waiting.add(asking)
         if rest:
-            next_us = min(record.release_us for record in rest)
+            next_us = min(record.release_us for record, _ in rest)
             release_at.write(next_us)
             release.set(Timestamp(micros=next_us))
         self._released.inc(len(due))
-        for record in due:
+        for record, _ in due:
             yield _stamped(record._replace(expired=True), record.release_us)
 
     @userstate.on_timer(FORGET)
