@@ -20,7 +20,11 @@ latest ``created_at`` counts most posts in ``late_posts`` (the comparison then s
 where they went). In time order the streaming tables must equal the batch ones:
 ``volume`` and ``topics`` row for row (sketch bytes aside: they depend on the order
 authors were added, their estimates are the ``participants`` column, compared
-exactly), ``bursts`` and ``burst_episodes`` row for row.
+exactly), ``bursts`` and ``burst_episodes`` row for row. Both runs credit reposts
+with their chain root's topics (``--no-credit-reposts`` turns it off in both);
+streaming credits a repost only when its source was read within
+``--repost-horizon`` of the source's window, so a replay compares exactly with a
+horizon longer than the cascades' longest gap from source to repost.
 
 Early panes come every 30 s, the pipeline's default (``--early-results-every 0``
 turns them off). A replay of years without pacing opens thousands of windows at
@@ -224,6 +228,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topic-kinds", default="hashtag,mention,entity,keyword")
     parser.add_argument("--allowed-lateness", default="6h")
     parser.add_argument("--early-results-every", default="30s")
+    parser.add_argument(
+        "--repost-horizon",
+        default="7d",
+        help="Passed to both runs: how long streaming remembers a source for its "
+        "reposts (batch credits at any distance).",
+    )
+    parser.add_argument(
+        "--no-credit-reposts",
+        action="store_true",
+        help="Count reposts under their own topics only, in both runs.",
+    )
     parser.add_argument("--batch-lines", type=int, default=10_000)
     parser.add_argument("--timeout", type=float, default=3_600)
     parser.add_argument(
@@ -233,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     common = ["--window", args.window, "--topic-kinds", args.topic_kinds]
+    common += ["--repost-horizon", args.repost_horizon]
+    common += ["--no-credit-reposts"] if args.no_credit_reposts else []
     streaming = [
         "--allowed-lateness",
         args.allowed_lateness,
