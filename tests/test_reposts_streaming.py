@@ -2,7 +2,9 @@
 pointer-jumping stages; lateness and the horizon (plain pytest on the functions and
 the stage's callbacks, TestStream on Prism with marker ``streaming``)."""
 
+import gzip
 import json
+import sys
 
 import apache_beam as beam
 import pytest
@@ -11,7 +13,7 @@ from apache_beam.transforms import window
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from tests.conftest import streaming_options
+from tests.conftest import CASCADES, PROJECT, needs_shared, streaming_options
 from tests.fakes import FakeBag, FakeTimer, FakeValue
 from transforms.aggregate import AggregateWindows, PostSummary
 from transforms.late import LATE_POSTS, SplitLatePosts, streaming_windowing
@@ -425,3 +427,43 @@ def test_a_repost_read_beyond_the_lateness_is_counted_late(prism, tmp_path):
     assert counted == {"s": [["a"]]}
     assert windows == {8.0: 1}
     assert late == [8.0]
+
+
+@pytest.mark.streaming
+@pytest.mark.slow
+@needs_shared(CASCADES)
+def test_a_replay_of_real_cascades_credits_as_batch_does(tmp_path):
+    """A slice of the real cascades replayed in time order through the streaming
+    pipeline: the same topics (reposts credited with their roots') and volume as
+    batch (``benchmarks/streaming_vs_batch.py`` on the slice)."""
+    sys.path.insert(0, str(PROJECT / "benchmarks"))
+    import streaming_vs_batch
+
+    with gzip.open(CASCADES, "rt", encoding="utf-8") as handle:
+        lines = [line for _, line in zip(range(3_000), handle, strict=False)]
+    assert sum('"repost_of"' in line for line in lines) > 1_000
+    source = tmp_path / "cascades.jsonl"
+    source.write_text("".join(lines), encoding="utf-8")
+    result_path = tmp_path / "result.json"
+    status = streaming_vs_batch.main(
+        [
+            "--input",
+            str(source),
+            "--topic-kinds",
+            "hashtag,mention",
+            "--repost-horizon",
+            "3650d",
+            "--early-results-every",
+            "5s",
+            "--batch-lines",
+            "500",
+            "--timeout",
+            "600",
+            "--json-out",
+            str(result_path),
+        ]
+    )
+    result = json.loads(result_path.read_text())
+    assert result["tables"]["topics"]["verdict"] == "equal", result
+    assert result["tables"]["volume"]["verdict"] == "equal", result
+    assert status == 0, result
