@@ -277,7 +277,7 @@ class VolumeOptions(PipelineOptions):
             "its id is remembered, so that a redelivered copy counts once, in that "
             "window (or in late_posts beyond the allowed lateness); a copy read "
             "later counts as a new post. Never shorter than --allowed-lateness. "
-            "Streaming does not credit reposts to their root's topics. Default 7d.",
+            "A source is remembered as long for its reposts' credit. Default 7d.",
         )
 
 
