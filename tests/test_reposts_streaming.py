@@ -467,3 +467,14 @@ def test_a_replay_of_real_cascades_credits_as_batch_does(tmp_path):
     assert result["tables"]["topics"]["verdict"] == "equal", result
     assert result["tables"]["volume"]["verdict"] == "equal", result
     assert status == 0, result
+
+
+@pytest.mark.parametrize("credit", [True, False])
+def test_a_streaming_runs_record_says_whether_it_credits(credit):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.volume import run_manifest
+
+    flag = "--credit-reposts" if credit else "--no-credit-reposts"
+    options = PipelineOptions(["--streaming", "--landing", "in", flag])
+    assert run_manifest(options, "run", "streaming")["credit_reposts"] is credit
