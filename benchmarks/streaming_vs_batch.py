@@ -2,9 +2,11 @@
 """Replay a finished file through the streaming pipeline and compare its final tables
 with a batch run over the same file: by default, the real Weibo cascades.
 
-    .venv/bin/python benchmarks/streaming_vs_batch.py                  # the cascades, in time order
-    .venv/bin/python benchmarks/streaming_vs_batch.py --file-order     # as the file lists them
-    .venv/bin/python benchmarks/streaming_vs_batch.py --input sample/posts.jsonl.gz --json-out r.json
+    # the cascades, in time order; then as the file lists them; then the sample
+    .venv/bin/python benchmarks/streaming_vs_batch.py
+    .venv/bin/python benchmarks/streaming_vs_batch.py --file-order
+    .venv/bin/python benchmarks/streaming_vs_batch.py \
+        --input sample/posts.jsonl.gz --json-out r.json
 
 Steps: ``python -m pipelines.volume`` in batch over the file; then the same command
 with ``--streaming`` on Prism watching an empty landing folder, while the file is
@@ -20,7 +22,11 @@ latest ``created_at`` counts most posts in ``late_posts`` (the comparison then s
 where they went). In time order the streaming tables must equal the batch ones:
 ``volume`` and ``topics`` row for row (sketch bytes aside: they depend on the order
 authors were added, their estimates are the ``participants`` column, compared
-exactly), ``bursts`` and ``burst_episodes`` row for row.
+exactly), ``bursts`` and ``burst_episodes`` row for row. Both runs credit reposts
+with their chain root's topics (``--no-credit-reposts`` turns it off in both);
+streaming credits a repost only when its source was read within
+``--repost-horizon`` of the source's window, so a replay compares exactly with a
+horizon longer than the cascades' longest gap from source to repost.
 
 Early panes come every 30 s, the pipeline's default (``--early-results-every 0``
 turns them off). A replay of years without pacing opens thousands of windows at
@@ -177,13 +183,15 @@ def run_stream(
     except subprocess.TimeoutExpired:
         process.kill()
         raise SystemExit(
-            f"the streaming run did not finish within {timeout:.0f} s (log: {work / 'stream.log'})"
+            f"the streaming run did not finish within {timeout:.0f} s "
+            f"(log: {work / 'stream.log'})"
         ) from None
     finally:
         sampler.stopped.set()
     if code != 0:
         raise SystemExit(
-            f"the streaming run exited {code}: {(work / 'stream.log').read_text()[-3000:]}"
+            f"the streaming run exited {code}: "
+            f"{(work / 'stream.log').read_text()[-3000:]}"
         )
     return {
         "files": files,
@@ -224,6 +232,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topic-kinds", default="hashtag,mention,entity,keyword")
     parser.add_argument("--allowed-lateness", default="6h")
     parser.add_argument("--early-results-every", default="30s")
+    parser.add_argument(
+        "--repost-horizon",
+        default="7d",
+        help="Passed to both runs: how long streaming remembers a source for its "
+        "reposts (batch credits at any distance).",
+    )
+    parser.add_argument(
+        "--no-credit-reposts",
+        action="store_true",
+        help="Count reposts under their own topics only, in both runs.",
+    )
     parser.add_argument("--batch-lines", type=int, default=10_000)
     parser.add_argument("--timeout", type=float, default=3_600)
     parser.add_argument(
@@ -233,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     common = ["--window", args.window, "--topic-kinds", args.topic_kinds]
+    common += ["--repost-horizon", args.repost_horizon]
+    common += ["--no-credit-reposts"] if args.no_credit_reposts else []
     streaming = [
         "--allowed-lateness",
         args.allowed_lateness,
@@ -244,18 +265,18 @@ def main(argv: list[str] | None = None) -> int:
         records = list(read_records_for_replay(str(args.input)))
         if not args.file_order:
             records = in_time_order(records)
-        print(
-            f"{args.input.name}: {len(records):,} lines, replayed {'in file order' if args.file_order else 'in time order'}"
-        )
+        order = "in file order" if args.file_order else "in time order"
+        print(f"{args.input.name}: {len(records):,} lines, replayed {order}")
         batch_seconds = run_batch(args.input, work / "batch", common)
         print(f"batch run: {batch_seconds:.1f} s")
         stream = run_stream(
             records, work, common + streaming, args.batch_lines, args.timeout
         )
         print(
-            f"streaming run on Prism: {stream['seconds']} s ({stream['files']} files replayed in "
-            f"{stream['replay_seconds']} s), peak RSS python {stream['peak_mib']['python']} MiB, "
-            f"prism {stream['peak_mib']['prism']} MiB, total {stream['peak_mib']['total']} MiB"
+            f"streaming run on Prism: {stream['seconds']} s ({stream['files']} files "
+            f"replayed in {stream['replay_seconds']} s), peak RSS python "
+            f"{stream['peak_mib']['python']} MiB, prism {stream['peak_mib']['prism']} "
+            f"MiB, total {stream['peak_mib']['total']} MiB"
         )
         result = {
             "input": str(args.input),
@@ -278,14 +299,15 @@ def main(argv: list[str] | None = None) -> int:
         for side in ("batch", "stream"):
             figures = result[f"{side}_accounting"]
             print(
-                f"{side:>6}: {figures['windows']:,} windows, {figures['posts']:,} posts, {figures['duplicates']:,} "
-                f"duplicates, {figures['dead_letters']:,} dead letters, {figures['late_posts']:,} late posts: "
-                f"{figures['accounted_lines']:,} of {len(records):,} lines"
+                f"{side:>6}: {figures['windows']:,} windows, {figures['posts']:,} "
+                f"posts, {figures['duplicates']:,} duplicates, "
+                f"{figures['dead_letters']:,} dead letters, {figures['late_posts']:,} "
+                f"late posts: {figures['accounted_lines']:,} of {len(records):,} lines"
             )
         for table, comparison in result["tables"].items():
             print(
-                f"{table:>15}: batch {comparison['batch_rows']:,} rows, streaming {comparison['stream_rows']:,}: "
-                f"{comparison['verdict']}"
+                f"{table:>15}: batch {comparison['batch_rows']:,} rows, "
+                f"streaming {comparison['stream_rows']:,}: {comparison['verdict']}"
             )
         if args.keep:
             shutil.copytree(work, args.keep, dirs_exist_ok=True)

@@ -82,7 +82,8 @@ class VolumeOptions(PipelineOptions):
             parser,
             "timezone",
             default=DEFAULT_TIMEZONE,
-            help="IANA timezone of date partitions and day windows. Default Asia/Shanghai.",
+            help="IANA timezone of date partitions and day windows. "
+            "Default Asia/Shanghai.",
         )
         _add(
             parser,
@@ -148,14 +149,15 @@ class VolumeOptions(PipelineOptions):
             parser,
             "burst-half-life",
             default="24h",
-            help="Half-life of a topic's history (a duration, whole windows). Default 24h.",
+            help="Half-life of a topic's history (a duration, whole windows). "
+            "Default 24h.",
         )
         _add(
             parser,
             "burst-warmup",
             default="12h",
-            help="Nothing bursts this long after the stream's first window, while every "
-            "topic is new. Default 12h.",
+            help="Nothing bursts this long after the stream's first window, while "
+            "every topic is new. Default 12h.",
         )
         _add(
             parser,
@@ -221,7 +223,8 @@ class VolumeOptions(PipelineOptions):
             parser,
             "poll-interval",
             default="1s",
-            help="With --streaming: how often the landing folder is listed. Default 1s.",
+            help="With --streaming: how often the landing folder is listed. "
+            "Default 1s.",
         )
         _add(
             parser,
@@ -280,7 +283,7 @@ class VolumeOptions(PipelineOptions):
             "its id is remembered, so that a redelivered copy counts once, in that "
             "window (or in late_posts beyond the allowed lateness); a copy read "
             "later counts as a new post. Never shorter than --allowed-lateness. "
-            "Streaming does not credit reposts to their root's topics. Default 7d.",
+            "A source is remembered as long for its reposts' credit. Default 7d.",
         )
 
 

@@ -10,7 +10,8 @@ On one machine (DirectRunner; batch runs on Beam's FnApiRunner, 2 worker process
 
 On a Flink cluster (see deploy/flink/README.md):
 
-    python -m pipelines.volume --input '/shared/posts/*.jsonl.gz' --output /shared/out \\
+    python -m pipelines.volume \\
+        --input '/shared/posts/*.jsonl.gz' --output /shared/out \\
         --runner FlinkRunner --flink_master localhost:8081 --parallelism 2 \\
         --environment_type EXTERNAL --environment_config localhost:50000 \\
         --setup_file ./setup.py
@@ -99,6 +100,7 @@ from transforms.publish import prepare as prepare_run
 from transforms.read import DEAD_LETTERS, ReadPosts
 from transforms.redelivery import CountCopiesOnce
 from transforms.reposts import AggregateCreditedWindows
+from transforms.reposts_streaming import CreditRepostsInStream, with_event_time
 from transforms.rolling import WriteRollingTables, prune_all_superseded
 from transforms.spill import SPILL_FOLDER
 from transforms.windows import parse_duration, window_fn_for
@@ -139,9 +141,13 @@ def build_pipeline(
         read = pipeline | "ReadPosts" >> ReadPosts(
             options.input, key_source, max_line_bytes=options.max_line_bytes
         )
-    summaries = read["posts"] | "ExtractTopics" >> beam.ParDo(
-        ExtractTopicsFn(parse_kinds(options.topic_kinds), analyzer_config(options))
-    )
+    if "summaries" in read:
+        # Streaming with crediting: topics were extracted before the chains.
+        summaries = read["summaries"]
+    else:
+        summaries = read["posts"] | "ExtractTopics" >> beam.ParDo(
+            ExtractTopicsFn(parse_kinds(options.topic_kinds), analyzer_config(options))
+        )
     if streaming:
         windows = summaries | "AggregateWindows" >> AggregateWindows(
             window_fn, options.sketch_lg_k, stream_windowing(options)
@@ -188,8 +194,11 @@ def read_stream(
     key_source: PseudonymKeySource,
 ) -> dict:
     """Streaming input: the landing folder's posts and dead letters. Posts beyond the
-    allowed lateness are taken out here and counted into ``late_posts``."""
-    # Before the stream ends, wait out the processing-time triggers (transforms.landing).
+    allowed lateness are taken out here and counted into ``late_posts``. With
+    ``--credit-reposts`` the posts come as ``summaries`` (topics extracted, reposts
+    credited: ``transforms.reposts_streaming``), judged late on their read stamp."""
+    # Before the stream ends, wait out the processing-time triggers
+    # (transforms.landing).
     settle = flush_seconds(options) + duration_or_zero(options.poll_interval) + 2
     read = pipeline | "ReadLanding" >> ReadLanding(
         options.landing,
@@ -204,6 +213,14 @@ def read_stream(
         parse_duration(options.repost_horizon),
     )
     posts = read["posts"] | "CountCopiesOnce" >> CountCopiesOnce(window_fn, remember)
+    if options.credit_reposts:
+        posts = posts | "CreditReposts" >> CreditRepostsInStream(
+            window_fn,
+            duration_or_zero(options.allowed_lateness),
+            remember,
+            parse_kinds(options.topic_kinds),
+            analyzer_config(options),
+        )
     split = posts | "SplitLatePosts" >> SplitLatePosts(
         window_fn, duration_or_zero(options.allowed_lateness)
     )
@@ -212,6 +229,9 @@ def read_stream(
         | "CountLatePosts" >> CountLatePosts(flush_seconds(options))
         | "WriteLatePosts" >> WriteRollingTables(root, options.timezone)
     )
+    if options.credit_reposts:
+        summaries = split["posts"] | "WithEventTime" >> beam.Map(with_event_time)
+        return {"summaries": summaries, DEAD_LETTERS: read[DEAD_LETTERS]}
     return {"posts": split["posts"], DEAD_LETTERS: read[DEAD_LETTERS]}
 
 
@@ -236,8 +256,7 @@ def run_manifest(
         "topic_kinds": list(parse_kinds(volume.topic_kinds)),
         "sketch": {"type": "HLL_4", "lg_k": volume.sketch_lg_k},
         "burst": dataclasses.asdict(burst_params(volume)),
-        # Streaming counts reposts under their own text's topics only.
-        "credit_reposts": bool(volume.credit_reposts) and mode == "batch",
+        "credit_reposts": bool(volume.credit_reposts),
         "repost_horizon": volume.repost_horizon,
         "repost_horizon_seconds": parse_duration(volume.repost_horizon),
         "inputs": list(volume.input or []),
@@ -358,7 +377,8 @@ def run_streaming(options: PipelineOptions, key_source: PseudonymKeySource) -> i
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, volume, root, key_source)
     print(
-        f"streaming from {volume.landing} into {output} (stop with Ctrl-C, or drop _END)",
+        f"streaming from {volume.landing} into {output} "
+        "(stop with Ctrl-C, or drop _END)",
         file=sys.stderr,
     )
     state = run_until_stopped(pipeline)

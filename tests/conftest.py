@@ -82,6 +82,37 @@ def small_stream(tmp_path_factory):
     return path, truth, lines
 
 
+# The options the streaming tests and their batch reference share.
+STREAM_COMMON = ["--window", "1h", "--topic-kinds", "hashtag,mention"]
+# A day of lateness: the generated posts are not in time order across the parts,
+# and some reposts come a file before their source; within the lateness the source
+# credits them, as batch does (``transforms.reposts_streaming``).
+STREAM_LATENESS = ["--allowed-lateness", "1d"]
+
+
+@pytest.fixture(scope="session")
+def stream_parts(small_stream, tmp_path_factory):
+    """``small_stream`` cut into four files in arrival order, and the batch run over
+    them with ``STREAM_COMMON``, the reference a streaming run must end equal to:
+    (part paths, truth, batch output folder)."""
+    _, truth, lines = small_stream
+    folder = tmp_path_factory.mktemp("parts")
+    size = -(-len(lines) // 4)
+    paths = []
+    for index in range(4):
+        path = folder / f"part-{index}.jsonl"
+        path.write_text(
+            "\n".join(lines[index * size : (index + 1) * size]) + "\n", encoding="utf-8"
+        )
+        paths.append(path)
+    batch = tmp_path_factory.mktemp("batch") / "tables"
+    result = run_volume(
+        ["--input", str(folder / "*.jsonl"), "--output", str(batch), *STREAM_COMMON]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return paths, truth, batch
+
+
 @pytest.fixture(scope="session")
 def small_run(small_stream, tmp_path_factory):
     """The pipeline run once over ``small_stream``: (output folder, completed

@@ -29,7 +29,13 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from reports.panes import read_latest_panes
-from tests.conftest import PROJECT, TEST_KEY_HEX, read_table, run_volume
+from tests.conftest import (
+    PROJECT,
+    STREAM_COMMON,
+    STREAM_LATENESS,
+    TEST_KEY_HEX,
+    read_table,
+)
 from transforms.landing_folder import drop_file, end_stream
 
 sys.path.insert(0, str(PROJECT / "deploy"))
@@ -47,12 +53,11 @@ KEY_VARIABLES = ("YUQING_PSEUDONYM_KEY", "YUQING_PSEUDONYM_KEY_FILE")
 # estimates, ``participants``, are compared exactly).
 BATCH_TABLES = ("volume", "topics", "bursts", "burst_episodes", "dead_letters")
 VARYING = ("date", "read_at", "participants_sketch")
-COMMON = ["--window", "1h", "--topic-kinds", "hashtag,mention"]
+COMMON = STREAM_COMMON
 STREAMING = [
     "--streaming",
     *COMMON,
-    "--allowed-lateness",
-    "1h",
+    *STREAM_LATENESS,
     "--early-results-every",
     "2s",
     "--poll-interval",
@@ -339,41 +344,11 @@ def test_flink_run_script_submits_the_same_way(
         assert_same_table(table, read_table(out, table), read_table(direct_out, table))
 
 
-@pytest.fixture(scope="module")
-def parts(small_stream, tmp_path_factory):
-    """The small stream cut into three files, and a batch run over them."""
-    _, truth, lines = small_stream
-    folder = tmp_path_factory.mktemp("parts")
-    size = -(-len(lines) // 3)
-    paths = []
-    for index in range(3):
-        part = folder / f"part-{index}.jsonl"
-        part.write_text(
-            "\n".join(lines[index * size : (index + 1) * size]) + "\n", encoding="utf-8"
-        )
-        paths.append(part)
-    batch = tmp_path_factory.mktemp("batch") / "tables"
-    # Streaming counts reposts under their own text's topics only (repost crediting
-    # in streaming is not wired yet), so the batch reference does the same.
-    result = run_volume(
-        [
-            "--input",
-            str(folder / "*.jsonl"),
-            "--output",
-            str(batch),
-            "--no-credit-reposts",
-            *COMMON,
-        ]
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return paths, truth, batch
-
-
 @pytest.mark.streaming
 def test_streaming_through_the_job_service_equals_batch(
-    job_service, worker_pool, mounted_key, parts, submitter_env, tmp_path
+    job_service, worker_pool, mounted_key, stream_parts, submitter_env, tmp_path
 ):
-    paths, truth, batch = parts
+    paths, truth, batch = stream_parts
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     landing, out = tmp_path / "landing", tmp_path / "tables"

@@ -15,16 +15,20 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from reports.panes import read_latest_panes
-from tests.conftest import PROJECT, TEST_KEY_HEX, run_volume
+from tests.conftest import (
+    PROJECT,
+    STREAM_COMMON,
+    STREAM_LATENESS,
+    TEST_KEY_HEX,
+)
 from transforms.landing_folder import drop_file, end_stream
 
 pytestmark = [pytest.mark.streaming, pytest.mark.slow]
 
-COMMON = ["--window", "1h", "--topic-kinds", "hashtag,mention"]
+COMMON = STREAM_COMMON
 STREAMING = [
     "--streaming",
-    "--allowed-lateness",
-    "1h",
+    *STREAM_LATENESS,
     "--early-results-every",
     "2s",
     "--poll-interval",
@@ -86,39 +90,16 @@ def wait_for(condition, timeout: float, process: subprocess.Popen, what: str):
             return value
         if process.poll() is not None:
             pytest.fail(
-                f"the streaming run exited ({process.returncode}) before {what}: {process.stderr.read()[-3000:]}"
+                f"the streaming run exited ({process.returncode}) before {what}: "
+                f"{process.stderr.read()[-3000:]}"
             )
         time.sleep(0.3)
     process.kill()
     pytest.fail(f"timed out waiting for {what}: {process.stderr.read()[-3000:]}")
 
 
-@pytest.fixture(scope="module")
-def parts(small_stream, tmp_path_factory):
-    """The small stream cut into four files in arrival order, and the batch run over
-    them: the reference."""
-    _, truth, lines = small_stream
-    folder = tmp_path_factory.mktemp("parts")
-    size = -(-len(lines) // 4)
-    paths = []
-    for index in range(4):
-        path = folder / f"part-{index}.jsonl"
-        path.write_text(
-            "\n".join(lines[index * size : (index + 1) * size]) + "\n", encoding="utf-8"
-        )
-        paths.append(path)
-    batch = tmp_path_factory.mktemp("batch") / "tables"
-    result = run_volume(
-        # Streaming does not credit reposts to their root's topics.
-        ["--input", str(folder / "*.jsonl"), "--output", str(batch), *COMMON]
-        + ["--no-credit-reposts"]
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return paths, truth, batch
-
-
 def straggler_lines(first_line: str) -> bytes:
-    """New posts dated an hour into the stream: beyond a 1 h lateness by the end."""
+    """New posts dated an hour into the stream: beyond a 1 d lateness by the end."""
     record = json.loads(first_line)
     start = (
         datetime.datetime.fromisoformat(record["created_at"])
@@ -142,8 +123,8 @@ def straggler_lines(first_line: str) -> bytes:
     )
 
 
-def test_growing_tables_end_as_the_batch_run(parts, prism, tmp_path):  # noqa: F811
-    paths, truth, batch = parts
+def test_growing_tables_end_as_the_batch_run(stream_parts, prism, tmp_path):
+    paths, truth, batch = stream_parts
     landing, out = tmp_path / "landing", tmp_path / "out"
     landing.mkdir()
     process = start_stream(landing, out, prism)
@@ -208,19 +189,20 @@ def test_growing_tables_end_as_the_batch_run(parts, prism, tmp_path):  # noqa: F
         assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
 
 
-def test_stopping_with_sigterm_keeps_the_latest_panes(parts, prism, tmp_path):  # noqa: F811
+def test_stopping_with_sigterm_keeps_the_latest_panes(stream_parts, prism, tmp_path):
     """Stopped without ``_END``: the run cancels and exits 0; early panes already hold
     every post, the last window's too, though it never closed."""
-    paths, truth, batch = parts
+    paths, truth, batch = stream_parts
     landing, out = tmp_path / "landing", tmp_path / "out"
     landing.mkdir()
     for path in paths:
         drop_file(str(landing), path.name, path.read_bytes())
     process = start_stream(landing, out, prism)
     try:
+        # Generous: crediting reposts adds keyed stages before the first pane.
         wait_for(
             lambda: (out / "volume").exists() and totals(out)[0] == truth.posts,
-            90,
+            240,
             process,
             "every post shows in early panes",
         )

@@ -201,7 +201,8 @@ def concat_window_tables(
 
 
 class WriteDateTablesFn(beam.DoFn):
-    """(date, [(start_us, end_us, {table: pa.Table})]) -> one file per table and date."""
+    """(date, [(start_us, end_us, {table: pa.Table})]) -> one file per table and
+    date."""
 
     def __init__(self, root: str):
         self._root = root
