@@ -21,6 +21,7 @@ from apache_beam.options.pipeline_options import (
 from schemas.sketch import DEFAULT_LG_K
 from schemas.timezone import DEFAULT_TIMEZONE
 from transforms.bursts import BurstParams
+from transforms.event_model import EventParams
 from transforms.extract import parse_kinds
 from transforms.files import DEFAULT_MAX_LINE_BYTES
 from transforms.publish import foreign_entries, output_path, runs_dir
@@ -285,6 +286,15 @@ class VolumeOptions(PipelineOptions):
             "later counts as a new post. Never shorter than --allowed-lateness. "
             "A source is remembered as long for its reposts' credit. Default 7d.",
         )
+        _add(
+            parser,
+            "min-event-participants",
+            type=int,
+            default=EventParams.min_participants,
+            help="Distinct people an event needs to be published in the events "
+            "tables (batch runs). "
+            f"Default {EventParams.min_participants}.",
+        )
 
 
 def usage_errors(options: VolumeOptions) -> list[str]:
@@ -362,6 +372,11 @@ def burst_params(options: VolumeOptions) -> BurstParams:
     )
 
 
+def event_params(options: VolumeOptions) -> EventParams:
+    """How bursting topics are grouped into events, and which are published."""
+    return EventParams(min_participants=options.min_event_participants)
+
+
 def _burst_problems(options: VolumeOptions) -> list[str]:
     problems = []
     for flag in ("burst_half_life", "burst_warmup", "burst_idle_expiry"):
@@ -373,6 +388,8 @@ def _burst_problems(options: VolumeOptions) -> list[str]:
         problems.append("--burst-threshold must be positive")
     if options.burst_min_participants < 1:
         problems.append("--burst-min-participants must be 1 or more")
+    if options.min_event_participants < 1:
+        problems.append("--min-event-participants must be 1 or more")
     if options.burst_min_ratio < 1:
         problems.append("--burst-min-ratio must be 1 or more")
     return problems

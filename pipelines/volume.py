@@ -59,6 +59,7 @@ from pipelines.options import (
     VolumeOptions,
     burst_params,
     duration_or_zero,
+    event_params,
     help_text,
     unknown_option_problems,
     usage_errors,
@@ -73,7 +74,8 @@ from pipelines.runners import (
 from schemas.keys import PseudonymKeySource
 from transforms.aggregate import AggregateWindows
 from transforms.burst_tables import WriteBurstTables
-from transforms.bursts import DetectBursts
+from transforms.bursts import BURSTS_TAG, DetectBursts
+from transforms.events import WriteEvents
 from transforms.extract import ExtractTopicsFn, parse_kinds
 from transforms.landing import ReadLanding
 from transforms.late import (
@@ -154,7 +156,11 @@ def build_pipeline(
         )
     else:
         windows = summaries | "AggregateWindows" >> AggregateCreditedWindows(
-            window_fn, options.sketch_lg_k, options.credit_reposts, spill_dir
+            window_fn,
+            options.sketch_lg_k,
+            options.credit_reposts,
+            spill_dir,
+            carriers_from=options.burst_min_participants,
         )
     if streaming:
         windows | "WriteWindowTables" >> WriteRollingTables(root, options.timezone)
@@ -168,6 +174,18 @@ def build_pipeline(
     bursts | "WriteBursts" >> WriteBurstTables(
         root, options.timezone, window_seconds if streaming else None
     )
+    if not streaming:
+        inputs = {"windows": windows, "bursts": bursts[BURSTS_TAG]}
+        inputs["slices"] = read["slices"]
+        inputs | "WriteEvents" >> WriteEvents(
+            root,
+            options.timezone,
+            window_seconds * 1_000_000,
+            options.burst_min_participants,
+            event_params(options),
+            key_source,
+            options.max_line_bytes,
+        )
     read[DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(
         root, options.timezone, flush_seconds(options) if streaming else None
     )

@@ -54,3 +54,28 @@ class DeadLetter(NamedTuple):
 # names those of ``schemas.tables.TABLES`` (``volume``, ``topics``). A plain tuple,
 # not a NamedTuple: Beam's tuple coder carries it across shuffles as it is.
 WindowTables = tuple[int, int, dict[str, pa.Table]]
+
+
+class EventMember(NamedTuple):
+    """A bursting (kind, topic, window) with what the events are assembled from: its
+    counts, its participants' sketch and its top carriers, (post key, posts,
+    reposts) each, most posts first (``schemas.tables.TOP_CARRIERS``)."""
+
+    kind: str
+    topic: str
+    start_us: int
+    end_us: int
+    posts: int
+    reposts: int
+    participants: int
+    sketch: bytes
+    carriers: tuple[tuple[int, int, int], ...]
+
+
+class SourcePost(NamedTuple):
+    """A post that may represent an event: its id, event time and masked text (never
+    its author)."""
+
+    id: str
+    created_at_us: int
+    text: str

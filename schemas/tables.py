@@ -91,6 +91,59 @@ LATE_POSTS = pa.schema(
     ]
 )
 
+EVENT_TOPIC = pa.struct(
+    [
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("topic", pa.string(), nullable=False),
+        pa.field("participants", pa.int64(), nullable=False),
+    ]
+)
+REPRESENTATIVE_POST = pa.struct(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("created_at", TIMESTAMP, nullable=False),
+        # Masked as at ingest, cut to its first 500 characters.
+        pa.field("text", pa.string(), nullable=False),
+        # Reposts of it counted within the event.
+        pa.field("reposts", pa.int64(), nullable=False),
+    ]
+)
+
+EVENTS = pa.schema(
+    [
+        _required("event_id", pa.string()),
+        _required("onset", TIMESTAMP),
+        _required("peak_window_start", TIMESTAMP),
+        _required("end", TIMESTAMP),
+        _required("label", pa.string()),
+        _required("topics", pa.list_(EVENT_TOPIC)),
+        _required("participants", pa.int64()),
+        _required("posts", pa.int64()),
+        _required("reposts", pa.int64()),
+        _required("representative_posts", pa.list_(REPRESENTATIVE_POST)),
+        # Extensions: the label's kind, the bursting windows, the people of the
+        # peak window, and the people's sketch (to merge events over a week).
+        _required("label_kind", pa.string()),
+        _required("windows", pa.int64()),
+        _required("peak_participants", pa.int64()),
+        _required("participants_sketch", pa.binary()),
+    ]
+)
+
+# One row per event and window it bursts in: its timeline.
+EVENT_WINDOWS = pa.schema(
+    [
+        _required("event_id", pa.string()),
+        _required("window_start", TIMESTAMP),
+        _required("window_end", TIMESTAMP),
+        _required("participants", pa.int64()),
+        _required("posts", pa.int64()),
+        _required("reposts", pa.int64()),
+        # The event's topics bursting in the window.
+        _required("topics", pa.int64()),
+    ]
+)
+
 # Table name -> schema; the writer takes every table's schema from here.
 TABLES: dict[str, pa.Schema] = {
     "volume": VOLUME,
@@ -99,7 +152,25 @@ TABLES: dict[str, pa.Schema] = {
     "burst_episodes": BURST_EPISODES,
     "dead_letters": DEAD_LETTERS,
     "late_posts": LATE_POSTS,
+    "events": EVENTS,
+    "event_windows": EVENT_WINDOWS,
 }
+
+# Not written: each window's topics' top carriers, the posts whose spread carried a
+# topic most (``post_key``: ``transforms.aggregate.post_id_key`` of the post id),
+# with the posts and reposts of the topic in the window each carried. The events
+# are assembled from it (``transforms.events``).
+TOP_CARRIERS_NAME = "top_carriers"
+TOP_CARRIERS = pa.schema(
+    [
+        _required("window_start", TIMESTAMP),
+        _required("kind", pa.string()),
+        _required("topic", pa.string()),
+        _required("post_key", pa.int64()),
+        _required("posts", pa.int64()),
+        _required("reposts", pa.int64()),
+    ]
+)
 
 # Beside the tables in the output folder: what the run was (window, timezone,
 # sketch precision, detector settings), as JSON, for readers that must know.

@@ -140,11 +140,19 @@ def test_accumulator_pickles_packed_and_restores_every_row(
         )
     packed = pickle.dumps(accumulator)
     restored = pickle.loads(packed)
-    for name in ("ids", "authors", "reposts", "topic_ends", "topic_codes", "pairs"):
+    for name in (
+        "ids",
+        "authors",
+        "reposts",
+        "topic_ends",
+        "topic_codes",
+        "carriers",
+        "pairs",
+    ):
         assert getattr(restored, name) == getattr(accumulator, name), name
     assert aggregate_window(restored) == aggregate_window(accumulator)
     # The rows cross the shuffle in fewer bytes than the arrays hold them in.
-    arrays = ("ids", "authors", "reposts", "topic_ends", "topic_codes")
+    arrays = ("ids", "authors", "reposts", "topic_ends", "topic_codes", "carriers")
     raw = sum(len(bytes(getattr(accumulator, name))) for name in arrays)
     assert (
         len(pickle.dumps(pack_rows(*(getattr(accumulator, name) for name in arrays))))

@@ -69,11 +69,14 @@ def pack_rows(
     reposts: bytearray,
     topic_ends: array,
     topic_codes: array,
+    carriers: array,
 ) -> tuple:
     """A ``WindowPosts``'s rows as (rows, count type, code type, one zlib block): the
     form accumulators cross the shuffle in, and wait in the runner's buffers in.
 
-    Ids and authors stay 64-bit; repost flags become bits, each row's topic count and
+    Ids and authors stay 64-bit; carriers are stored as their difference from the
+    id (zero for a post that carries itself, which zlib all but erases); repost
+    flags become bits, each row's topic count and
     each topic code the narrowest integers that hold them, then zlib: a fraction of
     the arrays' size, which counts because Beam's FnApiRunner holds what crosses a
     shuffle in several copies at once (its shuffle buffer, the encoded bundle, the
@@ -89,6 +92,10 @@ def pack_rows(
         (
             ids.tobytes(),
             authors.tobytes(),
+            (
+                np.frombuffer(carriers, dtype=np.int64)
+                - np.frombuffer(ids, dtype=np.int64)
+            ).tobytes(),
             np.packbits(np.frombuffer(reposts, dtype=np.uint8)).tobytes(),
             counts.astype(count_type).tobytes(),
             codes.astype(code_type).tobytes(),
@@ -97,7 +104,9 @@ def pack_rows(
     return rows, count_type.str, code_type.str, zlib.compress(block, PACK_LEVEL)
 
 
-def unpack_rows(packed: tuple) -> tuple[array, array, bytearray, array, array]:
+def unpack_rows(
+    packed: tuple,
+) -> tuple[array, array, bytearray, array, array, array]:
     """The arrays ``pack_rows`` was given, value for value."""
     rows, count_type, code_type, compressed = packed
     block = memoryview(zlib.decompress(compressed))
@@ -110,6 +119,11 @@ def unpack_rows(packed: tuple) -> tuple[array, array, bytearray, array, array]:
         return block[at - size : at]
 
     ids, authors = _array("q", take(8 * rows)), _array("q", take(8 * rows))
+    carriers = _array(
+        "q",
+        np.frombuffer(take(8 * rows), dtype=np.int64)
+        + np.frombuffer(ids, dtype=np.int64),
+    )
     reposts = bytearray(
         np.unpackbits(
             np.frombuffer(take((rows + 7) // 8), dtype=np.uint8), count=rows
@@ -122,7 +136,14 @@ def unpack_rows(packed: tuple) -> tuple[array, array, bytearray, array, array]:
     codes = np.frombuffer(
         take(code_type.itemsize * int(ends[-1] if rows else 0)), dtype=code_type
     )
-    return ids, authors, reposts, _array("q", ends), _array("i", codes.astype(np.int32))
+    return (
+        ids,
+        authors,
+        reposts,
+        _array("q", ends),
+        _array("i", codes.astype(np.int32)),
+        carriers,
+    )
 
 
 def _array(typecode: str, buffer) -> array:
@@ -141,7 +162,9 @@ class WindowPosts:
     """Accumulator: the posts of a window, column-wise, redelivered copies included.
 
     A post costs a few machine words, not Python objects: its id key
-    (``post_id_key``), pseudonymous author and repost flag in typed arrays, and its
+    (``post_id_key``), pseudonymous author, repost flag and carrier (the id key of
+    the post whose spread it is: the root of its repost chain when it is credited,
+    else itself; what ``events`` are told apart by) in typed arrays, and its
     topics as codes into ``pairs``, the window's distinct (kind, topic) pairs (about
     50 bytes a post). Copies of one id are resolved when the window is aggregated,
     whichever bundles they arrived in, so a window's rows are all kept until then.
@@ -162,6 +185,7 @@ class WindowPosts:
         "reposts",
         "topic_ends",
         "topic_codes",
+        "carriers",
         "pairs",
         "_codes",
         "_spill_dir",
@@ -186,9 +210,17 @@ class WindowPosts:
         # Row i's topic codes are topic_codes[topic_ends[i - 1]:topic_ends[i]].
         self.topic_ends = array("q")
         self.topic_codes = array("i")
+        self.carriers = array("q")
 
     def _array_rows(self) -> tuple:
-        return self.ids, self.authors, self.reposts, self.topic_ends, self.topic_codes
+        return (
+            self.ids,
+            self.authors,
+            self.reposts,
+            self.topic_ends,
+            self.topic_codes,
+            self.carriers,
+        )
 
     def __getstate__(self) -> tuple:
         # Rows not yet spilled (fewer than SPILL_ROWS) travel packed: a file each
@@ -201,9 +233,14 @@ class WindowPosts:
         if packed is None:
             self._clear_rows()
         else:
-            self.ids, self.authors, self.reposts, self.topic_ends, self.topic_codes = (
-                unpack_rows(packed)
-            )
+            (
+                self.ids,
+                self.authors,
+                self.reposts,
+                self.topic_ends,
+                self.topic_codes,
+                self.carriers,
+            ) = unpack_rows(packed)
         self._codes = {pair: code for code, pair in enumerate(self.pairs)}
 
     def __len__(self) -> int:
@@ -223,9 +260,12 @@ class WindowPosts:
         author: int,
         is_repost: bool,
         topics: Iterable[tuple[str, str]],
+        carrier: int | None = None,
     ) -> None:
-        """Add one post (a copy of an id already here included)."""
+        """Add one post (a copy of an id already here included); ``carrier`` is the
+        id key of the post whose spread it is (None: itself)."""
         self.ids.append(id_key)
+        self.carriers.append(id_key if carrier is None else carrier)
         self.authors.append(author)
         self.reposts.append(bool(is_repost))
         self.topic_codes.extend(map(self.code, topics))
@@ -270,6 +310,7 @@ class WindowPosts:
         reposts,
         topic_ends,
         topic_codes,
+        carriers,
         recode: np.ndarray | None = None,
     ) -> None:
         """Append rows given as arrays, their codes translated by ``recode``."""
@@ -278,6 +319,7 @@ class WindowPosts:
         if recode is not None:
             codes = recode[codes]
         self.ids.extend(ids)
+        self.carriers.extend(carriers)
         self.authors.extend(authors)
         self.reposts.extend(reposts)
         self.topic_codes.frombytes(codes.astype(np.int32).tobytes())
@@ -302,7 +344,8 @@ class WindowPosts:
 
 
 class WindowAggregate(NamedTuple):
-    """A window's results: one volume row and the topic rows, column-wise."""
+    """A window's results: one volume row, the topic rows and the topics' top
+    carriers (``top_carriers``), column-wise."""
 
     posts: int
     reposts: int
@@ -310,6 +353,64 @@ class WindowAggregate(NamedTuple):
     participants: int
     participants_sketch: bytes
     topic_columns: dict[str, list]
+    carrier_columns: dict[str, list] | None = None
+
+
+# Carriers kept per topic and window: the posts whose spread carried it most.
+CARRIERS_PER_TOPIC = 3
+
+
+def flat_topic_rows(
+    rows: np.ndarray, topic_ends: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows' positions in ``topic_codes`` -> (index of every code of those rows,
+    the row each belongs to), row by row."""
+    stops = topic_ends[rows]
+    starts = np.where(rows > 0, topic_ends[np.maximum(rows - 1, 0)], 0)
+    counts = stops - starts
+    offsets = np.cumsum(counts) - counts
+    index = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(
+        starts - offsets, counts
+    )
+    return index, np.repeat(rows, counts)
+
+
+def top_carriers(
+    codes: np.ndarray,
+    carriers: np.ndarray,
+    reposts: np.ndarray,
+    per_topic: int = CARRIERS_PER_TOPIC,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One (topic code, carrier, is repost) per post and topic -> the ``per_topic``
+    carriers of most posts per code, as arrays (code, carrier, posts, reposts),
+    by code, then posts descending, then carrier (ties go to the smaller key).
+
+    >>> top_carriers(np.array([0, 0, 0, 1]), np.array([7, 7, 5, 5]),
+    ...              np.array([1, 1, 0, 0]), per_topic=1)[:3]
+    (array([0, 1]), array([7, 5]), array([2, 1]))
+    """
+    if not len(codes):
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty, empty
+    order = np.lexsort((carriers, codes))
+    codes, carriers, reposts = codes[order], carriers[order], reposts[order]
+    first = np.concatenate(
+        ([True], (codes[1:] != codes[:-1]) | (carriers[1:] != carriers[:-1]))
+    )
+    starts = np.flatnonzero(first)
+    group_codes, group_carriers = codes[starts], carriers[starts]
+    posts = np.diff(np.append(starts, len(codes)))
+    group_reposts = np.add.reduceat(reposts.astype(np.int64), starts)
+    ranked = np.lexsort((group_carriers, -posts, group_codes))
+    ranked_codes = group_codes[ranked]
+    code_starts = np.flatnonzero(
+        np.concatenate(([True], ranked_codes[1:] != ranked_codes[:-1]))
+    )
+    rank = np.arange(len(ranked)) - np.repeat(
+        code_starts, np.diff(np.append(code_starts, len(ranked)))
+    )
+    keep = ranked[rank < per_topic]
+    return group_codes[keep], group_carriers[keep], posts[keep], group_reposts[keep]
 
 
 def add_post(accumulator: WindowPosts, post: PostSummary) -> WindowPosts:
@@ -350,14 +451,17 @@ def distinct_rows(accumulator: WindowPosts) -> list[int]:
 
 
 def aggregate_window(
-    accumulator: WindowPosts, lg_k: int = DEFAULT_LG_K
+    accumulator: WindowPosts, lg_k: int = DEFAULT_LG_K, carriers_from: int = 2
 ) -> WindowAggregate:
     """Count a window's distinct posts, reposts and participants, overall and per topic.
 
     Participants are HLL estimates (``lg_k`` sets the precision: relative standard
     error about 1.04 / sqrt(2 ** lg_k)); below a few hundred authors DataSketches
     keeps a list of coupons and the estimate is exact in practice. Topic rows come
-    sorted by kind, then participants descending, then topic.
+    sorted by kind, then participants descending, then topic. Topics of at least
+    ``carriers_from`` posts get their top carriers (``top_carriers``) in
+    ``carrier_columns`` (kind, topic, post_key, posts, reposts): the events' evidence
+    of which posts spread them.
 
     Authors enter the sketches in post-id order: an HLL sketch's bytes (and its HIP
     estimate) depend on the order of updates, and the order posts reach the
@@ -412,13 +516,55 @@ def aggregate_window(
         participants=estimate(everyone),
         participants_sketch=everyone.serialize_compact(),
         topic_columns=columns,
+        carrier_columns=carrier_columns(accumulator, rows, per_code, carriers_from),
     )
+
+
+def carrier_columns(
+    accumulator: WindowPosts,
+    rows: list[int],
+    per_code: list[list | None],
+    carriers_from: int,
+) -> dict[str, list]:
+    """The top carriers of the window's topics of at least ``carriers_from`` posts
+    (``per_code``: [posts, reposts, sketch] per topic code, as counted)."""
+    eligible = np.array(
+        [entry is not None and entry[0] >= carriers_from for entry in per_code],
+        dtype=np.bool_,
+    )
+    columns: dict[str, list] = {
+        name: [] for name in ("kind", "topic", "post_key", "posts", "reposts")
+    }
+    if not eligible.any():
+        return columns
+    row_index = np.array(rows, dtype=np.int64)
+    index, of_row = flat_topic_rows(
+        row_index, np.frombuffer(accumulator.topic_ends, dtype=np.int64)
+    )
+    codes = np.frombuffer(accumulator.topic_codes, dtype=np.int32)[index]
+    keep = eligible[codes]
+    of_row = of_row[keep]
+    found = top_carriers(
+        codes[keep].astype(np.int64),
+        np.frombuffer(accumulator.carriers, dtype=np.int64)[of_row],
+        np.frombuffer(accumulator.reposts, dtype=np.uint8)[of_row],
+    )
+    pairs = accumulator.pairs
+    for code, carrier, posts, reposts in zip(*(a.tolist() for a in found), strict=True):
+        columns["kind"].append(pairs[code][0])
+        columns["topic"].append(pairs[code][1])
+        columns["post_key"].append(carrier)
+        columns["posts"].append(posts)
+        columns["reposts"].append(reposts)
+    return columns
 
 
 def window_tables(
     aggregate: WindowAggregate, window_start_us: int, window_end_us: int
 ) -> dict[str, pa.Table]:
-    """The ``volume`` and ``topics`` rows of one window as tables of their schemas."""
+    """The ``volume`` and ``topics`` rows of one window as tables of their schemas,
+    and the topics' top carriers (``schemas.tables.TOP_CARRIERS``: the events'
+    evidence, not written)."""
     volume = pa.Table.from_pydict(
         {
             "window_start": [window_start_us],
@@ -440,15 +586,31 @@ def window_tables(
         },
         schema=tables.TOPICS,
     )
-    return {"volume": volume, "topics": topics}
+    result = {"volume": volume, "topics": topics}
+    if aggregate.carrier_columns is not None:
+        carriers = aggregate.carrier_columns
+        rows = len(carriers["topic"])
+        result[tables.TOP_CARRIERS_NAME] = pa.Table.from_pydict(
+            {"window_start": [window_start_us] * rows, **carriers},
+            schema=tables.TOP_CARRIERS,
+        )
+    return result
 
 
 class AggregateWindowFn(beam.CombineFn):
     """PostSummary -> WindowAggregate, per window, counting redelivered copies once."""
 
-    def __init__(self, lg_k: int = DEFAULT_LG_K, spill_dir: str | None = None):
+    def __init__(
+        self,
+        lg_k: int = DEFAULT_LG_K,
+        spill_dir: str | None = None,
+        carriers_from: int = 2,
+    ):
+        """``carriers_from``: the fewest posts of a topic whose top carriers are
+        kept (the detector's minimum support: no smaller topic bursts)."""
         self._lg_k = lg_k
         self._spill_dir = spill_dir
+        self._carriers_from = carriers_from
 
     def create_accumulator(self) -> WindowPosts:
         return WindowPosts(self._spill_dir)
@@ -460,7 +622,7 @@ class AggregateWindowFn(beam.CombineFn):
         return merge_window_posts(accumulators)
 
     def extract_output(self, accumulator: WindowPosts) -> WindowAggregate:
-        return aggregate_window(accumulator, self._lg_k)
+        return aggregate_window(accumulator, self._lg_k, self._carriers_from)
 
 
 def window_bounds(window_fn: WindowFn, event_time_us: int) -> tuple[int, int]:
@@ -514,12 +676,14 @@ class AggregateWindows(beam.PTransform):
         lg_k: int = DEFAULT_LG_K,
         windowing: dict | None = None,
         spill_dir: str | None = None,
+        carriers_from: int = 2,
     ):
         super().__init__()
         self._window_fn = window_fn
         self._lg_k = lg_k
         self._windowing = windowing
         self._spill_dir = spill_dir
+        self._carriers_from = carriers_from
 
     def expand(self, posts: beam.PCollection) -> beam.PCollection:
         if self._windowing is not None:
@@ -530,7 +694,9 @@ class AggregateWindows(beam.PTransform):
             posts
             | "KeyByWindow" >> beam.ParDo(KeyByWindowFn(self._window_fn))
             | "CombinePerWindowKey"
-            >> beam.CombinePerKey(AggregateWindowFn(self._lg_k, self._spill_dir))
+            >> beam.CombinePerKey(
+                AggregateWindowFn(self._lg_k, self._spill_dir, self._carriers_from)
+            )
             | "ToTables"
             >> beam.MapTuple(
                 lambda bounds, aggregate: (*bounds, window_tables(aggregate, *bounds))

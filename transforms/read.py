@@ -318,7 +318,8 @@ class ParseSlicesFn(ParsePostsFn):
 
 
 class ReadPosts(beam.PTransform):
-    """Globs -> {"posts": PCollection[Post], "dead_letters": PCollection[DeadLetter]}.
+    """Globs -> {"posts": PCollection[Post], "dead_letters": PCollection[DeadLetter],
+    "slices": PCollection[FileSlice]}.
 
     Each file is sliced by one worker; the slices are reshuffled so reading, parsing
     and everything fused after them spread over all workers even for one file.
@@ -365,4 +366,5 @@ class ReadPosts(beam.PTransform):
             slices[DEAD_LETTERS],
             parsed[DEAD_LETTERS],
         ) | "AllDeadLetters" >> beam.Flatten()
-        return {"posts": parsed.posts, DEAD_LETTERS: dead}
+        # The slices too: the events read their representative posts from them.
+        return {"posts": parsed.posts, DEAD_LETTERS: dead, "slices": slices.slices}

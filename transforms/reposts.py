@@ -286,6 +286,7 @@ def select_rows(posts: WindowPosts, keep: np.ndarray) -> WindowPosts:
     for name, column, dtype in (
         ("ids", posts.ids, np.int64),
         ("authors", posts.authors, np.int64),
+        ("carriers", posts.carriers, np.int64),
     ):
         getattr(part, name).frombytes(
             np.frombuffer(column, dtype=dtype)[keep].tobytes()
@@ -318,8 +319,8 @@ def credit_window(
 ) -> list[tuple[tuple[int, int], WindowPosts]]:
     """A window's rows, credited and regrouped: each row of an id in ``lookup`` goes
     to the window of its id's earliest copy (``bounds_of`` its time), and a credited
-    repost's topics gain its root's (``root_topics``). A window without such rows is
-    returned as it is."""
+    repost's topics gain its root's (``root_topics``) and its carrier is its root. A
+    window without such rows is returned as it is."""
     if not len(posts) or not len(lookup.keys):
         return [(bounds, posts)]
     posts.unpack()
@@ -333,20 +334,20 @@ def credit_window(
         # The rows of ids without copies or credit stay as they are, in bulk.
         outputs[bounds] = WindowPosts(spill_dir)
         outputs[bounds].extend(select_rows(posts, ~found))
-    authors, reposts = posts.authors, posts.reposts
+    authors, reposts, carriers = posts.authors, posts.reposts, posts.carriers
     for row, entry in zip(
         np.flatnonzero(found).tolist(), at[found].tolist(), strict=True
     ):
         topics = _row_pairs(posts, row)
         target = bounds_of(int(lookup.first_times[entry]))
+        carrier = carriers[row]
         if lookup.credited[entry]:
-            topics = credited_topics(
-                topics, root_topics.topics_of(int(lookup.root_keys[entry]))
-            )
+            carrier = int(lookup.root_keys[entry])
+            topics = credited_topics(topics, root_topics.topics_of(carrier))
         output = outputs.get(target)
         if output is None:
             output = outputs[target] = WindowPosts(spill_dir)
-        output.append(int(ids[row]), authors[row], reposts[row], topics)
+        output.append(int(ids[row]), authors[row], reposts[row], topics, carrier)
     return list(outputs.items())
 
 
@@ -451,12 +452,14 @@ class AggregateCreditedWindows(beam.PTransform):
         lg_k: int = DEFAULT_LG_K,
         credit: bool = True,
         spill_dir: str | None = None,
+        carriers_from: int = 2,
     ):
         super().__init__()
         self._window_fn = window_fn
         self._lg_k = lg_k
         self._credit = credit
         self._spill_dir = spill_dir
+        self._carriers_from = carriers_from
 
     def expand(self, summaries: beam.PCollection) -> beam.PCollection:
         return (
@@ -464,7 +467,9 @@ class AggregateCreditedWindows(beam.PTransform):
             | "CreditWindows"
             >> CreditWindows(self._window_fn, self._credit, self._spill_dir)
             | "MergeParts"
-            >> beam.CombinePerKey(MergeWindowPostsFn(self._lg_k, self._spill_dir))
+            >> beam.CombinePerKey(
+                MergeWindowPostsFn(self._lg_k, self._spill_dir, self._carriers_from)
+            )
             | "ToTables"
             >> beam.MapTuple(
                 lambda bounds, aggregate: (*bounds, window_tables(aggregate, *bounds))

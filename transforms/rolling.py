@@ -157,6 +157,8 @@ class WritePanesFn(beam.DoFn):
         pane = pane or PaneInfo(True, True, PaneInfoTiming.UNKNOWN, 0, 0)
         date = local_date(start_us, self._timezone)
         for name, table in sorted(by_table.items()):
+            if name not in tables.TABLES:
+                continue  # read by later steps only (the events' evidence)
             folder = partition_dir(self._root, name, date)
             path = write_pane(
                 table.cast(tables.TABLES[name]),

@@ -200,6 +200,17 @@ def concat_window_tables(
     }
 
 
+def published_tables(element: WindowTables) -> WindowTables:
+    """A window's tables without those only later steps read (not in
+    ``schemas.tables.TABLES``, such as the events' top carriers)."""
+    start_us, end_us, by_table = element
+    return (
+        start_us,
+        end_us,
+        {name: table for name, table in by_table.items() if name in tables.TABLES},
+    )
+
+
 class WriteDateTablesFn(beam.DoFn):
     """(date, [(start_us, end_us, {table: pa.Table})]) -> one file per table and
     date."""
@@ -240,6 +251,7 @@ class WriteWindowTables(beam.PTransform):
 
     def expand(self, windows: beam.PCollection) -> beam.PCollection:
         timezone, spill_dir = self._timezone, self._spill_dir
+        windows = windows | "PublishedTables" >> beam.Map(published_tables)
         if spill_dir is not None:
             windows = windows | "ParkTables" >> beam.Map(
                 lambda element: (
