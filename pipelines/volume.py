@@ -277,6 +277,11 @@ def run_manifest(
         "credit_reposts": bool(volume.credit_reposts),
         "repost_horizon": volume.repost_horizon,
         "repost_horizon_seconds": parse_duration(volume.repost_horizon),
+        # Events are assembled in batch runs only.
+        "events": {
+            **dataclasses.asdict(event_params(volume)),
+            "written": mode == "batch",
+        },
         "inputs": list(volume.input or []),
         "max_line_bytes": volume.max_line_bytes,
         "runner": options.view_as(StandardOptions).runner or "DirectRunner",

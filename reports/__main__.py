@@ -144,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bursts.add_argument("--top", type=_positive, help="At most this many episodes.")
 
+    events = commands.add_parser(
+        "events", help="Events: topics bursting together, most people first"
+    )
+    _common(events, period_help="Events overlapping this day (default: all).")
+    events.add_argument("--top", type=_positive, help="At most this many events.")
+
     volume = commands.add_parser("volume", help="Overall posts and distinct authors")
     _common(volume, period_help="Only this day (default: everything in the output).")
     volume.add_argument(
@@ -281,6 +287,11 @@ def main(argv: list[str] | None = None) -> int:
             kinds=_kinds(args.kind, None),
             timezone=args.timezone,
             top=args.top,
+        )
+    elif args.command == "events":
+        period = _period(args, parser, default_latest=False)
+        report = commands.events_report(
+            args.output, period, timezone=args.timezone, top=args.top
         )
     else:
         period = _period(args, parser, default_latest=False)

@@ -253,6 +253,40 @@ def episodes_chart(
     return figure
 
 
+def events_chart(
+    events: pl.DataFrame, windows: pl.DataFrame, title: str = "舆情事件 events"
+) -> Figure:
+    """Each event's timeline: its people per window (``windows`` from
+    :func:`reports.queries.event_timelines`), onset and peak marked, one panel per
+    event of ``events`` (:func:`reports.queries.events`), in its order."""
+    use_cjk_font()
+    rows = max(events.height, 1)
+    figure = Figure(figsize=(10, 0.6 + 1.6 * rows), layout="constrained")
+    if events.is_empty():
+        return _empty(figure, figure.add_subplot(), "无事件 no events")
+    figure.suptitle(title)
+    panels = figure.subplots(rows, 1, squeeze=False)[:, 0]
+    for axes, event in zip(panels, events.iter_rows(named=True), strict=True):
+        own = windows.filter(pl.col("event_id") == event["event_id"]).sort(
+            "window_start"
+        )
+        axes.bar(
+            own["window_start"].to_list(),
+            own["participants"].to_list(),
+            width=(own["window_end"] - own["window_start"]).to_list(),
+            align="edge",
+            color=PEOPLE_COLOR,
+        )
+        axes.axvline(event["onset"], color=BURST_COLOR, linestyle="--", linewidth=1)
+        axes.axvline(event["peak_window_start"], color=BURST_COLOR, linewidth=1.5)
+        axes.set_title(
+            f"{event['label']} · {event['participants']:,} 人", loc="left", fontsize=10
+        )
+        axes.grid(axis="y", alpha=0.3)
+        _time_axis(axes, _zone(events, "onset"))
+    return figure
+
+
 def png_bytes(figure: Figure, dpi: int = 110) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)

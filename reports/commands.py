@@ -55,6 +55,10 @@ def _file_part(text: str) -> str:
     return re.sub(r"[^\w.-]+", "_", text).strip("_") or "topic"
 
 
+# Events the hot report leads with.
+EVENTS_IN_HOT = 5
+
+
 def hot_report(
     output: str,
     period: Period,
@@ -82,6 +86,11 @@ def hot_report(
             f"The output folder holds only {covered} of the {previous.days} days of "
             f"{previous.label}: growth is overstated."
         )
+    events = queries.events(output, period, limit=EVENTS_IN_HOT).with_columns(
+        pl.col("onset", "peak_window_start", "end").dt.convert_time_zone(
+            period.timezone
+        )
+    )
     return Report(
         name="hot",
         title=f"热门话题 Hot topics {period.label}",
@@ -89,8 +98,16 @@ def hot_report(
         period=period,
         timezone=period.timezone,
         notes=notes,
-        sections=[Section("Volume by day", queries.daily_volume(output, period))],
+        sections=[
+            Section("Events (most people first)", events, leads=True),
+            Section("Volume by day", queries.daily_volume(output, period)),
+        ],
         charts={
+            f"events-{_stem(period)}": lambda: _charts().events_chart(
+                events,
+                queries.event_timelines(output, events["event_id"].to_list()),
+                title=f"舆情事件 events {period.label}",
+            ),
             f"hot-topics-{_stem(period)}": lambda: _charts().top_topics_chart(
                 hot, title=f"热门话题 hot topics {period.label}"
             ),
@@ -201,6 +218,42 @@ def bursts_report(
             "listed when it overlaps the period, strongest peak score first.",
         ],
         charts=drawn,
+    )
+
+
+def events_report(
+    output: str,
+    period: Period | None = None,
+    timezone: str | None = None,
+    top: int | None = None,
+) -> Report:
+    """What happened: the events overlapping the period, most people first, with
+    when each began and peaked, its growth, top topics and what its representative
+    posts say."""
+    zone = period.timezone if period else (timezone or queries.DEFAULT_TIMEZONE)
+    rows = queries.events(output, period, limit=top).with_columns(
+        pl.col("onset", "peak_window_start", "end").dt.convert_time_zone(zone)
+    )
+    label = period.label if period else ""
+    return Report(
+        name="events",
+        title=f"舆情事件 Events {label}".strip(),
+        rows=rows,
+        period=period,
+        timezone=zone,
+        notes=[
+            _period_note(period, zone),
+            "An event is the topics that burst together, carried by the same posts "
+            "or people; participants are distinct people over all its topics and "
+            "windows. Growth: people in its peak window over its first window's.",
+        ],
+        charts={
+            f"events-{_stem(period)}": lambda: _charts().events_chart(
+                rows,
+                queries.event_timelines(output, rows["event_id"].to_list()),
+                title=f"舆情事件 events {label}".strip(),
+            )
+        },
     )
 
 

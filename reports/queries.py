@@ -25,6 +25,8 @@ from schemas.timezone import DEFAULT_TIMEZONE
 from schemas.topics import TOPIC_KINDS, normalize_typed_topic
 
 KINDS = TOPIC_KINDS
+# Kind -> its place in TOPIC_KINDS, for listing kinds in a fixed order.
+KIND_ORDER = {kind: place for place, kind in enumerate(TOPIC_KINDS)}
 # A union's HLL estimate can exceed the sum of its parts' estimates by the sketch's
 # error (about 0.8% at lg_k 14); candidates are pruned only when their summed
 # participants fall below the current k-th best by more than this margin.
@@ -42,6 +44,9 @@ HOT_TOPICS_SCHEMA = {
     "previous_participants": pl.Int64,
     "previous_posts": pl.Int64,
     "growth": pl.Float64,
+    # The kinds the topic appears as in the period ("hashtag, keyword"): a ranking
+    # over several kinds lists a topic once, as its strongest kind.
+    "kinds": pl.String,
 }
 
 
@@ -147,13 +152,24 @@ def hot_topics(
     timezone = _timezone(period)
     if candidates.is_empty():
         return _local_times(pl.DataFrame(schema=HOT_TOPICS_SCHEMA), timezone)
+    kinds_of = candidates.group_by("topic").agg(
+        pl.col("kind")
+        .sort_by(pl.col("kind").replace_strict(KIND_ORDER, return_dtype=pl.Int64))
+        .str.join(", ")
+        .alias("kinds")
+    )
+    several = candidates["kind"].n_unique() > 1
+    # A topic listed as several kinds takes one place: merge enough to fill the top.
+    merge_limit = limit * len(KIND_ORDER) if several and limit is not None else limit
+    ranked = _merge_candidates(candidates, merge_limit).sort(
+        ["participants", "posts", "kind", "topic"],
+        descending=[True, True, False, False],
+    )
+    if several:
+        ranked = ranked.unique("topic", keep="first", maintain_order=True)
     ranked = (
-        _merge_candidates(candidates, limit)
-        .sort(
-            ["participants", "posts", "kind", "topic"],
-            descending=[True, True, False, False],
-        )
-        .head(limit if limit is not None else candidates.height)
+        ranked.head(limit if limit is not None else candidates.height)
+        .join(kinds_of, on="topic", how="left")
         .with_row_index("rank", offset=1)
     )
     previous = _previous_figures(output, ranked, period)
@@ -531,3 +547,73 @@ def timezone_mismatches(output: str, timezone: str) -> int:
         != pl.col("date")
     )
     return int(frame.select(pl.len()).collect().item())
+
+
+def events(
+    output: str, period: Period | None = None, limit: int | None = None
+) -> pl.DataFrame:
+    """Which events happened in the period, most people first: label, onset, peak,
+    end, participants, growth (the peak window's people over the first window's,
+    minus one), posts, reposts, the top topics and the representative posts' texts
+    (each cut to one line), one row per event overlapping the period."""
+    frame = scan(output, "events").drop("date")
+    if period is not None:
+        frame = frame.filter(
+            (pl.col("onset") < period.end) & (pl.col("end") > period.start)
+        )
+    found = frame.sort(
+        ["participants", "onset", "event_id"], descending=[True, False, False]
+    ).collect()
+    if limit is not None:
+        found = found.head(limit)
+    first = (
+        scan(output, "event_windows")
+        .drop("date")
+        .filter(pl.col("event_id").is_in(found["event_id"].to_list()))
+        .sort("window_start")
+        .group_by("event_id")
+        .agg(pl.col("participants").first().alias("first_participants"))
+        .collect()
+    )
+    found = found.join(first, on="event_id", how="left")
+    rows = found.select(
+        "event_id",
+        "label",
+        "onset",
+        "peak_window_start",
+        "end",
+        "participants",
+        (pl.col("peak_participants") / pl.col("first_participants") - 1).alias(
+            "growth"
+        ),
+        "posts",
+        "reposts",
+        # A topic once, whichever kinds it bursts as (a hashtag and its keyword).
+        pl.col("topics")
+        .list.eval(pl.element().struct.field("topic").unique(maintain_order=True))
+        .list.head(3)
+        .list.join(", ")
+        .alias("top_topics"),
+        pl.col("representative_posts")
+        .list.head(3)
+        .list.eval(
+            pl.element()
+            .struct.field("text")
+            .str.replace_all(r"\s+", " ")
+            .str.slice(0, 60)
+        )
+        .list.join(" | ")
+        .alias("representative_posts"),
+    )
+    return _local_times(rows, _timezone(period))
+
+
+def event_timelines(output: str, event_ids: list[str]) -> pl.DataFrame:
+    """The ``event_windows`` rows of these events: people per window, in time order."""
+    return (
+        scan(output, "event_windows")
+        .drop("date")
+        .filter(pl.col("event_id").is_in(event_ids))
+        .sort("event_id", "window_start")
+        .collect()
+    )

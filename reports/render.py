@@ -28,6 +28,8 @@ class Section:
 
     heading: str
     frame: pl.DataFrame
+    # Shown before the report's main table (the hot report leads with events).
+    leads: bool = False
 
 
 @dataclasses.dataclass
@@ -106,18 +108,26 @@ def render_frame(frame: pl.DataFrame, max_rows: int = 20) -> str:
 def as_table(report: Report, max_rows: int = 50) -> str:
     lines = [report.title, "=" * len(report.title)]
     lines.extend(report.notes)
-    lines.append("")
-    if report.rows.is_empty():
-        lines.append("(no rows)")
-    else:
-        lines.append(render_frame(display_frame(report.rows), max_rows))
-    for section in report.sections:
+
+    def add_section(section: Section) -> None:
         lines.extend(["", section.heading])
         lines.append(
             "(none)"
             if section.frame.is_empty()
             else render_frame(display_frame(section.frame), max_rows)
         )
+
+    for section in report.sections:
+        if section.leads:
+            add_section(section)
+    lines.append("")
+    if report.rows.is_empty():
+        lines.append("(no rows)")
+    else:
+        lines.append(render_frame(display_frame(report.rows), max_rows))
+    for section in report.sections:
+        if not section.leads:
+            add_section(section)
     return "\n".join(lines) + "\n"
 
 
@@ -225,10 +235,15 @@ def as_html(report: Report, pngs: dict[str, bytes]) -> str:
             f"<figure><img alt='{html.escape(name)}' "
             f"src='{png_data_uri(png)}'></figure>"
         )
+    for section in report.sections:
+        if section.leads:
+            parts.append(f"<h2>{html.escape(section.heading)}</h2>")
+            parts.append(html_table(section.frame))
     parts.append(html_table(report.rows))
     for section in report.sections:
-        parts.append(f"<h2>{html.escape(section.heading)}</h2>")
-        parts.append(html_table(section.frame))
+        if not section.leads:
+            parts.append(f"<h2>{html.escape(section.heading)}</h2>")
+            parts.append(html_table(section.frame))
     generated = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
     parts.append(
         f"<p class='note'>Generated {generated} "

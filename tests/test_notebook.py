@@ -50,13 +50,15 @@ def test_notebook_runs_and_shows_tables_and_charts(executed):
     outputs = _outputs(executed)
     assert not [output for output in outputs if output.output_type == "error"]
     images = [output for output in outputs if "image/png" in output.get("data", {})]
-    assert len(images) == 4  # top topics, timeline, burst episodes, volume
+    # events' timelines, top topics, timeline, burst episodes, volume
+    assert len(images) == 5
     tables = [
         output["data"]["text/html"]
         for output in outputs
         if "text/html" in output.get("data", {})
     ]
-    hot_table = tables[0]
+    events_table, hot_table = tables[0], tables[1]
+    assert "雅安地震" in events_table and "representative_posts" in events_table
     assert "每小时打卡" in hot_table and "雅安地震" in hot_table
 
 

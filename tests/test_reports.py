@@ -132,17 +132,19 @@ def test_normalize_typed_topic(typed, stored):
 
 # --- hot topics ---------------------------------------------------------------
 
+# The kinds column: a topic ranked over all kinds is listed once, with its kinds.
+H, M, HK = "hashtag", "mention", "hashtag, keyword"
+
 
 def test_hot_topics_of_a_day(known):
     got = hot_topics(known, DAY, limit=10)
     expected = expected_hot(
         [
-            (1, "hashtag", "法院致歉", 40, 40, 20, 1, at(22, 20), 0, 0, None),
-            (2, "hashtag", "雅安地震", 30, 360, 120, 12, at(22, 8), 10, 10, 2.0),
-            (3, "keyword", "消息", 30, 30, 0, 1, at(22, 12), 0, 0, None),
-            (4, "mention", "人民日报", 10, 10, 0, 2, at(22, 9), 20, 20, -0.5),
-            (5, "hashtag", "深夜食堂", 5, 5, 0, 1, at(22, 0), 3, 3, 5 / 3 - 1),
-            (6, "keyword", "雅安地震", 3, 3, 0, 1, at(22, 12), 0, 0, None),
+            (1, "hashtag", "法院致歉", 40, 40, 20, 1, at(22, 20), 0, 0, None, H),
+            (2, "hashtag", "雅安地震", 30, 360, 120, 12, at(22, 8), 10, 10, 2.0, HK),
+            (3, "keyword", "消息", 30, 30, 0, 1, at(22, 12), 0, 0, None, "keyword"),
+            (4, "mention", "人民日报", 10, 10, 0, 2, at(22, 9), 20, 20, -0.5, M),
+            (5, "hashtag", "深夜食堂", 5, 5, 0, 1, at(22, 0), 3, 3, 5 / 3 - 1, H),
         ]
     )
     assert_frame_equal(got, expected)
@@ -152,12 +154,11 @@ def test_hot_topics_of_a_week(known):
     got = hot_topics(known, WEEK, limit=10)
     expected = expected_hot(
         [
-            (1, "hashtag", "法院致歉", 40, 40, 20, 1, at(22, 20), 0, 0, None),
-            (2, "hashtag", "雅安地震", 30, 370, 120, 13, at(22, 8), 5, 5, 5.0),
-            (3, "keyword", "消息", 30, 30, 0, 1, at(22, 12), 0, 0, None),
-            (4, "mention", "人民日报", 20, 30, 0, 3, at(21, 15), 0, 0, None),
-            (5, "hashtag", "深夜食堂", 8, 8, 0, 2, at(22, 0), 0, 0, None),
-            (6, "keyword", "雅安地震", 3, 3, 0, 1, at(22, 12), 0, 0, None),
+            (1, "hashtag", "法院致歉", 40, 40, 20, 1, at(22, 20), 0, 0, None, H),
+            (2, "hashtag", "雅安地震", 30, 370, 120, 13, at(22, 8), 5, 5, 5.0, HK),
+            (3, "keyword", "消息", 30, 30, 0, 1, at(22, 12), 0, 0, None, "keyword"),
+            (4, "mention", "人民日报", 20, 30, 0, 3, at(21, 15), 0, 0, None, M),
+            (5, "hashtag", "深夜食堂", 8, 8, 0, 2, at(22, 0), 0, 0, None, H),
         ]
     )
     assert_frame_equal(got, expected)
