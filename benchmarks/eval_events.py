@@ -10,8 +10,8 @@ the events whose top representative post is the cascade's source post. It prints
 
 On planted streams (``--seeds``, the generator's six planted bursts per seed, all
 topic kinds) it prints how many planted bursts are exactly one event (an event
-holding the planted hashtag) and the events made of background topics alone, per
-simulated day.
+holding the planted hashtag while the burst is under way) and the events made of
+background topics alone, per simulated day.
 
     python benchmarks/eval_events.py --cascades ../shared/data/weibo_cascades
     python benchmarks/eval_events.py --seeds 2 --cascades ../shared/data/weibo_cascades
@@ -21,6 +21,7 @@ the figures as one JSON object as well.
 """
 
 import argparse
+import datetime
 import json
 import sys
 import tempfile
@@ -116,11 +117,20 @@ def evaluate_planted(
             {topic["topic"] for topic in topics if topic["kind"] == "hashtag"}
             for topics in events["topics"].to_list()
         ]
+        spans = list(zip(events["onset"], events["end"], strict=True))
         planted_tags = {burst.hashtag.lower() for burst in bursts}
         counts = []
         for burst in bursts:
-            tag = burst.hashtag.lower()
-            counts.append(sum(tag in tags for tags in hashtags))
+            # The events holding its hashtag while it is under way: one before its
+            # onset is the background's (a hashtag it planted on may burst there).
+            tag, start = burst.hashtag.lower(), burst.onset
+            until = start + datetime.timedelta(hours=burst.hours)
+            counts.append(
+                sum(
+                    tag in tags and onset <= until and end > start
+                    for tags, (onset, end) in zip(hashtags, spans, strict=True)
+                )
+            )
         planted += len(bursts)
         single += sum(count == 1 for count in counts)
         alone = sum(not (tags & planted_tags) for tags in hashtags)

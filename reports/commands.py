@@ -103,10 +103,16 @@ def hot_report(
             Section("Volume by day", queries.daily_volume(output, period)),
         ],
         charts={
-            f"events-{_stem(period)}": lambda: _charts().events_chart(
-                events,
-                queries.event_timelines(output, events["event_id"].to_list()),
-                title=f"舆情事件 events {period.label}",
+            **(
+                {}
+                if events.is_empty()
+                else {
+                    f"events-{_stem(period)}": lambda: _charts().events_chart(
+                        events,
+                        queries.event_timelines(output, events["event_id"].to_list()),
+                        title=f"舆情事件 events {period.label}",
+                    )
+                }
             ),
             f"hot-topics-{_stem(period)}": lambda: _charts().top_topics_chart(
                 hot, title=f"热门话题 hot topics {period.label}"

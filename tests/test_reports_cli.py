@@ -24,11 +24,14 @@ Period: 2026-11-22, local midnight to midnight in Asia/Shanghai.
 Topics: hashtag; ranked by distinct participants merged over the day (not summed over windows); growth against 2026-11-21.
 Overall: 445 posts by 85 distinct authors.
 
-| rank | kind    | topic    | participants | posts | reposts | windows | peak_window_start | previous_participants | previous_posts | growth |
-|------|---------|----------|--------------|-------|---------|---------|-------------------|-----------------------|----------------|--------|
-| 1    | hashtag | 法院致歉 | 40           | 40    | 20      | 1       | 2026-11-22 20:00  | 0                     | 0              | new    |
-| 2    | hashtag | 雅安地震 | 30           | 360   | 120     | 12      | 2026-11-22 08:00  | 10                    | 10             | +200%  |
-| 3    | hashtag | 深夜食堂 | 5            | 5     | 0       | 1       | 2026-11-22 00:00  | 3                     | 3              | +67%   |
+Events (most people first)
+(none)
+
+| rank | kind    | topic    | participants | posts | reposts | windows | peak_window_start | previous_participants | previous_posts | growth | kinds   |
+|------|---------|----------|--------------|-------|---------|---------|-------------------|-----------------------|----------------|--------|---------|
+| 1    | hashtag | 法院致歉 | 40           | 40    | 20      | 1       | 2026-11-22 20:00  | 0                     | 0              | new    | hashtag |
+| 2    | hashtag | 雅安地震 | 30           | 360   | 120     | 12      | 2026-11-22 08:00  | 10                    | 10             | +200%  | hashtag |
+| 3    | hashtag | 深夜食堂 | 5            | 5     | 0       | 1       | 2026-11-22 00:00  | 3                     | 3              | +67%   | hashtag |
 
 Volume by day
 | date       | windows | posts | reposts | duplicates | participants |
@@ -99,6 +102,8 @@ def test_hot_writes_csv(known, tmp_path):
             "previous_participants": [0, 10, 0, 20],
             "previous_posts": [0, 10, 0, 20],
             "growth": [None, 2.0, None, -0.5],
+            # 雅安地震 is listed once, with the kinds it appears as.
+            "kinds": ["hashtag", "hashtag, keyword", "keyword", "mention"],
         }
     )
     assert_frame_equal(got, expected)
@@ -212,6 +217,7 @@ def test_hot_writes_a_self_contained_html_report_and_pngs(known, tmp_path):
         "10",
         "10",
         "+200%",
+        "hashtag",
     ] in cells
     assert "热门话题 Hot topics 2026-11-22" in page
     # Chinese text shows without Chinese fonts installed: the page carries the few
