@@ -77,11 +77,7 @@ from transforms.burst_tables import WriteBurstTables
 from transforms.bursts import BURSTS_TAG, DetectBursts
 from transforms.events import WriteEvents
 from transforms.extract import ExtractTopicsFn, parse_kinds
-from transforms.landing import ReadLanding
 from transforms.late import (
-    LATE_POSTS,
-    CountLatePosts,
-    SplitLatePosts,
     streaming_windowing,
 )
 from transforms.privacy import (
@@ -100,11 +96,10 @@ from transforms.publish import (
 from transforms.publish import discard as discard_run
 from transforms.publish import prepare as prepare_run
 from transforms.read import DEAD_LETTERS, ReadPosts
-from transforms.redelivery import CountCopiesOnce
 from transforms.reposts import AggregateCreditedWindows
-from transforms.reposts_streaming import CreditRepostsInStream, with_event_time
 from transforms.rolling import WriteRollingTables, prune_all_superseded
 from transforms.spill import SPILL_FOLDER
+from transforms.stream_input import ReadStreamPosts, StreamInputSettings
 from transforms.windows import parse_duration, window_fn_for
 from transforms.write import (
     WriteDeadLetters,
@@ -138,7 +133,9 @@ def build_pipeline(
     # Batch: rows and tables wait at their shuffles in files (``transforms.spill``).
     spill_dir = None if streaming else os.path.join(root, SPILL_FOLDER)
     if streaming:
-        read = read_stream(pipeline, options, window_fn, root, key_source)
+        read = pipeline | "ReadStream" >> ReadStreamPosts(
+            stream_input_settings(options, root), window_fn, key_source
+        )
     else:
         read = pipeline | "ReadPosts" >> ReadPosts(
             options.input, key_source, max_line_bytes=options.max_line_bytes
@@ -204,53 +201,29 @@ def stream_windowing(options: VolumeOptions) -> dict:
     )
 
 
-def read_stream(
-    pipeline: beam.Pipeline,
-    options: VolumeOptions,
-    window_fn,
-    root: str,
-    key_source: PseudonymKeySource,
-) -> dict:
-    """Streaming input: the landing folder's posts and dead letters. Posts beyond the
-    allowed lateness are taken out here and counted into ``late_posts``. With
-    ``--credit-reposts`` the posts come as ``summaries`` (topics extracted, reposts
-    credited: ``transforms.reposts_streaming``), judged late on their read stamp."""
+def stream_input_settings(options: VolumeOptions, root: str) -> StreamInputSettings:
+    """The streaming input's settings from the run's options."""
     # Before the stream ends, wait out the processing-time triggers
     # (transforms.landing).
     settle = flush_seconds(options) + duration_or_zero(options.poll_interval) + 2
-    read = pipeline | "ReadLanding" >> ReadLanding(
-        options.landing,
-        key_source,
-        duration_or_zero(options.poll_interval),
-        settle,
+    return StreamInputSettings(
+        landing=options.landing,
+        poll_seconds=duration_or_zero(options.poll_interval),
+        settle_seconds=settle,
         stable_seconds=duration_or_zero(options.settle_time),
         max_line_bytes=options.max_line_bytes,
-    )
-    remember = max(
-        duration_or_zero(options.allowed_lateness),
-        parse_duration(options.repost_horizon),
-    )
-    posts = read["posts"] | "CountCopiesOnce" >> CountCopiesOnce(window_fn, remember)
-    if options.credit_reposts:
-        posts = posts | "CreditReposts" >> CreditRepostsInStream(
-            window_fn,
+        lateness_seconds=duration_or_zero(options.allowed_lateness),
+        remember_seconds=max(
             duration_or_zero(options.allowed_lateness),
-            remember,
-            parse_kinds(options.topic_kinds),
-            analyzer_config(options),
-        )
-    split = posts | "SplitLatePosts" >> SplitLatePosts(
-        window_fn, duration_or_zero(options.allowed_lateness)
+            parse_duration(options.repost_horizon),
+        ),
+        flush_seconds=flush_seconds(options),
+        credit_reposts=bool(options.credit_reposts),
+        topic_kinds=tuple(parse_kinds(options.topic_kinds)),
+        analyzer_config=analyzer_config(options),
+        root=root,
+        timezone=options.timezone,
     )
-    (
-        split[LATE_POSTS]
-        | "CountLatePosts" >> CountLatePosts(flush_seconds(options))
-        | "WriteLatePosts" >> WriteRollingTables(root, options.timezone)
-    )
-    if options.credit_reposts:
-        summaries = split["posts"] | "WithEventTime" >> beam.Map(with_event_time)
-        return {"summaries": summaries, DEAD_LETTERS: read[DEAD_LETTERS]}
-    return {"posts": split["posts"], DEAD_LETTERS: read[DEAD_LETTERS]}
 
 
 def run_manifest(
