@@ -124,6 +124,22 @@ def test_new_topic_needs_minimum_participants():
     assert judge_series([item for item in many if item.participants])[0] == [20]
 
 
+def test_minimum_support_of_a_new_topic_counts_the_window_before():
+    # 12 people late in hour 20 and 12 more early in hour 21: neither window alone
+    # reaches the support of 20, the two together do; a gap between them does not.
+    straddling = [count(20, 12, 800), count(21, 12, 800)]
+    assert judge_series(straddling)[0] == [21]
+    apart = [count(20, 12, 800), count(22, 12, 800)]
+    assert judge_series(apart)[0] == []
+
+
+def test_minimum_support_of_a_known_topic_is_its_window_alone():
+    # A topic drawing a few people every hour doubles, twice, below the support.
+    series = [count(hour, 3, 800) for hour in range(40)]
+    series[38], series[39] = count(38, 12, 800), count(39, 12, 800)
+    assert judge_series(series)[0] == []
+
+
 def test_nothing_bursts_during_warmup():
     flagged, _, _ = judge_series([count(hour, 300, 800) for hour in (3, 4)])
     assert flagged == []

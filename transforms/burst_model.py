@@ -12,7 +12,10 @@ topic seen a few times has no variance estimate worth trusting. A window bursts 
 
 - the score reaches ``threshold``,
 - participants reach ``min_participants`` (minimum support: new rare topics, with no
-  history and so a huge score, stay quiet until enough distinct people join), and
+  history and so a huge score, stay quiet until enough distinct people join); for a
+  topic expected to draw less than one person (new, or rare), its participants of
+  the window before count too, so a surge of a new topic that straddles a window
+  boundary is judged on all of its people, and
 - participants are at least ``min_ratio`` times the expectation (a steady large topic
   wobbling by a few standard deviations is not news),
 
@@ -90,6 +93,8 @@ class TopicHistory(NamedTuple):
     variance: float
     last_end_us: int
     episode: Episode | None
+    # Participants of the topic's last window judged (for the support of the next).
+    last_participants: int = 0
 
 
 class Burst(NamedTuple):
@@ -144,8 +149,11 @@ def judge_window(
     the decay by a fraction of a window).
     """
     closed: list[Episode] = []
+    # Participants of the window just before, when the topic had one (else 0).
+    previous = 0
     if history is not None:
         gap = max(0, round((count.start_us - history.last_end_us) / window_us))
+        previous = history.last_participants if gap == 0 else 0
         if gap >= params.idle_windows:
             if history.episode is not None:
                 closed.append(history.episode)
@@ -177,7 +185,8 @@ def judge_window(
     warm = count.start_us >= count.stream_start_us + params.warmup_windows * window_us
     bursting = (
         warm
-        and count.participants >= params.min_participants
+        and count.participants + (previous if expected < 1.0 else 0)
+        >= params.min_participants
         and score >= params.threshold
         and count.participants >= params.min_ratio * expected
     )
@@ -227,7 +236,8 @@ def judge_window(
         delta = min(share, ceiling) - mean_hat
         variance = (1.0 - params.alpha) * (variance + params.alpha * delta * delta)
     mean += params.alpha * (share - mean)
-    return TopicHistory(mean, variance, count.end_us, episode), burst, closed
+    history = TopicHistory(mean, variance, count.end_us, episode, count.participants)
+    return history, burst, closed
 
 
 def is_later_pane(count: WindowCount, kept: WindowCount | None) -> bool:
