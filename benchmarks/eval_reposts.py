@@ -31,12 +31,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from transforms.aggregate import post_id_key  # noqa: E402
 from transforms.extract import ExtractTopicsFn, parse_kinds  # noqa: E402
 from transforms.posts import InvalidPost, decode_json_line  # noqa: E402
 from transforms.read import ReadPosts  # noqa: E402
 from transforms.reposts import CreditWindows  # noqa: E402
 from transforms.topics import TOPIC_KINDS  # noqa: E402
+from transforms.window_posts import post_id_key  # noqa: E402
 from transforms.windows import window_fn_for  # noqa: E402
 
 CASCADES = ROOT.parent / "shared" / "data" / "weibo_cascades"

@@ -66,7 +66,6 @@ sys.path.insert(0, str(PROJECT))
 from sampledata.__main__ import LARGE_HASHTAG  # noqa: E402
 from schemas.sketch import DEFAULT_LG_K, merged_estimate  # noqa: E402
 from transforms.aggregate import (  # noqa: E402
-    WindowPosts,
     add_post,
     aggregate_window,
     window_bounds,
@@ -75,6 +74,7 @@ from transforms.aggregate import (  # noqa: E402
 from transforms.extract import post_topics, summarize  # noqa: E402
 from transforms.posts import InvalidPost, decode_json_line, parse_post  # noqa: E402
 from transforms.topics import TOPIC_KINDS  # noqa: E402
+from transforms.window_posts import WindowPosts  # noqa: E402
 from transforms.windows import local_date, window_fn_for  # noqa: E402
 from transforms.write import (  # noqa: E402
     concat_window_tables,

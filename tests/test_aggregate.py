@@ -9,19 +9,16 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import FixedWindows, TimestampedValue
 
+from schemas.records import PostSummary
 from schemas.sketch import merge_sketches, merged_estimate
 from transforms.aggregate import (
-    SPILL_ROWS,
     AggregateWindows,
-    PostSummary,
-    WindowPosts,
     add_post,
     aggregate_window,
     merge_window_posts,
-    pack_rows,
-    post_id_key,
     window_bounds,
 )
+from transforms.window_posts import SPILL_ROWS, WindowPosts, pack_rows, post_id_key
 from transforms.windows import LocalDayWindows
 
 HASHTAG = ("hashtag", "雅安地震")

@@ -15,7 +15,7 @@ import pytest
 from schemas.records import EventMember
 from schemas.sketch import estimate, merged_estimate, new_sketch
 from tests.conftest import read_table, run_volume
-from transforms.aggregate import top_carriers
+from transforms.carriers import top_carriers
 from transforms.event_model import (
     EventParams,
     assemble_events,

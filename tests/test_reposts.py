@@ -15,7 +15,6 @@ from apache_beam.transforms.window import FixedWindows
 
 from schemas.records import Post
 from tests.conftest import CASCADES, PROJECT, needs_shared, read_table, run_volume
-from transforms.aggregate import WindowPosts, post_id_key
 from transforms.extract import ExtractTopicsFn
 from transforms.reposts import (
     ChainEdges,
@@ -25,6 +24,7 @@ from transforms.reposts import (
     resolve_chains,
     select_rows,
 )
+from transforms.window_posts import WindowPosts, post_id_key
 
 HOUR_US = 3_600_000_000
 T0 = 1_700_000_000 * 1_000_000

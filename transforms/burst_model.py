@@ -106,6 +106,9 @@ class Burst(NamedTuple):
     participants: int
     expected: float
     score: float
+    # Participants of the window before, when they counted toward this window's
+    # minimum support (a new topic's surge straddling a window boundary), else 0.
+    previous_participants: int = 0
 
 
 def decay(
@@ -183,10 +186,10 @@ def judge_window(
     expected, deviation = expectation(count.window_participants, mean_hat, variance_hat)
     score = (count.participants - expected) / deviation
     warm = count.start_us >= count.stream_start_us + params.warmup_windows * window_us
+    counted_previous = previous if expected < 1.0 else 0
     bursting = (
         warm
-        and count.participants + (previous if expected < 1.0 else 0)
-        >= params.min_participants
+        and count.participants + counted_previous >= params.min_participants
         and score >= params.threshold
         and count.participants >= params.min_ratio * expected
     )
@@ -199,6 +202,7 @@ def judge_window(
             count.participants,
             expected,
             score,
+            counted_previous,
         )
         if episode is None:
             episode = Episode(

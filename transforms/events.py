@@ -3,11 +3,15 @@ grouped into events (``transforms.event_model``), given their representative pos
 text, and written as ``events`` and ``event_windows``.
 
 The evidence of a topic-window (its sketch and top carriers) is taken from the
-windows' tables as they are aggregated, only for topics with at least the
-detector's minimum support (no smaller one bursts), and joined with the bursts by
-(kind, topic, window). The representative posts' texts are read again from the
-input's slices, keeping only the few posts the events name: holding every post's
-text until the events are known would cost memory for all of them.
+windows' tables as they are aggregated, only for topics with at least half the
+detector's minimum support, and joined with the bursts by (kind, topic, window).
+An event's members are its bursting topic-windows and, where a new topic's burst
+was judged on the people of the window before as well
+(``Burst.previous_participants``), that window too: the surge began there.
+
+The representative posts' texts are read again from the input's slices, keeping
+only the few posts the events name: holding every post's text until the events are
+known would cost memory for all of them.
 """
 
 from collections.abc import Iterable, Iterator
@@ -18,11 +22,11 @@ from apache_beam.metrics import Metrics
 
 from schemas import tables
 from schemas.records import EventMember, SourcePost, WindowTables
-from transforms.aggregate import post_id_key
 from transforms.event_model import Event, EventParams, assemble_events
 from transforms.files import read_slice
 from transforms.posts import InvalidPost, decode_json_line, parse_post
 from transforms.read import ParsePostsFn
+from transforms.window_posts import post_id_key
 from transforms.write import WriteRowsByDate
 
 # Characters of a representative post's text kept in the table.
@@ -86,11 +90,23 @@ def evidence_rows(
         )
 
 
-def bursting_member(joined: tuple[MemberKey, dict]) -> Iterator[EventMember]:
-    """A (kind, topic, window) joined with its bursts and evidence -> its member,
-    when it burst."""
+def member_marks(
+    key: tuple[str, str], burst, window_us: int
+) -> list[tuple[MemberKey, str]]:
+    """A burst -> the (kind, topic, window) keys it makes members: its window, and
+    the window before when that window's people counted toward its support."""
+    kind, topic = key
+    marks = [((kind, topic, burst.start_us), "burst")]
+    if getattr(burst, "previous_participants", 0):
+        marks.append(((kind, topic, burst.start_us - window_us), "support"))
+    return marks
+
+
+def joined_member(joined: tuple[MemberKey, dict]) -> Iterator[EventMember]:
+    """A (kind, topic, window) joined with its marks and evidence -> its member,
+    when it burst or supported a burst (and has evidence)."""
     _, found = joined
-    if found["bursts"] and found["evidence"]:
+    if found["marks"] and found["evidence"]:
         yield found["evidence"][0]
 
 
@@ -255,17 +271,19 @@ class WriteEvents(beam.PTransform):
 
     def expand(self, inputs: dict) -> beam.pvalue.PDone:
         windows, bursts, slices = inputs["windows"], inputs["bursts"], inputs["slices"]
-        min_support = self._min_support
+        # A window before a burst counts toward its support with fewer people.
+        min_evidence = max(1, self._min_support // 2)
+        window_us = self._window_us
         evidence = windows | "Evidence" >> beam.FlatMap(
-            lambda element: evidence_rows(element, min_support)
+            lambda element: evidence_rows(element, min_evidence)
         )
-        bursting = bursts | "BurstKeys" >> beam.MapTuple(
-            lambda key, burst: ((key[0], key[1], burst.start_us), burst.score)
+        marks = bursts | "MemberKeys" >> beam.FlatMapTuple(
+            lambda key, burst: member_marks(key, burst, window_us)
         )
         members = (
-            {"bursts": bursting, "evidence": evidence}
+            {"marks": marks, "evidence": evidence}
             | "JoinEvidence" >> beam.CoGroupByKey()
-            | "Members" >> beam.FlatMap(bursting_member)
+            | "Members" >> beam.FlatMap(joined_member)
         )
         events = (
             members

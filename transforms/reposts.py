@@ -33,16 +33,15 @@ import pyarrow as pa
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import WindowFn
 
+from schemas.records import PostSummary
 from schemas.sketch import DEFAULT_LG_K
 from transforms.aggregate import (
     AggregateWindowFn,
     KeyByWindowFn,
-    PostSummary,
-    WindowPosts,
-    post_id_key,
     window_bounds,
     window_tables,
 )
+from transforms.window_posts import WindowPosts, post_id_key
 
 Pair = tuple[str, str]
 

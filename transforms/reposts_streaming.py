@@ -58,7 +58,8 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import TimestampedValue, WindowFn
 from apache_beam.utils.timestamp import Timestamp
 
-from transforms.aggregate import PostSummary, window_bounds
+from schemas.records import PostSummary
+from transforms.aggregate import window_bounds
 from transforms.extract import ExtractTopicsFn
 from transforms.posts import Post
 from transforms.reposts import Pair, credited_topics
