@@ -188,7 +188,7 @@ def _outputs(args, parser) -> str | tuple[str, ...]:
 
     folders = args.output or [DEFAULT_OUTPUT]
     for folder in folders:
-        if not Path(folder).is_dir():
+        if "://" not in folder and not Path(folder).is_dir():
             parser.exit(
                 2,
                 f"--output {folder}: no such folder (run the pipeline or "
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "summary":
         from reports.summary import summary_text
 
-        if not Path(args.output).is_dir():
+        if "://" not in args.output and not Path(args.output).is_dir():
             parser.exit(2, f"--output {args.output}: no such folder\n")
         print(summary_text(args.output, args.top))
         return 0
