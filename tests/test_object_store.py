@@ -9,8 +9,10 @@ The tests on the server are marked slow: SeaweedFS is built from the Go module
 proxy on first use (``deploy/seaweedfs/build.sh``, many minutes on a cold cache).
 """
 
+import fcntl
 import json
 import os
+import pathlib
 import shutil
 import socket
 import subprocess
@@ -28,6 +30,8 @@ ACCESS_KEY = "yuqingtestkey"
 SECRET_KEY = "yuqingtestsecret"
 # Columns that differ between two runs of one input: when dead letters were read.
 RUN_TIME_COLUMNS = {"read_at"}
+# How long the tests wait for SeaweedFS to be built (a cold build takes minutes).
+BUILD_WAIT_SECONDS = 30 * 60
 
 
 # --- Unknown schemes (no server needed) -------------------------------------------
@@ -84,21 +88,58 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _build_running(lock: pathlib.Path) -> bool:
+    """True while a ``build.sh`` holds its lock (``flock`` on ``lock``)."""
+    if not lock.exists():
+        return False
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
 def _weed_binary() -> str:
-    """SeaweedFS's ``weed``, built by ``deploy/seaweedfs/build.sh`` if missing."""
+    """SeaweedFS's ``weed``: already built, or built by ``deploy/seaweedfs/build.sh``
+    in the background (``run_tests.sh`` starts that build before the tests; this
+    starts it when nothing did) and waited for, at most ``BUILD_WAIT_SECONDS``.
+    Skips where the binary is missing and Go is absent."""
     script = PROJECT / "deploy" / "seaweedfs" / "build.sh"
+    where = subprocess.run(
+        [str(script), "--where"], capture_output=True, text=True, check=True
+    )
+    binary = pathlib.Path(where.stdout.strip())
+    if os.access(binary, os.X_OK):
+        return str(binary)
     if shutil.which("go") is None:
-        cached = subprocess.run(
-            ["bash", "-c", 'ls "$HOME"/.cache/yuqing/seaweedfs/*/weed'],
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-        if not cached:
-            pytest.skip("SeaweedFS is not built and the Go toolchain is absent")
-        return cached[0]
-    built = subprocess.run([str(script)], capture_output=True, text=True, timeout=3600)
-    assert built.returncode == 0, built.stderr[-3000:]
-    return built.stdout.strip().splitlines()[-1]
+        pytest.skip(
+            f"SeaweedFS is not built ({binary}) and the Go toolchain is absent: "
+            "run deploy/seaweedfs/build.sh where Go is installed"
+        )
+    if shutil.which("flock") is None:  # no lock to wait on: build here
+        built = subprocess.run([str(script)], capture_output=True, text=True)
+        assert built.returncode == 0, built.stderr[-3000:]
+        return built.stdout.strip().splitlines()[-1]
+    log, lock = binary.parent / "build.log", binary.parent / ".build.lock"
+    subprocess.run([str(script), "--background"], check=True)
+    deadline = time.monotonic() + BUILD_WAIT_SECONDS
+    while not os.access(binary, os.X_OK):
+        running = _build_running(lock)
+        if running and time.monotonic() < deadline:
+            time.sleep(2)
+            continue
+        if os.access(binary, os.X_OK):
+            break
+        tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+        if running:
+            pytest.fail(
+                f"SeaweedFS was not built within {BUILD_WAIT_SECONDS // 60} minutes "
+                f"({script}, still building); {log} ends:\n{tail}"
+            )
+        pytest.fail(f"SeaweedFS did not build ({script}); {log} ends:\n{tail}")
+    return str(binary)
 
 
 @pytest.fixture(scope="module")
