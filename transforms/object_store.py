@@ -28,6 +28,7 @@ import datetime
 import io
 import json
 import re
+import threading
 from collections.abc import Callable
 
 import pyarrow as pa
@@ -49,6 +50,8 @@ EXTRA_OF_SCHEME = {
     "azfs": "apache-beam[azure]",
 }
 RUN_ID_PATTERN = re.compile(r"^(\d{8}T\d{6})-[0-9a-f]+$")
+# Per thread: the S3 client in use and the pipeline options it was made from.
+_CLIENTS = threading.local()
 
 
 def scheme(path: str) -> str | None:
@@ -109,9 +112,28 @@ def _filesystems() -> type[FileSystems]:
     return FileSystems
 
 
+def _s3io():
+    """Beam's S3 client for this thread and the current pipeline options.
+
+    Beam's S3 filesystem makes a boto3 session and client for every call, which
+    costs more than writing a small object; a run writes and reads many (tables by
+    date, spilled values). One per thread: Beam's client keeps the state of the
+    download in progress."""
+    from apache_beam.io.aws import s3io
+
+    options = _filesystems()._pipeline_options
+    cached = getattr(_CLIENTS, "s3io", None)
+    if cached is None or cached[0] is not options:
+        cached = (options, s3io.S3IO(options=options))
+        _CLIENTS.s3io = cached
+    return cached[1]
+
+
 def create(path: str):
     """A binary file object writing the object ``path``; it appears whole when the
     file object is closed."""
+    if scheme(path) == "s3":
+        return _s3io().open(path, "wb")
     return _filesystems().create(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
@@ -121,7 +143,11 @@ def write_bytes(path: str, data: bytes) -> None:
 
 
 def read_bytes(path: str) -> bytes:
-    opened = _filesystems().open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    if scheme(path) == "s3":
+        opened = _s3io().open(path, "rb")
+    else:
+        uncompressed = CompressionTypes.UNCOMPRESSED
+        opened = _filesystems().open(path, compression_type=uncompressed)
     with opened as f:
         return f.read()
 
@@ -135,6 +161,9 @@ def write_parquet(table: pa.Table, path: str, compression: str) -> None:
 
 def list_files(prefix: str) -> list[str]:
     """Every object under ``prefix`` (a folder path), at any depth."""
+    if scheme(prefix) == "s3":
+        # Beam's client lists a missing prefix as empty; other errors raise.
+        return sorted(path for path, _ in _s3io().list_files(join(prefix, "")))
     pattern = join(prefix, "**")
     try:
         found = _filesystems().match([pattern])[0].metadata_list
@@ -202,8 +231,10 @@ def publish(
             timespec="seconds"
         ),
     }
-    data = json.dumps(pointer, indent=1, sort_keys=True).encode("utf-8")
-    write_bytes(pointer_path(output), data)
+    # One line: valid JSON, and NDJSON that ``polars.read_ndjson`` reads from any
+    # store polars reaches (the reader's recipe needs nothing but polars).
+    data = json.dumps(pointer, sort_keys=True) + "\n"
+    write_bytes(pointer_path(output), data.encode("utf-8"))
     after_step("pointer")
     return pointer
 
