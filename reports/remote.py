@@ -110,6 +110,20 @@ def read_pointer(output: str) -> dict | None:
         return None
 
 
+def output_problem(output: str) -> str | None:
+    """Why the reports cannot read the object-store output ``output`` (one line):
+    no filesystem for its scheme here, the pointer unreadable (credentials, a
+    missing bucket), or no run published there yet; None when its pointer reads."""
+    try:
+        pointer = read_pointer(output)
+    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        text = " ".join(str(error).split())
+        return f"cannot read {CURRENT_POINTER} ({text[:200]})"
+    if pointer is None:
+        return f"no run was published there (no {CURRENT_POINTER})"
+    return None
+
+
 def resolve(output: str) -> str:
     """The folder of the run ``output``'s pointer names now, or ``output`` itself
     when none was published."""
