@@ -45,7 +45,7 @@ SPILL_FOLDER = "_spill"
 STALE_RUN_SECONDS = 2 * 24 * 3600
 # The package that brings each scheme's filesystem to Beam.
 EXTRA_OF_SCHEME = {
-    "s3": "apache-beam[aws] (pip install 'yuqing[s3]')",
+    "s3": "apache-beam[aws], the s3 extra: pip install -e '.[s3]'",
     "gs": "apache-beam[gcp]",
     "azfs": "apache-beam[azure]",
 }
