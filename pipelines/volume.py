@@ -371,10 +371,9 @@ def run_batch(
         raise
     if store:
         store.remove_old_runs(output, store.publish(output, run_id))
-        print(f"tables of run {run_id} written to {output}")
-        return 0
-    publish(output, run_id)
-    remove_leftovers(output)
+    else:
+        publish(output, run_id)
+        remove_leftovers(output)
     for line in run_summary(root, result):
         print(line, file=sys.stderr)
     print(f"tables written to {output}")

@@ -306,22 +306,25 @@ def list_keys(endpoint: str, prefix: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def local_and_s3_runs(s3_server, small_stream, tmp_path_factory):
-    """One input run to a local folder and to ``s3://BUCKET/same``."""
+    """One input run to a local folder and to ``s3://BUCKET/same``: the two outputs
+    and the two runs' printed lines (stderr, then stdout)."""
     path, _, _ = small_stream
     local = tmp_path_factory.mktemp("local") / "out"
-    result = run_volume(["--input", str(path), "--output", str(local)])
-    assert result.returncode == 0, result.stderr[-3000:]
     output = f"s3://{BUCKET}/same"
-    result = run_volume(
-        ["--input", str(path), "--output", output, *s3_options(s3_server)]
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return local, output
+    printed = []
+    for argv in (
+        ["--input", str(path), "--output", str(local)],
+        ["--input", str(path), "--output", output, *s3_options(s3_server)],
+    ):
+        result = run_volume(argv)
+        assert result.returncode == 0, result.stderr[-3000:]
+        printed.append((result.stderr + result.stdout).splitlines())
+    return local, output, printed
 
 
 @pytest.mark.slow
 def test_batch_output_on_s3_equals_local_output(local_and_s3_runs, s3_env):
-    local, output = local_and_s3_runs
+    local, output, _ = local_and_s3_runs
     for table in TABLES:
         remote = read_current(output, table)
         here = read_table(local, table)
@@ -331,8 +334,18 @@ def test_batch_output_on_s3_equals_local_output(local_and_s3_runs, s3_env):
 
 
 @pytest.mark.slow
+def test_a_run_to_s3_prints_the_summary_of_a_local_run(local_and_s3_runs):
+    local, output, (here, there) = local_and_s3_runs
+    assert here[-1] == f"tables written to {local}"
+    assert there[-1] == f"tables written to {output}"
+    summary = [line for line in here if line.startswith(("read ", "wrote "))]
+    assert len(summary) == 2, here
+    assert [line for line in there if line.startswith(("read ", "wrote "))] == summary
+
+
+@pytest.mark.slow
 def test_s3_output_layout_is_a_run_folder_and_a_pointer(local_and_s3_runs, s3_server):
-    _, output = local_and_s3_runs
+    _, output, _ = local_and_s3_runs
     keys = list_keys(s3_server, "same/")
     pointer = json.loads(_object_text(s3_server, "same/_current.json"))
     run = pointer["run_id"]
@@ -364,7 +377,7 @@ def _object_text(endpoint: str, key: str) -> str:
 def test_reports_follow_the_pointer_on_s3(local_and_s3_runs, s3_env, s3_server):
     from reports.tables import resolve_output, row_counts, run_manifest, scan
 
-    local, output = local_and_s3_runs
+    local, output, _ = local_and_s3_runs
     resolved = resolve_output(output)
     run = json.loads(_object_text(s3_server, "same/_current.json"))["run_id"]
     assert resolved == f"{output}/runs/{run}"
@@ -380,7 +393,7 @@ def test_reports_command_reads_s3(local_and_s3_runs, s3_env, s3_server):
     environment, shows the same summary as on the local output."""
     import sys
 
-    local, output = local_and_s3_runs
+    local, output, _ = local_and_s3_runs
     shown = {}
     for name, folder in (("local", str(local)), ("s3", output)):
         result = subprocess.run(
