@@ -32,7 +32,11 @@ EXTRAS = {
         # Noto Sans SC (SIL OFL) for Chinese chart labels: reports.fonts selects it.
         "pylopdf-fonts-zh-cn>=0.1.1,<0.2",
         "ruff>=0.6",
+        # tests/test_object_store.py writes to a local S3 server.
+        "apache-beam[aws]>=2.77.0,<2.78",
     ],
+    # s3:// input and output through Beam's S3 filesystem (boto3).
+    "s3": ["apache-beam[aws]>=2.77.0,<2.78"],
     "notebook": [
         "jupyterlab>=4,<5",
         "ipykernel>=6.29,<8",

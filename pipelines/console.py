@@ -22,9 +22,11 @@ import time
 from collections.abc import Iterator
 from typing import NamedTuple
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.tables import TABLES
+from transforms import object_store
 
 # Seconds before the first progress line, and between two.
 PROGRESS_AFTER_SECONDS = 5.0
@@ -179,6 +181,9 @@ class Progress:
 
 def table_files(root: str, table: str) -> list[str]:
     folder = os.path.join(root, table)
+    if object_store.is_remote(folder):
+        files = object_store.list_files(folder)
+        return [path for path in files if path.endswith(".parquet")]
     return sorted(
         os.path.join(path, name)
         for path, _, names in os.walk(folder)
@@ -187,10 +192,19 @@ def table_files(root: str, table: str) -> list[str]:
     )
 
 
+def parquet_file(path: str) -> pq.ParquetFile:
+    """The Parquet file at ``path``, local or an object store's (read whole)."""
+    if object_store.is_remote(path):
+        return pq.ParquetFile(pa.BufferReader(object_store.read_bytes(path)))
+    return pq.ParquetFile(path)
+
+
 def table_rows(root: str) -> dict[str, int]:
     """Rows per table of a run folder, from the Parquet footers."""
     return {
-        table: sum(pq.read_metadata(path).num_rows for path in table_files(root, table))
+        table: sum(
+            parquet_file(path).metadata.num_rows for path in table_files(root, table)
+        )
         for table in TABLES
     }
 
@@ -198,8 +212,9 @@ def table_rows(root: str) -> dict[str, int]:
 def column_sum(root: str, table: str, column: str) -> int:
     total = 0
     for path in table_files(root, table):
-        if column in pq.read_schema(path).names:
-            values = pq.read_table(path, columns=[column]).column(column)
+        parquet = parquet_file(path)
+        if column in parquet.schema_arrow.names:
+            values = parquet.read(columns=[column]).column(column)
             total += sum(value for value in values.to_pylist() if value)
     return total
 
@@ -208,7 +223,8 @@ def dead_letter_reasons(root: str) -> collections.Counter:
     """Dead letters per reason, a reason being the error's text before its ':'."""
     reasons: collections.Counter = collections.Counter()
     for path in table_files(root, "dead_letters"):
-        for error in pq.read_table(path, columns=["error"]).column("error").to_pylist():
+        errors = parquet_file(path).read(columns=["error"]).column("error")
+        for error in errors.to_pylist():
             reasons[str(error).split(":", 1)[0].strip() or "unknown"] += 1
     return reasons
 

@@ -20,6 +20,7 @@ from apache_beam.options.pipeline_options import (
 
 from schemas.sketch import DEFAULT_LG_K
 from schemas.timezone import DEFAULT_TIMEZONE
+from transforms import object_store
 from transforms.bursts import BurstParams
 from transforms.event_model import EventParams
 from transforms.extract import parse_kinds
@@ -306,6 +307,10 @@ def usage_errors(options: VolumeOptions) -> list[str]:
         problems.append("--input is required (a glob of post files)")
     else:
         for pattern in options.input:
+            problem = object_store.filesystem_problem(pattern)
+            if problem:
+                problems.append(f"--input {pattern}: {problem}")
+                continue
             try:
                 matched = FileSystems.match([pattern])[0].metadata_list
             except Exception as error:  # noqa: BLE001 - any filesystem's own error.
@@ -313,9 +318,12 @@ def usage_errors(options: VolumeOptions) -> list[str]:
                 continue
             if not matched:
                 problems.append(f"--input {pattern}: no file matched")
+    streaming_remote = options.view_as(StandardOptions).streaming and (
+        object_store.is_remote(options.output or "")
+    )
     if not options.output:
         problems.append("--output is required (a folder for the tables)")
-    else:
+    elif not streaming_remote:  # refused in _streaming_problems
         problem = _unwritable(options.output)
         if problem:
             problems.append(f"--output {options.output}: {problem}")
@@ -408,6 +416,12 @@ def _streaming_problems(options: VolumeOptions) -> list[str]:
         problems.append(
             "--input is for batch runs; with --streaming give --landing FOLDER"
         )
+    if options.output and object_store.is_remote(options.output):
+        problems.append(
+            f"--output {options.output}: streaming output must be a local or shared "
+            "folder (its pane files are renamed into place); object stores take "
+            "batch runs"
+        )
     if not options.landing:
         problems.append(
             "--streaming needs --landing FOLDER (the folder files are dropped in)"
@@ -444,7 +458,10 @@ def _unwritable(output: str) -> str | None:
     Tried for real (create the runs folder beside the output, write and remove a
     probe file): permission bits say nothing to root, and a read-only mount shows
     only on writing. The output itself is left alone: it becomes the run's pointer.
+    An object store output (``scheme://``) gets a probe object instead.
     """
+    if object_store.is_remote(output):
+        return object_store.probe_problem(output)
     output = output_path(output)
     if os.path.exists(output) and not os.path.isdir(output):
         return "exists and is not a folder"

@@ -44,6 +44,7 @@ import traceback
 from zoneinfo import ZoneInfo
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.console import (
@@ -72,6 +73,7 @@ from pipelines.runners import (
     workers_elsewhere,
 )
 from schemas.keys import PseudonymKeySource
+from transforms import object_store
 from transforms.aggregate import AggregateWindows
 from transforms.burst_tables import WriteBurstTables
 from transforms.bursts import BURSTS_TAG, DetectBursts
@@ -274,6 +276,8 @@ def run(argv: list[str] | None = None) -> int:
     if problems:
         return usage_error(problems)
     options = PipelineOptions(argv)
+    # Object stores read their credentials and endpoint from the options.
+    FileSystems.set_options(options)
     volume = options.view_as(VolumeOptions)
     if volume.help_beam:
         print(help_text(full_beam=True))
@@ -288,6 +292,12 @@ def run(argv: list[str] | None = None) -> int:
     except PseudonymKeyError as error:
         # A weak or malformed key is the user's to fix, like a bad option.
         return usage_error([str(error)])
+    if object_store.is_remote(volume.output):
+        # No lock on an object store: concurrent runs each publish whole runs.
+        argv = with_worker_log_level(argv, volume.log_level)
+        options = PipelineOptions(argv)
+        output = volume.output.rstrip("/")
+        return run_batch(with_local_streaming_runner(argv, options), key_source, output)
     output = output_path(volume.output)
     try:
         lock = OutputLock(output).acquire()
@@ -332,25 +342,34 @@ def run_batch(
     options: PipelineOptions, key_source: PseudonymKeySource, output: str
 ) -> int:
     """Batch: write every table and ``_run.json`` into a run folder of their own,
-    then publish them in one atomic switch of the output's pointer."""
+    then publish them in one atomic switch of the output's pointer (on an object
+    store: one upload of ``_current.json``, ``transforms.object_store``)."""
     volume = options.view_as(VolumeOptions)
     run_id = new_run_id()
-    root = prepare_run(output, run_id)
+    # An object store has no rename: its runs publish by a pointer file.
+    store = object_store if object_store.is_remote(output) else None
+    root = store.prepare(output, run_id) if store else prepare_run(output, run_id)
     try:
         with Progress("running"):
             pipeline = beam.Pipeline(runner=local_runner(options), options=options)
             build_pipeline(pipeline, volume, root, key_source)
             result = pipeline.run()
             result.wait_until_finish()
-        shutil.rmtree(os.path.join(root, SPILL_FOLDER), ignore_errors=True)
+        if store:
+            store.delete_tree(os.path.join(root, SPILL_FOLDER))
+        else:
+            shutil.rmtree(os.path.join(root, SPILL_FOLDER), ignore_errors=True)
         today = datetime.datetime.now(ZoneInfo(volume.timezone)).date().isoformat()
         write_empty_tables(root, today)
         write_run_manifest(root, run_manifest(options, run_id, "batch", key_source))
     except BaseException:
-        discard_run(output, run_id)
+        (store.discard if store else discard_run)(output, run_id)
         raise
-    publish(output, run_id)
-    remove_leftovers(output)
+    if store:
+        store.remove_old_runs(output, store.publish(output, run_id))
+    else:
+        publish(output, run_id)
+        remove_leftovers(output)
     for line in run_summary(root, result):
         print(line, file=sys.stderr)
     print(f"tables written to {output}")

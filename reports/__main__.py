@@ -186,6 +186,14 @@ def _period(args, parser, *, default_latest: bool) -> Period | None:
     )
 
 
+def _remote_problem(output: str) -> str | None:
+    """Why an object-store ``output`` (``s3://...``) cannot be read, or None (also
+    for a local folder)."""
+    from reports import remote
+
+    return remote.output_problem(output) if remote.is_remote(output) else None
+
+
 def _outputs(args, parser) -> str | tuple[str, ...]:
     """The --output folders, each resolved to the run its pointer names now (one
     run per folder for the whole report, even if a run publishes meanwhile): one
@@ -194,7 +202,10 @@ def _outputs(args, parser) -> str | tuple[str, ...]:
 
     folders = args.output or [DEFAULT_OUTPUT]
     for folder in folders:
-        if not Path(folder).is_dir():
+        problem = _remote_problem(folder)
+        if problem:
+            parser.exit(2, f"--output {folder}: {problem}\n")
+        if "://" not in folder and not Path(folder).is_dir():
             parser.exit(
                 2,
                 f"--output {folder}: no such folder (run the pipeline or "
@@ -252,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "summary":
         from reports.summary import summary_text
 
-        if not Path(args.output).is_dir():
+        problem = _remote_problem(args.output)
+        if problem:
+            parser.exit(2, f"--output {args.output}: {problem}\n")
+        if "://" not in args.output and not Path(args.output).is_dir():
             parser.exit(2, f"--output {args.output}: no such folder\n")
         print(summary_text(args.output, args.top))
         return 0

@@ -13,7 +13,7 @@ from reports.tables import key_fingerprint, resolve_output, row_counts, run_mani
 def summary_text(output: str, top: int = 10) -> str:
     """The summary of one output folder as printable text (of the run its pointer
     names when the summary starts)."""
-    shown = os.path.abspath(output)
+    shown = output if "://" in output else os.path.abspath(output)
     output = resolve_output(shown)
     run_id = run_manifest(output).get("run_id")
     lines = [f"Tables in {shown}" + (f" (run {run_id})" if run_id else "")]

@@ -3,7 +3,9 @@
 The output folder is a pointer to the run folder of the latest run
 (``transforms.publish``): a report resolves it once (``resolve_output``) and reads
 every table under the resolved folder, so a run publishing meanwhile never mixes
-two runs' tables into one report.
+two runs' tables into one report. On an object store (``s3://``, ``gs://``) the
+pointer is ``_current.json``, followed the same way (``reports.remote``; credentials and
+endpoint from the environment).
 """
 
 import json
@@ -12,12 +14,16 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from reports import remote
 from schemas.tables import PANE_OF_PATH_PATTERN, RUN_MANIFEST, TABLES
 
 
 def resolve_output(output: str) -> str:
     """The folder of the run ``output`` names now: the folder itself in the older
-    layout, the run folder its pointer names in the current one."""
+    layout, the run folder its pointer names in the current one (or its
+    ``_current.json`` names, on an object store)."""
+    if remote.is_remote(output):
+        return remote.resolve(output)
     return os.path.realpath(output)
 
 
@@ -76,17 +82,28 @@ def scan(output: str | Sequence[str], table: str) -> pl.LazyFrame:
         )
     pattern = os.path.join(output, table, "**", "*.parquet")
     folder = os.path.join(output, table)
-    has_files = os.path.isdir(folder) and any(
-        name.endswith(".parquet") for _, _, names in os.walk(folder) for name in names
-    )
+    storage = remote.storage_options(output)
+    if storage is not None:
+        has_files = any(name.endswith(".parquet") for name in remote.list_files(folder))
+    else:
+        has_files = os.path.isdir(folder) and any(
+            name.endswith(".parquet")
+            for _, _, names in os.walk(folder)
+            for name in names
+        )
     if not has_files:
         empty = pl.from_arrow(TABLES[table].empty_table())
         return empty.lazy().with_columns(pl.lit(None, dtype=pl.Date).alias("date"))
     if "window_start" not in TABLES[table].names:
-        return pl.scan_parquet(pattern, hive_partitioning=True)
+        return pl.scan_parquet(pattern, hive_partitioning=True, storage_options=storage)
     # While a streaming run goes on, a window can have several pane files: each holds
     # the whole window so far, so only the highest pane's rows count.
-    frame = pl.scan_parquet(pattern, hive_partitioning=True, include_file_paths="_file")
+    frame = pl.scan_parquet(
+        pattern,
+        hive_partitioning=True,
+        include_file_paths="_file",
+        storage_options=storage,
+    )
     pane = (
         pl.col("_file").str.extract(PANE_OF_PATH_PATTERN, 1).cast(pl.Int64).fill_null(0)
     )
@@ -104,6 +121,8 @@ def run_manifest(output: str) -> dict:
     """The ``_run.json`` the pipeline left beside the tables (window, timezone,
     sketch precision...), or an empty dict for a folder without one."""
     try:
+        if remote.is_remote(output):
+            return json.loads(remote.read_text(remote.join(output, RUN_MANIFEST)))
         with open(os.path.join(output, RUN_MANIFEST), encoding="utf-8") as handle:
             return json.load(handle)
     except (OSError, ValueError):

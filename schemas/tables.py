@@ -175,6 +175,10 @@ TOP_CARRIERS = pa.schema(
 # Beside the tables in the output folder: what the run was (window, timezone,
 # sketch precision, detector settings), as JSON, for readers that must know.
 RUN_MANIFEST = "_run.json"
+# On an object store: the pointer naming the published run, and the folder of the
+# run folders (``transforms.object_store``).
+CURRENT_POINTER = "_current.json"
+RUNS_FOLDER = "runs"
 
 # A streaming run writes each pane of a window as a new file whose name ends in
 # "-pane<NNNNNN>.parquet"; the highest pane of a window is its latest result (files

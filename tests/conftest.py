@@ -153,6 +153,15 @@ def pytest_configure(config):
     )
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests on the S3 server last, in their order: SeaweedFS may still be building
+    in the background (``run_tests.sh`` starts it), and every other test runs
+    meanwhile."""
+    on_server = [item for item in items if "s3_server" in item.fixturenames]
+    moved = set(on_server)
+    items[:] = [item for item in items if item not in moved] + on_server
+
+
 @pytest.fixture(scope="session")
 def prism() -> str:
     """The Prism binary (the local streaming runner), built once by the project's own

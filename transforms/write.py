@@ -29,6 +29,7 @@ from apache_beam.transforms import trigger, window
 from schemas import tables
 from schemas.records import DeadLetter, WindowTables
 from schemas.tables import RUN_MANIFEST
+from transforms import object_store
 from transforms.spill import park, unpark
 from transforms.windows import local_date
 
@@ -68,7 +69,11 @@ def replace_atomically(path: str, write) -> None:
 
 
 def write_parquet_atomically(table: pa.Table, path: str) -> None:
-    """Write ``table`` to ``path`` (zstd), whole or not at all."""
+    """Write ``table`` to ``path`` (zstd), whole or not at all: on an object store
+    (``scheme://`` path) in one upload, which an object store shows whole."""
+    if object_store.is_remote(path):
+        object_store.write_parquet(table, path, COMPRESSION)
+        return
     replace_atomically(
         path,
         lambda temporary: pq.write_table(table, temporary, compression=COMPRESSION),
@@ -109,13 +114,15 @@ def write_empty_tables(root: str, date: str) -> list[str]:
     Returns the tables that got one.
     """
     filled = []
+    remote = object_store.is_remote(root)
     for name, schema in tables.TABLES.items():
         folder = os.path.join(root, name)
-        has_files = any(
-            file.endswith(".parquet")
-            for _, _, files in os.walk(folder)
-            for file in files
+        files = (
+            object_store.list_files(folder)
+            if remote
+            else (file for _, _, files in os.walk(folder) for file in files)
         )
+        has_files = any(file.endswith(".parquet") for file in files)
         if not has_files:
             write_parquet_atomically(
                 schema.empty_table(),
@@ -361,6 +368,10 @@ class WriteRowsByDate(beam.PTransform):
 def write_run_manifest(folder: str, manifest: dict) -> str:
     """Write ``manifest`` as ``folder/_run.json`` (atomically); return its path."""
     path = os.path.join(folder, RUN_MANIFEST)
+    if object_store.is_remote(folder):
+        text = json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True)
+        object_store.write_bytes(path, text.encode("utf-8"))
+        return path
 
     def dump(temporary: str) -> None:
         with open(temporary, "w", encoding="utf-8") as handle:
