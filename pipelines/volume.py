@@ -159,7 +159,8 @@ def build_pipeline(
             options.sketch_lg_k,
             options.credit_reposts,
             spill_dir,
-            carriers_from=options.burst_min_participants,
+            # Half the support: a burst's window before may count toward it.
+            carriers_from=max(2, options.burst_min_participants // 2),
         )
     if streaming:
         windows | "WriteWindowTables" >> WriteRollingTables(root, options.timezone)
