@@ -77,7 +77,7 @@ from transforms import object_store
 from transforms.aggregate import AggregateWindows
 from transforms.burst_tables import WriteBurstTables
 from transforms.bursts import BURSTS_TAG, DetectBursts
-from transforms.events import WriteEvents
+from transforms.events import WriteEvents, evidence_floor
 from transforms.extract import ExtractTopicsFn, parse_kinds
 from transforms.late import (
     streaming_windowing,
@@ -159,8 +159,7 @@ def build_pipeline(
             options.sketch_lg_k,
             options.credit_reposts,
             spill_dir,
-            # Half the support: a burst's window before may count toward it.
-            carriers_from=max(2, options.burst_min_participants // 2),
+            carriers_from=evidence_floor(options.burst_min_participants),
         )
     if streaming:
         windows | "WriteWindowTables" >> WriteRollingTables(root, options.timezone)

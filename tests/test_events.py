@@ -86,6 +86,16 @@ def test_topics_carried_by_one_post_are_one_event_across_windows():
     assert len(_groups(members)) == 1
 
 
+def test_a_carrier_reposted_again_much_later_starts_a_new_event():
+    members = [
+        _member("hashtag", "山城暴雨", 30, range(0, 60), [(1, 55, 54)]),
+        _member("entity", "重庆", 31, range(500, 560), [(1, 40, 40)]),
+        # The same post spreading again a month later: another happening.
+        _member("entity", "山城", 30 + 24 * 30, range(900, 960), [(1, 50, 49)]),
+    ]
+    assert len(_groups(members)) == 2
+
+
 def test_a_minor_carrier_does_not_join_events():
     members = [
         _member("hashtag", "山城暴雨", 30, range(0, 100), [(1, 90, 89), (3, 2, 2)]),

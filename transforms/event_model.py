@@ -8,8 +8,8 @@ members belong to one event when
   topics are normalized alike, ``schemas.topics``) bursting within ``link_windows``
   windows of each other, or one topic bursting again that soon;
 - they share a dominant carrier: a post whose spread (itself and the reposts whose
-  chain root it is) is at least ``carrier_share`` of each member's posts, at any
-  distance in time, since one post's spread is one happening; or
+  chain root it is) is at least ``carrier_share`` of each member's posts, within
+  ``carrier_windows`` of each other, since one post's spread is one happening; or
 - they burst in the same window among largely the same people: the intersection of
   their participants (estimated from their sketches, ``|A| + |B| - |A u B|``) is at
   least ``people_share`` of the smaller. This joins the topics of an event that no
@@ -40,6 +40,9 @@ class EventParams:
     """How members are joined into events, and which events are published."""
 
     link_windows: int = 2
+    # A carrier joins members at most this many windows apart: a post reposted
+    # again a month later starts a new event, not a month-long one.
+    carrier_windows: int = 24
     carrier_share: float = 0.1
     min_carrier_posts: int = 2
     people_share: float = 0.5
@@ -141,9 +144,12 @@ def group_members(
         for before, after in zip(indices, indices[1:], strict=False):
             if members[after].start_us - members[before].start_us <= near_us:
                 groups.join(before, after)
+    carrier_us = params.carrier_windows * window_us
     for indices in by_carrier.values():
-        for other in indices[1:]:
-            groups.join(indices[0], other)
+        indices.sort(key=lambda index: members[index].start_us)
+        for before, after in zip(indices, indices[1:], strict=False):
+            if members[after].start_us - members[before].start_us <= carrier_us:
+                groups.join(before, after)
     for indices in by_window.values():
         for at, first in enumerate(indices):
             for second in indices[at + 1 :]:

@@ -3,8 +3,9 @@ grouped into events (``transforms.event_model``), given their representative pos
 text, and written as ``events`` and ``event_windows``.
 
 The evidence of a topic-window (its sketch and top carriers) is taken from the
-windows' tables as they are aggregated, only for topics with at least half the
-detector's minimum support, and joined with the bursts by (kind, topic, window).
+windows' tables as they are aggregated, only for topics with at least a quarter of
+the detector's minimum support (``evidence_floor``), and joined with the bursts by
+(kind, topic, window).
 An event's members are its bursting topic-windows and, where a new topic's burst
 was judged on the people of the window before as well
 (``Burst.previous_participants``), that window too: the surge began there.
@@ -33,6 +34,13 @@ from transforms.write import WriteRowsByDate
 REPRESENTATIVE_TEXT_CHARS = 500
 
 MemberKey = tuple[str, str, int]
+
+
+def evidence_floor(min_support: int) -> int:
+    """The fewest participants of a topic-window whose evidence is kept: a quarter
+    of the minimum support, since the window before a burst may count toward it
+    with few people of its own."""
+    return max(2, min_support // 4)
 
 
 def evidence_rows(
@@ -272,7 +280,7 @@ class WriteEvents(beam.PTransform):
     def expand(self, inputs: dict) -> beam.pvalue.PDone:
         windows, bursts, slices = inputs["windows"], inputs["bursts"], inputs["slices"]
         # A window before a burst counts toward its support with fewer people.
-        min_evidence = max(1, self._min_support // 2)
+        min_evidence = evidence_floor(self._min_support)
         window_us = self._window_us
         evidence = windows | "Evidence" >> beam.FlatMap(
             lambda element: evidence_rows(element, min_evidence)
