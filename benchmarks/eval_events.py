@@ -6,6 +6,8 @@ within 2 hours of the source post: ``benchmarks/eval_bursts.py``'s definition), 
 the events whose top representative post is the cascade's source post. It prints:
 
 - covered: surging cascades with exactly one such event;
+- represented: surging cascades among the representative posts of exactly one
+  event (two cascades of one story are one event, which only one of them leads);
 - events per surging cascade: all published events over the surging cascades.
 
 On planted streams (``--seeds``, the generator's six planted bursts per seed, all
