@@ -123,15 +123,23 @@ def bounded_lines(
         if len(line) < limit or line.endswith(b"\n"):
             yield line
             continue
-        size = len(line)
-        head = line[: 2 * MAX_RAW_BYTES]
-        del line
-        while True:
-            piece = readline(SKIP_PIECE_BYTES)
-            size += len(piece)
-            if not piece or piece.endswith(b"\n"):
-                break
-        yield OverlongLine(head, size, max_line_bytes)
+        head, size = line[: 2 * MAX_RAW_BYTES], len(line)
+        del line  # the bound's worth of bytes is not held while the rest is skipped
+        yield skip_overlong(handle, head, size, max_line_bytes)[0]
+
+
+def skip_overlong(
+    handle: io.BufferedIOBase, head: bytes, size: int, max_line_bytes: int
+) -> tuple[OverlongLine, bool]:
+    """Read on past a line already over the bound (``size`` bytes read, ``head``
+    kept of them) to its newline, in bounded pieces -> (its ``OverlongLine``,
+    whether its newline was found: else the stream ended first)."""
+    head = head[: 2 * MAX_RAW_BYTES]
+    while True:
+        piece = handle.readline(SKIP_PIECE_BYTES)
+        size += len(piece)
+        if not piece or piece.endswith(b"\n"):
+            return OverlongLine(head, size, max_line_bytes), bool(piece)
 
 
 def record_size(record: bytes | OverlongLine) -> int:

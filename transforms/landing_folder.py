@@ -41,9 +41,9 @@ from apache_beam.io.filesystems import FileSystems
 from transforms.files import (
     DEFAULT_MAX_LINE_BYTES,
     MAX_RAW_BYTES,
-    SKIP_PIECE_BYTES,
     OverlongLine,
     read_chunks,
+    skip_overlong,
 )
 from transforms.posts import InvalidPost, parse_created_at
 
@@ -157,7 +157,9 @@ def read_new_lines(
             if not line:
                 break
             if len(line) == limit and not line.endswith(b"\n"):
-                overlong, ended = _skip_overlong(handle, line, max_line_bytes)
+                head, size = line[: 2 * MAX_RAW_BYTES], len(line)
+                del line  # not held while the rest of the line is skipped
+                overlong, ended = skip_overlong(handle, head, size, max_line_bytes)
                 if not (ended or final):
                     break  # its end has not been written yet
                 position += overlong.size
@@ -173,21 +175,6 @@ def read_new_lines(
             position += len(line)
             lines.append(line)
     return NewLines(lines, next_number, position, next_number + len(lines))
-
-
-def _skip_overlong(
-    handle, start: bytes, max_line_bytes: int
-) -> tuple[OverlongLine, bool]:
-    """Read on past a line that began with ``start`` (already over the bound) to its
-    newline, in bounded pieces -> (the ``OverlongLine`` so far, whether its newline
-    was found: else the file ended first, and the rest may still be written)."""
-    size = len(start)
-    while True:
-        piece = handle.readline(SKIP_PIECE_BYTES)
-        size += len(piece)
-        if not piece or piece.endswith(b"\n"):
-            head = start[: 2 * MAX_RAW_BYTES]
-            return OverlongLine(head, size, max_line_bytes), bool(piece)
 
 
 def is_whole_json(line: bytes) -> bool:
