@@ -43,6 +43,25 @@ def evidence_floor(min_support: int) -> int:
     return max(2, min_support // 4)
 
 
+def column_lists(table, names: tuple[str, ...]) -> list[list]:
+    """The named columns of a window's table as lists: the table is a ``pa.Table``
+    or plain column lists ({column: list})."""
+    if isinstance(table, pa.Table):
+        return [table.column(name).to_pylist() for name in names]
+    return [list(table[name]) for name in names]
+
+
+CARRIER_COLUMNS = ("kind", "topic", "post_key", "posts", "reposts")
+EVIDENCE_COLUMNS = (
+    "kind",
+    "topic",
+    "posts",
+    "reposts",
+    "participants",
+    "participants_sketch",
+)
+
+
 def evidence_rows(
     element: WindowTables, min_participants: int
 ) -> Iterator[tuple[MemberKey, EventMember]]:
@@ -51,37 +70,16 @@ def evidence_rows(
     start_us, end_us, by_table = element
     carriers: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
     carrier_table = by_table.get(tables.TOP_CARRIERS_NAME)
-    if carrier_table is not None and carrier_table.num_rows:
+    if carrier_table is not None:
         for kind, topic, key, posts, reposts in zip(
-            *(
-                carrier_table.column(name).to_pylist()
-                for name in ("kind", "topic", "post_key", "posts", "reposts")
-            ),
-            strict=True,
+            *column_lists(carrier_table, CARRIER_COLUMNS), strict=True
         ):
             carriers.setdefault((kind, topic), []).append((key, posts, reposts))
-    topics = by_table["topics"]
-    participants = topics.column("participants").to_pylist()
-    eligible = [
-        row for row, count in enumerate(participants) if count >= min_participants
-    ]
-    if not eligible:
-        return
-    taken = topics.take(pa.array(eligible, pa.int64()))
     for kind, topic, posts, reposts, people, sketch in zip(
-        *(
-            taken.column(name).to_pylist()
-            for name in (
-                "kind",
-                "topic",
-                "posts",
-                "reposts",
-                "participants",
-                "participants_sketch",
-            )
-        ),
-        strict=True,
+        *column_lists(by_table["topics"], EVIDENCE_COLUMNS), strict=True
     ):
+        if people < min_participants:
+            continue
         yield (
             (kind, topic, start_us),
             EventMember(
