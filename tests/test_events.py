@@ -324,3 +324,19 @@ def test_hot_report_leads_with_the_events(event_run):
     leading = [section for section in report.sections if section.leads]
     assert [section.heading for section in leading] == ["Events (most people first)"]
     assert set(leading[0].frame["label"]) == {"山城暴雨", "高铁晚点", "法院致歉"}
+
+
+def test_min_event_participants_below_one_is_a_usage_error(event_run, tmp_path):
+    path = next(event_run.parent.glob("posts.jsonl.gz"))
+    result = run_volume(
+        ["--input", str(path), "--output", str(tmp_path / "out")]
+        + ["--min-event-participants", "0"]
+    )
+    assert result.returncode == 2
+    assert "--min-event-participants must be 1 or more" in result.stderr
+
+
+def test_run_manifest_records_the_event_settings(event_run):
+    manifest = json.loads((event_run / "_run.json").read_text())
+    assert manifest["events"]["min_participants"] == 30
+    assert manifest["events"]["written"] is True
