@@ -30,6 +30,23 @@ def key_source_for_tests():
     )
 
 
+# The event time of the posts ``post_line`` builds.
+POST_LINE_CREATED = "2026-11-21T10:00:00+08:00"
+
+
+def post_line(number: int, **fields) -> bytes:
+    """A valid JSON Lines post (id ``number``, one of 97 authors, a hashtag), its
+    fields overridden by ``fields``, with its newline."""
+    record = {
+        "id": str(number),
+        "user_id": f"u{number % 97}",
+        "created_at": POST_LINE_CREATED,
+        "text": f"第{number}条 #雅安地震#",
+        **fields,
+    }
+    return json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
 def needs_shared(path: pathlib.Path):
     """Skip, saying why, where ../shared/data is absent (a user's fresh clone)."""
     return pytest.mark.skipif(

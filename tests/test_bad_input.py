@@ -15,7 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from schemas.records import DeadLetter, Post
-from tests.conftest import TEST_KEY_HEX, key_source_for_tests, read_table, run_volume
+from tests.conftest import (
+    POST_LINE_CREATED,
+    TEST_KEY_HEX,
+    key_source_for_tests,
+    post_line,
+    read_table,
+    run_volume,
+)
 from transforms.extract import ExtractTopicsFn, post_topics
 from transforms.files import (
     MAX_RAW_BYTES,
@@ -31,21 +38,10 @@ from transforms.topics import KIND_HASHTAG, KIND_KEYWORD
 
 KEY = bytes.fromhex(TEST_KEY_HEX)
 KEY_SOURCE = key_source_for_tests()
-CREATED = "2026-11-21T10:00:00+08:00"
+CREATED = POST_LINE_CREATED
 BOM = b"\xef\xbb\xbf"
 # A lone surrogate written as a JSON escape: valid JSON, not valid Unicode.
 SURROGATE = "u\\ud800"
-
-
-def post_line(number: int, **fields) -> bytes:
-    record = {
-        "id": str(number),
-        "user_id": f"u{number % 97}",
-        "created_at": CREATED,
-        "text": f"第{number}条 #雅安地震#",
-        **fields,
-    }
-    return json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
 
 
 def raw_line(**escaped) -> bytes:

@@ -1,7 +1,6 @@
 """Reading input files: slices that cover every line once, and what breaks them."""
 
 import gzip
-import json
 
 import apache_beam as beam
 import pyarrow as pa
@@ -11,7 +10,13 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from polars.testing import assert_frame_equal
 
-from tests.conftest import TEST_KEY_HEX, key_source_for_tests, read_table, run_volume
+from tests.conftest import (
+    TEST_KEY_HEX,
+    key_source_for_tests,
+    post_line,
+    read_table,
+    run_volume,
+)
 from transforms.files import (
     MAX_SLICES_PER_GZIP_FILE,
     MIN_SLICE_LINES,
@@ -55,19 +60,9 @@ def test_slice_target_bounds_slices_per_file():
     assert slice_target(0) == MIN_SLICE_LINES
 
 
-def _post_line(number: int) -> bytes:
-    record = {
-        "id": str(number),
-        "user_id": f"u{number % 97}",
-        "created_at": "2026-11-21T10:00:00+08:00",
-        "text": f"第{number}条 #雅安地震#",
-    }
-    return json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
-
-
 def _lines(count: int) -> list[bytes]:
     # A blank line and a line that is not JSON are lines too: they become dead letters.
-    lines = [_post_line(number) for number in range(count)]
+    lines = [post_line(number) for number in range(count)]
     lines[7] = b"\n"
     lines[11] = b"not json\n"
     lines[-1] = lines[-1].rstrip(b"\n")  # the last line without its newline
@@ -133,7 +128,7 @@ def test_parquet_slices_are_runs_of_row_groups(tmp_path):
 
 def test_a_file_that_shrank_since_slicing_ends_its_slice_with_a_dead_letter(tmp_path):
     path = tmp_path / "posts.jsonl"
-    path.write_bytes(b"".join(_post_line(number) for number in range(60)))
+    path.write_bytes(b"".join(post_line(number) for number in range(60)))
     outputs = list(
         ParseSlicesFn(KEY_SOURCE).process(FileSlice(str(path), 1, 100, 0, 0))
     )
@@ -148,10 +143,10 @@ def test_a_file_that_shrank_since_slicing_ends_its_slice_with_a_dead_letter(tmp_
 def test_read_posts_accounts_for_every_line_of_every_file(tmp_path):
     big = _lines(MIN_SLICE_LINES + 4_000)
     (tmp_path / "big.jsonl.gz").write_bytes(gzip.compress(b"".join(big)))
-    small = [_post_line(number) for number in range(100_000, 100_050)]
+    small = [post_line(number) for number in range(100_000, 100_050)]
     (tmp_path / "small.jsonl").write_bytes(b"".join(small))
     cut = gzip.compress(
-        b"".join(_post_line(number) for number in range(200_000, 230_000))
+        b"".join(post_line(number) for number in range(200_000, 230_000))
     )
     (tmp_path / "cut.jsonl.gz").write_bytes(cut[: len(cut) // 2])
     _, readable, _ = json_lines_slices(str(tmp_path / "cut.jsonl.gz"))
