@@ -14,7 +14,7 @@ from apache_beam.transforms.window import FixedWindows, TimestampedValue
 
 from schemas import tables
 from schemas.records import PostSummary
-from transforms import aggregate, write
+from transforms import window_posts, write
 from transforms.aggregate import AggregateWindows
 from transforms.rolling import WriteRollingTables, pane_file_name
 from transforms.write import (
@@ -85,7 +85,7 @@ def test_batch_writes_one_file_per_table_and_date(tmp_path, monkeypatch, spilled
     spill_dir = str(tmp_path / "spill") if spilled else None
     # The sample's windows are small: park every window's tables and rows in files.
     monkeypatch.setattr(write, "PARK_MIN_TOPIC_ROWS", 0)
-    monkeypatch.setattr(aggregate, "SPILL_ROWS", 1)
+    monkeypatch.setattr(window_posts, "SPILL_ROWS", 1)
     _write_sample(
         root, None, WriteWindowTables(root, "Asia/Shanghai", spill_dir), spill_dir
     )
