@@ -29,7 +29,6 @@ from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
-import pyarrow as pa
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import WindowFn
 
@@ -41,8 +40,8 @@ from transforms.aggregate import (
     WindowPosts,
     post_id_key,
     window_bounds,
-    window_tables,
 )
+from transforms.write import window_columns
 
 Pair = tuple[str, str]
 
@@ -443,7 +442,8 @@ class CreditWindows(beam.PTransform):
 class AggregateCreditedWindows(beam.PTransform):
     """Batch: PCollection[PostSummary] -> PCollection[(start_us, end_us, tables)],
     as ``transforms.aggregate.AggregateWindows`` gives, with reposts credited and
-    redelivered ids counted once in their first window."""
+    redelivered ids counted once in their first window; each table as column lists
+    (``transforms.write.window_columns``)."""
 
     def __init__(
         self,
@@ -467,6 +467,6 @@ class AggregateCreditedWindows(beam.PTransform):
             >> beam.CombinePerKey(MergeWindowPostsFn(self._lg_k, self._spill_dir))
             | "ToTables"
             >> beam.MapTuple(
-                lambda bounds, aggregate: (*bounds, window_tables(aggregate, *bounds))
-            ).with_output_types(tuple[int, int, dict[str, pa.Table]])
+                lambda bounds, aggregate: (*bounds, window_columns(aggregate))
+            ).with_output_types(tuple[int, int, dict[str, dict[str, list]]])
         )

@@ -29,6 +29,7 @@ from apache_beam.transforms import trigger, window
 from schemas import tables
 from schemas.records import DeadLetter, WindowTables
 from schemas.tables import RUN_MANIFEST
+from transforms.aggregate import WindowAggregate
 from transforms.spill import park, unpark
 from transforms.windows import local_date
 
@@ -182,22 +183,73 @@ def date_file_name(date: str) -> str:
     return date.replace("-", "") + ".parquet"
 
 
+# The columns a window's element carries in its bounds, not in its column lists.
+BOUND_COLUMNS = ("window_start", "window_end")
+
+
+def window_columns(aggregate: WindowAggregate) -> dict[str, dict[str, list]]:
+    """A window's ``volume`` and ``topics`` rows as plain column lists, without
+    ``window_start`` and ``window_end`` (the window's element carries them): what a
+    batch run passes between its steps. Beam's default coder encodes lists of
+    numbers, strings and bytes without pickling, where a ``pa.Table`` per window
+    costs an Arrow table to build and a pickle at every shuffle; the tables are
+    built once per date (``concat_window_tables``)."""
+    return {
+        "volume": {
+            "posts": [aggregate.posts],
+            "participants": [aggregate.participants],
+            "reposts": [aggregate.reposts],
+            "duplicates": [aggregate.duplicates],
+            "participants_sketch": [aggregate.participants_sketch],
+        },
+        "topics": dict(aggregate.topic_columns),
+    }
+
+
+def table_rows(table: pa.Table | dict[str, list]) -> int:
+    """Rows of a window's table: a ``pa.Table`` or ``window_columns``' lists."""
+    if isinstance(table, pa.Table):
+        return table.num_rows
+    return len(next(iter(table.values()), ()))
+
+
+def _columns_table(
+    name: str, parts: list[tuple[int, int, dict[str, list]]]
+) -> pa.Table:
+    """Windows' column lists of table ``name`` -> one table of its schema, the
+    windows' bounds filled in."""
+    schema = tables.TABLES[name]
+    data: dict[str, list] = {column: [] for column in schema.names}
+    for start_us, end_us, columns in parts:
+        rows = table_rows(columns)
+        data["window_start"].extend([start_us] * rows)
+        data["window_end"].extend([end_us] * rows)
+        for column, values in columns.items():
+            data[column].extend(values)
+    return pa.Table.from_pydict(data, schema=schema)
+
+
 def concat_window_tables(
     windows: Iterable[WindowTables],
 ) -> dict[str, pa.Table]:
-    """Many windows' tables -> one table per name, rows in window order."""
+    """Many windows' tables (``pa.Table``s, or ``window_columns``' lists) -> one
+    table per name, rows in window order."""
     ordered = sorted(windows, key=lambda element: element[0])
     names = sorted({name for _, _, by_table in ordered for name in by_table})
-    return {
-        name: pa.concat_tables(
-            [
-                by_table[name].cast(tables.TABLES[name])
-                for _, _, by_table in ordered
-                if name in by_table
-            ]
-        )
-        for name in names
-    }
+    concatenated = {}
+    for name in names:
+        parts = [
+            (start_us, end_us, by_table[name])
+            for start_us, end_us, by_table in ordered
+            if name in by_table
+        ]
+        if all(isinstance(part[2], pa.Table) for part in parts):
+            concatenated[name] = pa.concat_tables(
+                [part[2].cast(tables.TABLES[name]) for part in parts]
+            )
+        else:
+            concatenated[name] = _columns_table(name, parts)
+    return concatenated
 
 
 class WriteDateTablesFn(beam.DoFn):
@@ -246,7 +298,7 @@ class WriteWindowTables(beam.PTransform):
                     *element[:2],
                     park(
                         element[2],
-                        element[2]["topics"].num_rows >= PARK_MIN_TOPIC_ROWS,
+                        table_rows(element[2]["topics"]) >= PARK_MIN_TOPIC_ROWS,
                         spill_dir,
                     ),
                 )
