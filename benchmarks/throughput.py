@@ -496,8 +496,9 @@ def stage_split(profile: Path, total_seconds: float | None = None) -> dict:
 def module_group(filename: str) -> str:
     """Where a profiled function lives: a ``transforms`` module (its subpackages as
     one), the benchmark, Beam, pyarrow, numpy, or other Python."""
-    if "/transforms/" in filename:
-        inner = filename.split("/transforms/", 1)[1]
+    ours = f"{PROJECT}/transforms/"
+    if filename.startswith(ours):
+        inner = filename[len(ours) :]
         return "transforms/" + inner.split("/", 1)[0].removesuffix(".py")
     if filename.endswith("benchmarks/throughput.py"):
         return "benchmark loop"

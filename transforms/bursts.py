@@ -184,9 +184,7 @@ def shard_window_counts(
     start_us, end_us, by_table = element
     (window_participants,) = column_values(by_table["volume"], "participants")
     topics = by_table["topics"]
-    parts: list[ShardCounts] = [
-        (start_us, end_us, window_participants, [], [], [], []) for _ in range(shards)
-    ]
+    filled: dict[int, ShardCounts] = {}
     for row in zip(
         column_values(topics, "kind"),
         column_values(topics, "topic"),
@@ -194,10 +192,16 @@ def shard_window_counts(
         column_values(topics, "participants"),
         strict=True,
     ):
-        part = parts[topic_shard(row[:2], shards)]
+        shard = topic_shard(row[:2], shards)
+        part = filled.get(shard)
+        if part is None:
+            columns = ([], [], [], [])
+            part = filled[shard] = (start_us, end_us, window_participants, *columns)
         for column, value in zip(part[3:], row, strict=True):
             column.append(value)
-    return list(enumerate(parts))
+    # Shards without rows of this window share one part with empty columns.
+    empty = (start_us, end_us, window_participants, (), (), (), ())
+    return [(shard, filled.get(shard, empty)) for shard in range(shards)]
 
 
 def judge_shard(
