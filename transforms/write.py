@@ -183,10 +183,6 @@ def date_file_name(date: str) -> str:
     return date.replace("-", "") + ".parquet"
 
 
-# The columns a window's element carries in its bounds, not in its column lists.
-BOUND_COLUMNS = ("window_start", "window_end")
-
-
 def window_columns(aggregate: WindowAggregate) -> dict[str, dict[str, list]]:
     """A window's ``volume`` and ``topics`` rows as plain column lists, without
     ``window_start`` and ``window_end`` (the window's element carries them): what a
@@ -253,8 +249,8 @@ def concat_window_tables(
 
 
 class WriteDateTablesFn(beam.DoFn):
-    """(date, [(start_us, end_us, {table: pa.Table})]) -> one file per table and
-    date."""
+    """(date, [(start_us, end_us, {table: pa.Table or column lists})]) -> one file
+    per table and date."""
 
     def __init__(self, root: str):
         self._root = root
@@ -274,9 +270,9 @@ class WriteDateTablesFn(beam.DoFn):
 
 
 class WriteWindowTables(beam.PTransform):
-    """PCollection[(start_us, end_us, {table: pa.Table})] -> written file paths, in
-    batch: the windows are grouped by local date and each table gets one file per
-    date, since a run over years of hourly windows would otherwise leave tens of
+    """PCollection[(start_us, end_us, {table: pa.Table or ``window_columns``'
+    lists})] -> written file paths, in batch: the windows are grouped by local date
+    and each table gets one file per date, since a run over years of hourly windows would otherwise leave tens of
     thousands of small files for every scan to open. (Streaming writes each pane as
     it fires: ``transforms.rolling.WriteRollingTables``.)
     """
