@@ -272,8 +272,9 @@ class WriteDateTablesFn(beam.DoFn):
 class WriteWindowTables(beam.PTransform):
     """PCollection[(start_us, end_us, {table: pa.Table or ``window_columns``'
     lists})] -> written file paths, in batch: the windows are grouped by local date
-    and each table gets one file per date, since a run over years of hourly windows would otherwise leave tens of
-    thousands of small files for every scan to open. (Streaming writes each pane as
+    and each table gets one file per date, since a run over years of hourly windows
+    would otherwise leave tens of thousands of small files for every scan to open.
+    (Streaming writes each pane as
     it fires: ``transforms.rolling.WriteRollingTables``.)
     """
 
