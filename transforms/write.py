@@ -274,8 +274,8 @@ class WriteWindowTables(beam.PTransform):
     lists})] -> written file paths, in batch: the windows are grouped by local date
     and each table gets one file per date, since a run over years of hourly windows
     would otherwise leave tens of thousands of small files for every scan to open.
-    (Streaming writes each pane as
-    it fires: ``transforms.rolling.WriteRollingTables``.)
+    (Streaming writes each pane as it fires:
+    ``transforms.rolling.WriteRollingTables``.)
     """
 
     def __init__(self, root: str, timezone: str, spill_dir: str | None = None):
