@@ -141,8 +141,8 @@ STAGE_FUNCTIONS = {
         ("transforms/posts.py", "parse_post"),
     ],
     "privacy": [
-        ("transforms/privacy.py", "pseudonymize_to_int"),
-        ("transforms/privacy.py", "mask_pii"),
+        ("transforms/privacy/keys.py", "pseudonymize_to_int"),
+        ("transforms/privacy/masking.py", "mask_pii"),
     ],
     "segmentation": [("~", "<method 'tag' of 'builtins.Jieba' objects>")],
     "extraction": [("transforms/extract.py", "post_topics")],
@@ -636,7 +636,9 @@ def verdict(met: bool) -> str:
 def print_split(title: str, split: dict) -> None:
     log(f"  {title} ({split['profiled_seconds']} s profiled):")
     for stage, seconds in split["seconds"].items():
-        log(f"    {stage:<18} {seconds:>8.2f} s  {100 * split['share'][stage]:5.1f}%")
+        if seconds < 0.005:
+            continue
+        log(f"    {stage:<24} {seconds:>8.2f} s  {100 * split['share'][stage]:5.1f}%")
 
 
 def measure_size(args, posts: int, profile_here: bool) -> dict:
@@ -646,7 +648,9 @@ def measure_size(args, posts: int, profile_here: bool) -> dict:
         f"\n== {args.shape}, N = {posts:,} requested: {truth['posts']:,} posts, "
         f"{truth['lines']:,} input lines ({path.name})"
     )
-    size = measure_input(args, path, truth["lines"], profile_here, posts)
+    size = measure_input(
+        args, path, truth["lines"], profile_here, f"{args.shape}-{posts}"
+    )
     size["posts"] = truth["posts"]
     size["shape"] = args.shape
     return size
@@ -656,14 +660,12 @@ def measure_file(args, path: Path, profile_here: bool) -> dict:
     """The figures of a given input file (any contract input)."""
     lines = count_records(path)
     log(f"\n== input {path}: {lines:,} input lines")
-    size = measure_input(args, path, lines, profile_here, path.name)
+    size = measure_input(args, path, lines, profile_here, f"input-{path.name}")
     size["shape"] = "input"
     return size
 
 
-def measure_input(
-    args, path: Path, lines: int, profile_here: bool, label: int | str
-) -> dict:
+def measure_input(args, path: Path, lines: int, profile_here: bool, label: str) -> dict:
     """Plain loop, pipeline at each worker count, tables compared, profiles."""
     size: dict = {"lines": lines, "input": str(path)}
     work = Path(tempfile.mkdtemp(prefix="throughput-", dir=args.work_dir))
@@ -753,9 +755,8 @@ def measure_input(
                 )
             if args.keep_profiles:
                 args.keep_profiles.mkdir(parents=True, exist_ok=True)
-                tag = f"{getattr(args, 'shape', 'input')}-{label}"
-                shutil.copy(loop_profile, args.keep_profiles / f"loop-{tag}.prof")
-                shutil.copy(pipe_profile, args.keep_profiles / f"pipeline-{tag}.prof")
+                shutil.copy(loop_profile, args.keep_profiles / f"loop-{label}.prof")
+                shutil.copy(pipe_profile, args.keep_profiles / f"pipeline-{label}.prof")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return size

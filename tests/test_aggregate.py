@@ -11,6 +11,7 @@ from apache_beam.transforms.window import FixedWindows, TimestampedValue
 
 from schemas.sketch import merge_sketches, merged_estimate
 from transforms.aggregate import (
+    PACK_MIN_ROWS,
     SPILL_ROWS,
     AggregateWindows,
     PostSummary,
@@ -150,6 +151,19 @@ def test_accumulator_pickles_packed_and_restores_every_row(
         len(pickle.dumps(pack_rows(*(getattr(accumulator, name) for name in arrays))))
         < raw / 2
     )
+
+
+def test_a_small_window_crosses_as_its_arrays_and_restores_every_row():
+    accumulator = WindowPosts()
+    for row in range(PACK_MIN_ROWS - 1):
+        topics = [("hashtag", f"t{row % 5}")] if row % 4 else []
+        accumulator.append(row * 2**40 - 2**62, -row * 31, row % 3 == 0, topics)
+    restored = pickle.loads(pickle.dumps(accumulator))
+    for name in ("ids", "authors", "reposts", "topic_ends", "topic_codes", "pairs"):
+        assert getattr(restored, name) == getattr(accumulator, name), name
+    assert aggregate_window(restored) == aggregate_window(accumulator)
+    add_post(restored, PostSummary("7", 7, True, (("hashtag", "t1"),)))
+    assert aggregate_window(restored).posts == PACK_MIN_ROWS
 
 
 def test_spilled_rows_aggregate_as_if_kept_in_memory(tmp_path):
