@@ -303,7 +303,10 @@ def window_root_topics(
         return
     posts.unpack()
     ids = np.frombuffer(posts.ids, dtype=np.int64)
-    for row in np.flatnonzero(np.isin(ids, lookup.roots)).tolist():
+    # A binary search in the sorted roots: ``np.isin`` would sort or hash all the
+    # roots again for every window, a cost of the run's size per window.
+    at = np.minimum(np.searchsorted(lookup.roots, ids), len(lookup.roots) - 1)
+    for row in np.flatnonzero(lookup.roots[at] == ids).tolist():
         yield int(ids[row]), _row_pairs(posts, row)
 
 
