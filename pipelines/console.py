@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from typing import NamedTuple
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -200,23 +201,45 @@ def parquet_file(path: str) -> pq.ParquetFile:
 
 
 def table_rows(root: str) -> dict[str, int]:
-    """Rows per table of a run folder, from the Parquet footers."""
-    return {
-        table: sum(
-            parquet_file(path).metadata.num_rows for path in table_files(root, table)
-        )
-        for table in TABLES
-    }
+    """Rows per table of a run folder: one polars scan of a table's local files (a
+    run over years writes a file per table and date), the footers of an object
+    store's."""
+    rows = {}
+    for table in TABLES:
+        files = table_files(root, table)
+        if not files:
+            rows[table] = 0
+        elif object_store.is_remote(files[0]):
+            rows[table] = sum(parquet_file(path).metadata.num_rows for path in files)
+        else:
+            rows[table] = (
+                pl.scan_parquet(files, hive_partitioning=False)
+                .select(pl.len())
+                .collect()
+                .item()
+            )
+    return rows
 
 
 def column_sum(root: str, table: str, column: str) -> int:
-    total = 0
-    for path in table_files(root, table):
-        parquet = parquet_file(path)
-        if column in parquet.schema_arrow.names:
-            values = parquet.read(columns=[column]).column(column)
+    """The sum of a table's column over all its files (nulls count 0; 0 when the
+    table has no such column)."""
+    files = table_files(root, table)
+    if not files or column not in parquet_file(files[0]).schema_arrow.names:
+        return 0
+    if object_store.is_remote(files[0]):
+        total = 0
+        for path in files:
+            values = parquet_file(path).read(columns=[column]).column(column)
             total += sum(value for value in values.to_pylist() if value)
-    return total
+        return total
+    total = (
+        pl.scan_parquet(files, hive_partitioning=False)
+        .select(pl.col(column).sum())
+        .collect()
+        .item()
+    )
+    return int(total or 0)
 
 
 def dead_letter_reasons(root: str) -> collections.Counter:

@@ -49,11 +49,14 @@ class DeadLetter(NamedTuple):
     read_at_us: int
 
 
-# One window's tables, as aggregation hands them to the writers and the burst
-# detector: (start_us, end_us, {table name: its rows for [start_us, end_us)}), the
-# names those of ``schemas.tables.TABLES`` (``volume``, ``topics``). A plain tuple,
-# not a NamedTuple: Beam's tuple coder carries it across shuffles as it is.
-WindowTables = tuple[int, int, dict[str, pa.Table]]
+# One window's tables, as aggregation hands them to the writers, the burst
+# detector and the events: (start_us, end_us, {table name: its rows for
+# [start_us, end_us)}), the names those of ``schemas.tables.TABLES`` (``volume``,
+# ``topics``) and ``schemas.tables.TOP_CARRIERS_NAME``. Each table is a
+# ``pa.Table`` (streaming) or plain column lists, {column: list} without the
+# window's bounds (batch: ``transforms.write.window_columns``). A plain tuple, not a
+# NamedTuple: Beam's tuple coder carries it across shuffles as it is.
+WindowTables = tuple[int, int, dict[str, pa.Table | dict[str, list]]]
 
 
 class EventMember(NamedTuple):

@@ -18,7 +18,13 @@ from transforms.aggregate import (
     merge_window_posts,
     window_bounds,
 )
-from transforms.window_posts import SPILL_ROWS, WindowPosts, pack_rows, post_id_key
+from transforms.window_posts import (
+    PACK_MIN_ROWS,
+    SPILL_ROWS,
+    WindowPosts,
+    pack_rows,
+    post_id_key,
+)
 from transforms.windows import LocalDayWindows
 
 HASHTAG = ("hashtag", "雅安地震")
@@ -155,6 +161,23 @@ def test_accumulator_pickles_packed_and_restores_every_row(
         len(pickle.dumps(pack_rows(*(getattr(accumulator, name) for name in arrays))))
         < raw / 2
     )
+
+
+def test_a_small_window_crosses_as_its_arrays_and_restores_every_row():
+    accumulator = WindowPosts()
+    for row in range(PACK_MIN_ROWS - 1):
+        topics = [("hashtag", f"t{row % 5}")] if row % 4 else []
+        carrier = row % 7 if row % 2 else None  # some rows carried by another post
+        accumulator.append(
+            row * 2**40 - 2**62, -row * 31, row % 3 == 0, topics, carrier
+        )
+    restored = pickle.loads(pickle.dumps(accumulator))
+    names = ("ids", "authors", "reposts", "topic_ends", "topic_codes", "carriers")
+    for name in (*names, "pairs"):
+        assert getattr(restored, name) == getattr(accumulator, name), name
+    assert aggregate_window(restored) == aggregate_window(accumulator)
+    add_post(restored, PostSummary("7", 7, True, (("hashtag", "t1"),)))
+    assert aggregate_window(restored).posts == PACK_MIN_ROWS
 
 
 def test_spilled_rows_aggregate_as_if_kept_in_memory(tmp_path):

@@ -27,10 +27,13 @@ from transforms.bursts import (
     DetectBurstsFn,
     WindowCount,
     counts_by_shard,
+    judge_shard,
     judge_topic,
     judge_window,
     latest_panes,
+    shard_window_counts,
     topic_shard,
+    topic_window_counts,
 )
 
 HOUR_US = 3_600_000_000
@@ -289,6 +292,80 @@ def test_detect_bursts_in_batch():
     with TestPipeline() as pipeline:
         results = (
             pipeline | beam.Create(stream_windows()) | DetectBursts(PARAMS, HOUR_US)
+        )
+        bursts, episodes = rows_of(results)
+        assert_that(bursts, equal_to([(("hashtag", "quake"), 30)]), label="Bursts")
+        assert_that(
+            episodes, equal_to([(("hashtag", "quake"), 30, 1)]), label="Episodes"
+        )
+
+
+def as_column_lists(element):
+    """A window element with its tables as the batch pipeline passes them: column
+    lists without the window bounds (``transforms.write.window_columns``)."""
+    start, end, by_table = element
+    return (
+        start,
+        end,
+        {
+            name: {
+                column: table.column(column).to_pylist()
+                for column in table.column_names
+                if column not in ("window_start", "window_end")
+            }
+            for name, table in by_table.items()
+        },
+    )
+
+
+def test_every_shard_hears_of_every_window_and_each_topic_goes_to_its_own():
+    element = window_element(BASE_HOUR, 500, {"quake": 40, "rain": 3, "tea": 9})
+    parts = dict(shard_window_counts(as_column_lists(element), 4))
+    assert sorted(parts) == [0, 1, 2, 3]
+    for shard, part in parts.items():
+        assert part[:3] == (element[0], element[1], 500)
+        assert all(topic_shard(("hashtag", name), 4) == shard for name in part[4])
+    assert sorted(name for part in parts.values() for name in part[4]) == [
+        "quake",
+        "rain",
+        "tea",
+    ]
+    assert parts == dict(shard_window_counts(element, 4))
+
+
+def test_judging_a_shard_gives_each_topics_own_judgement():
+    elements = stream_windows()
+    start = elements[0][0]
+    parts = [
+        part
+        for element in elements
+        for shard, part in shard_window_counts(element, 2)
+        if shard == topic_shard(("hashtag", "quake"), 2)
+    ]
+    bursts, episodes = judge_shard(parts, start, PARAMS, HOUR_US)
+    counts = [
+        count
+        for element in elements
+        for key, count in (
+            (key, count._replace(stream_start_us=start))
+            for key, count in topic_window_counts(element, start)
+        )
+        if key == ("hashtag", "quake")
+    ]
+    expected_bursts, expected_episodes = judge_topic(counts, PARAMS, HOUR_US)
+    quake = ("hashtag", "quake")
+    assert [burst for key, burst in bursts if key == quake] == expected_bursts
+    assert [episode for key, episode in episodes if key == quake] == expected_episodes
+    assert [key for key, _ in bursts] == [quake]
+
+
+@pytest.mark.parametrize("shards", [1, 3, 16])
+def test_batch_detector_reads_column_lists_and_any_shard_count(shards):
+    with TestPipeline() as pipeline:
+        results = (
+            pipeline
+            | beam.Create([as_column_lists(item) for item in stream_windows()])
+            | DetectBursts(PARAMS, HOUR_US, batch_shards=shards)
         )
         bursts, episodes = rows_of(results)
         assert_that(bursts, equal_to([(("hashtag", "quake"), 30)]), label="Bursts")

@@ -14,11 +14,14 @@ from apache_beam.transforms.window import FixedWindows, TimestampedValue
 
 from schemas import tables
 from schemas.records import PostSummary
-from transforms import window_posts, write
+from transforms import aggregate, window_posts, write
 from transforms.aggregate import AggregateWindows
 from transforms.rolling import WriteRollingTables, pane_file_name
 from transforms.write import (
     WriteWindowTables,
+    concat_window_tables,
+    table_rows,
+    window_columns,
     write_empty_tables,
     write_parquet_atomically,
 )
@@ -148,3 +151,39 @@ def test_empty_tables_get_a_schema_file(tmp_path):
         f"{tmp_path}/bursts/**/*.parquet", hive_partitioning=True
     ).collect()
     assert frame.height == 0 and "score" in frame.columns
+
+
+def _window_aggregates() -> list[tuple[int, int, aggregate.WindowAggregate]]:
+    """Three windows' aggregates: two with topics, one without."""
+    windows = []
+    for hour, topics in enumerate(
+        [(("hashtag", "a"), ("mention", "b")), (), (("hashtag", "a"),)]
+    ):
+        posts = aggregate.WindowPosts()
+        for author in range(3):
+            aggregate.add_post(
+                posts, PostSummary(f"{hour}{author}", author, author == 1, topics)
+            )
+        start = (BASE + hour * HOUR) * 1_000_000
+        windows.append(
+            (start, start + HOUR * 1_000_000, aggregate.aggregate_window(posts))
+        )
+    return windows
+
+
+def test_column_lists_make_the_same_date_tables_as_window_tables():
+    windows = _window_aggregates()
+    as_tables = [
+        (start, end, aggregate.window_tables(result, start, end))
+        for start, end, result in windows
+    ]
+    as_columns = [
+        (start, end, window_columns(result)) for start, end, result in reversed(windows)
+    ]
+    expected = concat_window_tables(as_tables)
+    got = concat_window_tables(as_columns)
+    assert sorted(got) == sorted(expected) == ["topics", "volume"]
+    for name in expected:
+        assert got[name].schema.equals(tables.TABLES[name])
+        assert got[name].equals(expected[name]), name
+    assert [table_rows(part[2]["topics"]) for part in as_columns] == [1, 0, 2]

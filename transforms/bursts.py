@@ -1,7 +1,9 @@
 """Burst detection in Beam: the burst model (``transforms.burst_model``) applied per
 topic, in event-time order.
 
-Batch: each topic's windows are gathered and judged at once (``JudgeTopicFn``).
+Batch: topics are spread over ``BATCH_SHARDS`` shards, each shard's counts of every
+window gathered (``GatherShardCountsFn``) and each topic's windows judged at once
+(``JudgeShardFn``).
 Streaming: ``DetectBurstsFn`` keeps each shard of topics' history in state and judges
 a window once the watermark has passed it, with event-time timers; windows a topic
 is absent from decay its history, and a topic idle for ``idle_windows`` is expired
@@ -45,6 +47,10 @@ SOON_WINDOWS = 168
 # shard, so a few shards keep up with a fast replay where many fall behind
 # (docs/streaming.md, benchmarks/streaming_memory.py).
 STATE_SHARDS = 4
+# Batch: topics are judged in this many shards, the step's parallelism; each window
+# sends a part to every shard (so each knows the stream's start), and each bundle
+# gathers its parts per shard before the shuffle.
+BATCH_SHARDS = 16
 
 
 # The streaming detector's waiting counts: (topic key, window start) -> the count of
@@ -127,18 +133,26 @@ def refill_soon(
     return soon._replace(horizon_us=horizon_us, counts=counts), still_later
 
 
+def column_values(table, name: str) -> list:
+    """A column of a window's table as a list: ``table`` a ``pa.Table`` or a dict of
+    column lists (``transforms.write.window_columns``)."""
+    if isinstance(table, dict):
+        return table[name]
+    return table.column(name).to_pylist()
+
+
 def topic_window_counts(
     element: WindowTables, stream_start_us: int
 ) -> Iterable[tuple[tuple[str, str], WindowCount]]:
     """A window's tables -> ((kind, topic), WindowCount) for each topic row."""
     start_us, end_us, by_table = element
-    (window_participants,) = by_table["volume"].column("participants").to_pylist()
+    (window_participants,) = column_values(by_table["volume"], "participants")
     topics = by_table["topics"]
     columns = zip(
-        topics.column("kind").to_pylist(),
-        topics.column("topic").to_pylist(),
-        topics.column("posts").to_pylist(),
-        topics.column("participants").to_pylist(),
+        column_values(topics, "kind"),
+        column_values(topics, "topic"),
+        column_values(topics, "posts"),
+        column_values(topics, "participants"),
         strict=True,
     )
     for kind, topic, posts, participants in columns:
@@ -155,21 +169,70 @@ def topic_window_counts(
         )
 
 
-def detector_columns(
-    element: WindowTables,
-) -> WindowTables:
-    """A window's tables cut to the columns ``topic_window_counts`` reads."""
+# A window's topic counts of one shard, as plain values (which Beam's default coder
+# encodes without pickling): (start_us, end_us, window participants, kinds, topics,
+# posts, participants), the last four one item per topic row.
+ShardCounts = tuple[int, int, int, list, list, list, list]
+
+
+def shard_window_counts(
+    element: WindowTables, shards: int
+) -> list[tuple[int, ShardCounts]]:
+    """A window's tables -> (shard, its ``ShardCounts``) for every shard, one with no
+    topic rows included: every shard learns of every window, so each knows the
+    stream's first window without waiting for a side input."""
     start_us, end_us, by_table = element
-    return (
-        start_us,
-        end_us,
-        {
-            "volume": by_table["volume"].select(["participants"]),
-            "topics": by_table["topics"].select(
-                ["kind", "topic", "posts", "participants"]
-            ),
-        },
-    )
+    (window_participants,) = column_values(by_table["volume"], "participants")
+    topics = by_table["topics"]
+    filled: dict[int, ShardCounts] = {}
+    for row in zip(
+        column_values(topics, "kind"),
+        column_values(topics, "topic"),
+        column_values(topics, "posts"),
+        column_values(topics, "participants"),
+        strict=True,
+    ):
+        shard = topic_shard(row[:2], shards)
+        part = filled.get(shard)
+        if part is None:
+            columns = ([], [], [], [])
+            part = filled[shard] = (start_us, end_us, window_participants, *columns)
+        for column, value in zip(part[3:], row, strict=True):
+            column.append(value)
+    # Shards without rows of this window share one part with empty columns.
+    empty = (start_us, end_us, window_participants, (), (), (), ())
+    return [(shard, filled.get(shard, empty)) for shard in range(shards)]
+
+
+def judge_shard(
+    parts: Iterable[ShardCounts],
+    stream_start_us: int,
+    params: BurstParams,
+    window_us: int,
+) -> tuple[list[tuple[tuple[str, str], Burst]], list[tuple[tuple[str, str], Episode]]]:
+    """All windows' counts of one shard -> its topics' bursts and episodes, each topic
+    judged over all its windows at once (``judge_topic``), in (kind, topic) order."""
+    by_topic: dict[tuple[str, str], list[WindowCount]] = {}
+    for start_us, end_us, window_participants, kinds, topics, posts, people in parts:
+        for kind, topic, count, participants in zip(
+            kinds, topics, posts, people, strict=True
+        ):
+            by_topic.setdefault((kind, topic), []).append(
+                WindowCount(
+                    start_us,
+                    end_us,
+                    count,
+                    participants,
+                    window_participants,
+                    stream_start_us,
+                )
+            )
+    bursts, episodes = [], []
+    for key in sorted(by_topic):
+        found, closed = judge_topic(by_topic[key], params, window_us)
+        bursts.extend((key, burst) for burst in found)
+        episodes.extend((key, episode) for episode in closed)
+    return bursts, episodes
 
 
 def topic_shard(key: tuple[str, str], shards: int) -> int:
@@ -422,10 +485,38 @@ class DetectBurstsFn(beam.DoFn):
         expire.set(Timestamp(micros=latest_us + self._idle_us))
 
 
-class JudgeTopicFn(beam.DoFn):
-    """((kind, topic), [WindowCount]) -> ((kind, topic), Burst) on the main output and
-    ((kind, topic), Episode) on ``EPISODES_TAG``: batch, all windows of a topic at
-    once."""
+class GatherShardCountsFn(beam.CombineFn):
+    """A shard's ``ShardCounts`` of every window -> (the earliest window start, the
+    parts with topic rows). Beam lifts it: each bundle gathers its windows' parts
+    per shard before the shuffle, so a few elements per shard cross it, not one per
+    topic and window."""
+
+    def create_accumulator(self) -> list:
+        return [None, []]
+
+    def add_input(self, accumulator: list, part: ShardCounts) -> list:
+        if accumulator[0] is None or part[0] < accumulator[0]:
+            accumulator[0] = part[0]
+        if part[3]:
+            accumulator[1].append(part)
+        return accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[list]) -> list:
+        merged = self.create_accumulator()
+        for first, parts in accumulators:
+            if first is not None and (merged[0] is None or first < merged[0]):
+                merged[0] = first
+            merged[1].extend(parts)
+        return merged
+
+    def extract_output(self, accumulator: list) -> tuple:
+        return accumulator[0], accumulator[1]
+
+
+class JudgeShardFn(beam.DoFn):
+    """(shard, (stream start, [ShardCounts])) -> ((kind, topic), Burst) on the main
+    output and ((kind, topic), Episode) on ``EPISODES_TAG``: batch, all windows of
+    a shard's topics at once (``judge_shard``)."""
 
     def __init__(self, params: BurstParams, window_us: int):
         self._params = params
@@ -433,13 +524,14 @@ class JudgeTopicFn(beam.DoFn):
         self._bursts = Metrics.counter(self.__class__, "bursting_windows")
 
     def process(self, element):
-        key, counts = element
-        bursts, episodes = judge_topic(counts, self._params, self._window_us)
+        _, (stream_start_us, parts) = element
+        bursts, episodes = judge_shard(
+            parts, stream_start_us, self._params, self._window_us
+        )
         self._bursts.inc(len(bursts))
-        for burst in bursts:
-            yield key, burst
-        for episode in episodes:
-            yield beam.pvalue.TaggedOutput(EPISODES_TAG, (key, episode))
+        yield from bursts
+        for key_episode in episodes:
+            yield beam.pvalue.TaggedOutput(EPISODES_TAG, key_episode)
 
 
 class DetectBursts(beam.PTransform):
@@ -447,8 +539,9 @@ class DetectBursts(beam.PTransform):
     ``AggregateWindows``) -> {"bursts": ((kind, topic), Burst),
     "episodes": ((kind, topic), Episode)}.
 
-    ``streaming`` False: the stream's start is the earliest window (a side input)
-    and each topic's windows are grouped and judged in one go (``judge_topic``).
+    ``streaming`` False: each window's topic counts go to ``batch_shards`` shards
+    by topic (every shard gets every window, for the stream's start, the earliest
+    window), gathered per shard and judged a topic at a time (``judge_topic``).
     True: windows are judged as the watermark passes them (``DetectBurstsFn``, its
     state keyed by ``topic_shard`` over ``state_shards`` shards) and the stream
     starts at the earliest window the detector has seen when it judges, which the
@@ -462,12 +555,14 @@ class DetectBursts(beam.PTransform):
         window_us: int,
         streaming: bool = False,
         state_shards: int = STATE_SHARDS,
+        batch_shards: int = BATCH_SHARDS,
     ):
         super().__init__()
         self._params = params
         self._window_us = window_us
         self._streaming = streaming
         self._state_shards = state_shards
+        self._batch_shards = batch_shards
 
     def expand(self, windows: beam.PCollection):
         global_windows = windows | "GlobalWindow" >> beam.WindowInto(GlobalWindows())
@@ -490,27 +585,13 @@ class DetectBursts(beam.PTransform):
                 DetectBurstsFn(self._params, self._window_us)
             ).with_input_types(sharded)
         else:
-            first = (
-                global_windows
-                | "WindowStarts" >> beam.Map(lambda element: element[0])
-                # A run without a window (no valid post) has no earliest one.
-                | "EarliestWindow" >> beam.CombineGlobally(min).without_defaults()
-            )
+            shards = self._batch_shards
             counts = (
                 global_windows
-                # Before the side input: a step that reads one waits for it, so its
-                # input is kept whole, and the sketches are most of a window's bytes.
-                | "DetectorColumns" >> beam.Map(detector_columns)
-                | "TopicCounts"
-                >> beam.FlatMap(
-                    lambda element, start: (
-                        TimestampedValue(pair, Timestamp(micros=pair[1].end_us - 1))
-                        for pair in topic_window_counts(element, start)
-                    ),
-                    start=beam.pvalue.AsSingleton(first, default_value=0),
-                )
-                | "GroupByTopic" >> beam.GroupByKey()
+                | "CountsByShard"
+                >> beam.FlatMap(lambda element: shard_window_counts(element, shards))
+                | "GatherByShard" >> beam.CombinePerKey(GatherShardCountsFn())
             )
-            judge = beam.ParDo(JudgeTopicFn(self._params, self._window_us))
+            judge = beam.ParDo(JudgeShardFn(self._params, self._window_us))
         results = counts | "Judge" >> judge.with_outputs(EPISODES_TAG, main=BURSTS_TAG)
         return {BURSTS_TAG: results[BURSTS_TAG], EPISODES_TAG: results[EPISODES_TAG]}

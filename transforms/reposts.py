@@ -29,7 +29,6 @@ from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
-import pyarrow as pa
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import WindowFn
 
@@ -39,9 +38,9 @@ from transforms.aggregate import (
     AggregateWindowFn,
     KeyByWindowFn,
     window_bounds,
-    window_tables,
 )
 from transforms.window_posts import WindowPosts, post_id_key
+from transforms.write import window_columns
 
 Pair = tuple[str, str]
 
@@ -304,7 +303,10 @@ def window_root_topics(
         return
     posts.unpack()
     ids = np.frombuffer(posts.ids, dtype=np.int64)
-    for row in np.flatnonzero(np.isin(ids, lookup.roots)).tolist():
+    # A binary search in the sorted roots: ``np.isin`` would sort or hash all the
+    # roots again for every window, a cost of the run's size per window.
+    at = np.minimum(np.searchsorted(lookup.roots, ids), len(lookup.roots) - 1)
+    for row in np.flatnonzero(lookup.roots[at] == ids).tolist():
         yield int(ids[row]), _row_pairs(posts, row)
 
 
@@ -443,7 +445,8 @@ class CreditWindows(beam.PTransform):
 class AggregateCreditedWindows(beam.PTransform):
     """Batch: PCollection[PostSummary] -> PCollection[(start_us, end_us, tables)],
     as ``transforms.aggregate.AggregateWindows`` gives, with reposts credited and
-    redelivered ids counted once in their first window."""
+    redelivered ids counted once in their first window; each table as column lists
+    (``transforms.write.window_columns``)."""
 
     def __init__(
         self,
@@ -471,6 +474,6 @@ class AggregateCreditedWindows(beam.PTransform):
             )
             | "ToTables"
             >> beam.MapTuple(
-                lambda bounds, aggregate: (*bounds, window_tables(aggregate, *bounds))
-            ).with_output_types(tuple[int, int, dict[str, pa.Table]])
+                lambda bounds, aggregate: (*bounds, window_columns(aggregate))
+            ).with_output_types(tuple[int, int, dict[str, dict[str, list]]])
         )

@@ -142,6 +142,11 @@ def _array(typecode: str, buffer) -> array:
 
 # Rows a WindowPosts with a spill folder keeps as arrays before it writes them out.
 SPILL_ROWS = 4_096
+# Fewer rows than this cross a shuffle as their arrays' bytes, unpacked: the six
+# arrays (ids, authors, repost flags, topic ends, topic codes, carriers) of
+# ``WindowPosts.__getstate__``, told from ``pack_rows``' four items by their count.
+PACK_MIN_ROWS = 256
+RAW_COLUMNS = 6
 
 
 class WindowPosts:
@@ -210,14 +215,31 @@ class WindowPosts:
 
     def __getstate__(self) -> tuple:
         # Rows not yet spilled (fewer than SPILL_ROWS) travel packed: a file each
-        # would cost more than they do where windows are many and small.
-        packed = pack_rows(*self._array_rows()) if len(self.ids) else None
+        # would cost more than they do where windows are many and small. Below
+        # PACK_MIN_ROWS they travel as the arrays' bytes: packing a few rows costs
+        # more than the bytes it saves.
+        rows = len(self.ids)
+        if not rows:
+            packed = None
+        elif rows < PACK_MIN_ROWS:
+            packed = tuple(bytes(column) for column in self._array_rows())
+        else:
+            packed = pack_rows(*self._array_rows())
         return packed, self._spilled, self._spilled_rows, self._spill_dir, self.pairs
 
     def __setstate__(self, state: tuple) -> None:
         packed, self._spilled, self._spilled_rows, self._spill_dir, self.pairs = state
         if packed is None:
             self._clear_rows()
+        elif len(packed) == RAW_COLUMNS:
+            self._clear_rows()
+            ids, authors, reposts, ends, codes, carriers = packed
+            self.ids.frombytes(ids)
+            self.authors.frombytes(authors)
+            self.reposts.extend(reposts)
+            self.topic_ends.frombytes(ends)
+            self.topic_codes.frombytes(codes)
+            self.carriers.frombytes(carriers)
         else:
             (
                 self.ids,

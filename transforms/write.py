@@ -30,6 +30,7 @@ from schemas import tables
 from schemas.records import DeadLetter, WindowTables
 from schemas.tables import RUN_MANIFEST
 from transforms import object_store
+from transforms.aggregate import WindowAggregate
 from transforms.spill import park, unpark
 from transforms.windows import local_date
 
@@ -189,21 +190,28 @@ def date_file_name(date: str) -> str:
     return date.replace("-", "") + ".parquet"
 
 
-def concat_window_tables(
-    windows: Iterable[WindowTables],
-) -> dict[str, pa.Table]:
-    """Many windows' tables -> one table per name, rows in window order."""
-    ordered = sorted(windows, key=lambda element: element[0])
-    names = sorted({name for _, _, by_table in ordered for name in by_table})
+def window_columns(aggregate: WindowAggregate) -> dict[str, dict[str, list]]:
+    """A window's ``volume`` and ``topics`` rows (and the topics' top carriers, read
+    by the events only) as plain column lists, without
+    ``window_start`` and ``window_end`` (the window's element carries them): what a
+    batch run passes between its steps. Beam's default coder encodes lists of
+    numbers, strings and bytes without pickling, where a ``pa.Table`` per window
+    costs an Arrow table to build and a pickle at every shuffle; the tables are
+    built once per date (``concat_window_tables``)."""
     return {
-        name: pa.concat_tables(
-            [
-                by_table[name].cast(tables.TABLES[name])
-                for _, _, by_table in ordered
-                if name in by_table
-            ]
-        )
-        for name in names
+        "volume": {
+            "posts": [aggregate.posts],
+            "participants": [aggregate.participants],
+            "reposts": [aggregate.reposts],
+            "duplicates": [aggregate.duplicates],
+            "participants_sketch": [aggregate.participants_sketch],
+        },
+        "topics": dict(aggregate.topic_columns),
+        **(
+            {}
+            if aggregate.carrier_columns is None
+            else {tables.TOP_CARRIERS_NAME: dict(aggregate.carrier_columns)}
+        ),
     }
 
 
@@ -218,9 +226,62 @@ def published_tables(element: WindowTables) -> WindowTables:
     )
 
 
+def table_rows(table: pa.Table | dict[str, list]) -> int:
+    """Rows of a window's table: a ``pa.Table`` or ``window_columns``' lists."""
+    if isinstance(table, pa.Table):
+        return table.num_rows
+    return len(next(iter(table.values()), ()))
+
+
+def _columns_table(
+    name: str, parts: list[tuple[int, int, dict[str, list]]]
+) -> pa.Table:
+    """Windows' column lists of table ``name`` -> one table of its schema, the
+    windows' bounds filled in."""
+    schema = tables.TABLES[name]
+    data: dict[str, list] = {column: [] for column in schema.names}
+    for start_us, end_us, columns in parts:
+        rows = table_rows(columns)
+        data["window_start"].extend([start_us] * rows)
+        data["window_end"].extend([end_us] * rows)
+        for column, values in columns.items():
+            data[column].extend(values)
+    return pa.Table.from_pydict(data, schema=schema)
+
+
+def concat_window_tables(
+    windows: Iterable[WindowTables],
+) -> dict[str, pa.Table]:
+    """Many windows' tables (``pa.Table``s, or ``window_columns``' lists) -> one
+    table per name of ``schemas.tables.TABLES``, rows in window order."""
+    ordered = sorted(windows, key=lambda element: element[0])
+    names = sorted(
+        {
+            name
+            for _, _, by_table in ordered
+            for name in by_table
+            if name in tables.TABLES
+        }
+    )
+    concatenated = {}
+    for name in names:
+        parts = [
+            (start_us, end_us, by_table[name])
+            for start_us, end_us, by_table in ordered
+            if name in by_table
+        ]
+        if all(isinstance(part[2], pa.Table) for part in parts):
+            concatenated[name] = pa.concat_tables(
+                [part[2].cast(tables.TABLES[name]) for part in parts]
+            )
+        else:
+            concatenated[name] = _columns_table(name, parts)
+    return concatenated
+
+
 class WriteDateTablesFn(beam.DoFn):
-    """(date, [(start_us, end_us, {table: pa.Table})]) -> one file per table and
-    date."""
+    """(date, [(start_us, end_us, {table: pa.Table or column lists})]) -> one file
+    per table and date."""
 
     def __init__(self, root: str):
         self._root = root
@@ -240,11 +301,12 @@ class WriteDateTablesFn(beam.DoFn):
 
 
 class WriteWindowTables(beam.PTransform):
-    """PCollection[(start_us, end_us, {table: pa.Table})] -> written file paths, in
-    batch: the windows are grouped by local date and each table gets one file per
-    date, since a run over years of hourly windows would otherwise leave tens of
-    thousands of small files for every scan to open. (Streaming writes each pane as
-    it fires: ``transforms.rolling.WriteRollingTables``.)
+    """PCollection[(start_us, end_us, {table: pa.Table or ``window_columns``'
+    lists})] -> written file paths, in batch: the windows are grouped by local date
+    and each table gets one file per date, since a run over years of hourly windows
+    would otherwise leave tens of thousands of small files for every scan to open.
+    (Streaming writes each pane as it fires:
+    ``transforms.rolling.WriteRollingTables``.)
     """
 
     def __init__(self, root: str, timezone: str, spill_dir: str | None = None):
@@ -265,7 +327,7 @@ class WriteWindowTables(beam.PTransform):
                     *element[:2],
                     park(
                         element[2],
-                        element[2]["topics"].num_rows >= PARK_MIN_TOPIC_ROWS,
+                        table_rows(element[2]["topics"]) >= PARK_MIN_TOPIC_ROWS,
                         spill_dir,
                     ),
                 )
