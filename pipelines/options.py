@@ -21,7 +21,7 @@ from apache_beam.options.pipeline_options import (
 from schemas.sketch import DEFAULT_LG_K
 from schemas.timezone import DEFAULT_TIMEZONE
 from transforms import object_store
-from transforms.bursts import BurstParams
+from transforms.burst_model import BurstParams
 from transforms.event_model import EventParams
 from transforms.extract import parse_kinds
 from transforms.files import DEFAULT_MAX_LINE_BYTES

@@ -19,22 +19,21 @@ from apache_beam.utils.timestamp import Timestamp
 
 from schemas import tables
 from tests.fakes import FakeBag, FakeTimer, FakeValue
-from transforms.bursts import (
+from transforms.burst_counts import (
     BURSTS_TAG,
     EPISODES_TAG,
-    BurstParams,
-    DetectBursts,
-    DetectBurstsFn,
-    WindowCount,
-    counts_by_shard,
-    judge_shard,
-    judge_topic,
-    judge_window,
-    latest_panes,
-    shard_window_counts,
     topic_shard,
     topic_window_counts,
 )
+from transforms.burst_model import (
+    BurstParams,
+    WindowCount,
+    judge_topic,
+    judge_window,
+    latest_panes,
+)
+from transforms.bursts import DetectBursts, judge_shard, shard_window_counts
+from transforms.bursts_streaming import DetectBurstsFn, counts_by_shard
 
 HOUR_US = 3_600_000_000
 PARAMS = BurstParams(
@@ -481,7 +480,7 @@ def test_counts_wait_for_the_watermark_to_pass_their_window():
 
 def test_a_topic_keeps_its_shard_in_every_process():
     code = (
-        "from transforms.bursts import topic_shard; "
+        "from transforms.burst_counts import topic_shard; "
         "print(topic_shard(('hashtag', '雅安地震'), 256))"
     )
     project = Path(__file__).resolve().parents[1]

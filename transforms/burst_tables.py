@@ -9,8 +9,8 @@ import apache_beam as beam
 import pyarrow as pa
 
 from schemas import tables
+from transforms.burst_counts import BURSTS_TAG, EPISODES_TAG
 from transforms.burst_model import Burst, Episode
-from transforms.bursts import BURSTS_TAG, EPISODES_TAG
 from transforms.write import WriteRowsByDate
 
 # Table column -> attribute of the detector's row, per output table.
