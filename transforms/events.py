@@ -23,6 +23,7 @@ from apache_beam.metrics import Metrics
 
 from schemas import tables
 from schemas.records import EventMember, SourcePost, WindowTables
+from transforms.burst_counts import column_values
 from transforms.event_model import Event, EventParams, assemble_events
 from transforms.files import read_slice
 from transforms.posts import InvalidPost, decode_json_line, parse_post
@@ -41,14 +42,6 @@ def evidence_floor(min_support: int) -> int:
     of the minimum support, since the window before a burst may count toward it
     with few people of its own."""
     return max(2, min_support // 4)
-
-
-def column_lists(table, names: tuple[str, ...]) -> list[list]:
-    """The named columns of a window's table as lists: the table is a ``pa.Table``
-    or plain column lists ({column: list})."""
-    if isinstance(table, pa.Table):
-        return [table.column(name).to_pylist() for name in names]
-    return [list(table[name]) for name in names]
 
 
 CARRIER_COLUMNS = ("kind", "topic", "post_key", "posts", "reposts")
@@ -72,11 +65,13 @@ def evidence_rows(
     carrier_table = by_table.get(tables.TOP_CARRIERS_NAME)
     if carrier_table is not None:
         for kind, topic, key, posts, reposts in zip(
-            *column_lists(carrier_table, CARRIER_COLUMNS), strict=True
+            *(column_values(carrier_table, name) for name in CARRIER_COLUMNS),
+            strict=True,
         ):
             carriers.setdefault((kind, topic), []).append((key, posts, reposts))
     for kind, topic, posts, reposts, people, sketch in zip(
-        *column_lists(by_table["topics"], EVIDENCE_COLUMNS), strict=True
+        *(column_values(by_table["topics"], name) for name in EVIDENCE_COLUMNS),
+        strict=True,
     ):
         if people < min_participants:
             continue
