@@ -200,26 +200,42 @@ def score_seed(seed: int, bursts: tuple[PlantedBurst, ...], output: str) -> Seed
     )
 
 
+def run_planted_seed(
+    seed: int,
+    days: int,
+    posts_per_day: int,
+    work: str,
+    kinds: str,
+    extra: tuple[str, ...],
+) -> tuple[tuple[PlantedBurst, ...], str]:
+    """Generate seed ``seed``'s stream with its six planted bursts under ``work`` and
+    run the pipeline on it (topic kinds ``kinds``) -> (the bursts, the output)."""
+    start = GeneratorConfig().start
+    bursts = planted_bursts(seed, start, days, posts_per_day)
+    config = GeneratorConfig(
+        seed=seed,
+        start=start,
+        days=days,
+        posts_per_day=posts_per_day,
+        bursts=bursts,
+        authors=max(2_000, posts_per_day // 2),
+    )
+    lines, _ = generate(config)
+    path = Path(work) / f"seed{seed}" / "posts.jsonl.gz"
+    write_lines(lines, path)
+    output = str(Path(work) / f"seed{seed}" / "out")
+    run_pipeline(str(path), output, kinds, extra)
+    return bursts, output
+
+
 def evaluate_planted(
     seeds: range, days: int, posts_per_day: int, work: str, extra: tuple[str, ...]
 ) -> list[SeedResult]:
     results = []
     for seed in seeds:
-        start = GeneratorConfig().start
-        bursts = planted_bursts(seed, start, days, posts_per_day)
-        config = GeneratorConfig(
-            seed=seed,
-            start=start,
-            days=days,
-            posts_per_day=posts_per_day,
-            bursts=bursts,
-            authors=max(2_000, posts_per_day // 2),
+        bursts, output = run_planted_seed(
+            seed, days, posts_per_day, work, "hashtag", extra
         )
-        lines, _ = generate(config)
-        path = Path(work) / f"seed{seed}" / "posts.jsonl.gz"
-        write_lines(lines, path)
-        output = str(Path(work) / f"seed{seed}" / "out")
-        run_pipeline(str(path), output, "hashtag", extra)
         result = score_seed(seed, bursts, output)
         print(
             f"seed {seed}: detected {result.detected}/{result.planted}, episodes "

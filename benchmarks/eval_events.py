@@ -36,14 +36,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from eval_bursts import (  # noqa: E402
-    GeneratorConfig,
-    generate,
-    planted_bursts,
     read_cascade_posts,
     read_table,
     run_pipeline,
+    run_planted_seed,
     surging_sources,
-    write_lines,
 )
 
 ALL_KINDS = "hashtag,mention,entity,keyword"
@@ -114,21 +111,9 @@ def evaluate_planted(
     """Planted bursts that are exactly one event, and background-only events a day."""
     planted = single = background_events = 0
     for seed in seeds:
-        start = GeneratorConfig().start
-        bursts = planted_bursts(seed, start, days, posts_per_day)
-        config = GeneratorConfig(
-            seed=seed,
-            start=start,
-            days=days,
-            posts_per_day=posts_per_day,
-            bursts=bursts,
-            authors=max(2_000, posts_per_day // 2),
+        bursts, output = run_planted_seed(
+            seed, days, posts_per_day, work, ALL_KINDS, extra
         )
-        lines, _ = generate(config)
-        path = Path(work) / f"seed{seed}" / "posts.jsonl.gz"
-        write_lines(lines, path)
-        output = str(Path(work) / f"seed{seed}" / "out")
-        run_pipeline(str(path), output, ALL_KINDS, extra)
         events = read_table(output, "events")
         hashtags = [
             {topic["topic"] for topic in topics if topic["kind"] == "hashtag"}
