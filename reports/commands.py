@@ -55,6 +55,22 @@ def _file_part(text: str) -> str:
     return re.sub(r"[^\w.-]+", "_", text).strip("_") or "topic"
 
 
+def _local_events(
+    output: str, period: Period | None, zone: str, top: int | None
+) -> pl.DataFrame:
+    """The events overlapping the period (``queries.events``), times in ``zone``."""
+    return queries.events(output, period, limit=top).with_columns(
+        pl.col("onset", "peak_window_start", "end").dt.convert_time_zone(zone)
+    )
+
+
+def _events_chart(output: str, events: pl.DataFrame, title: str):
+    """A function drawing the timelines of ``events`` (``charts.events_chart``)."""
+    return lambda: _charts().events_chart(
+        events, queries.event_timelines(output, events["event_id"].to_list()), title
+    )
+
+
 # Events the hot report leads with.
 EVENTS_IN_HOT = 5
 
@@ -86,11 +102,7 @@ def hot_report(
             f"The output folder holds only {covered} of the {previous.days} days of "
             f"{previous.label}: growth is overstated."
         )
-    events = queries.events(output, period, limit=EVENTS_IN_HOT).with_columns(
-        pl.col("onset", "peak_window_start", "end").dt.convert_time_zone(
-            period.timezone
-        )
-    )
+    events = _local_events(output, period, period.timezone, EVENTS_IN_HOT)
     return Report(
         name="hot",
         title=f"热门话题 Hot topics {period.label}",
@@ -107,10 +119,8 @@ def hot_report(
                 {}
                 if events.is_empty()
                 else {
-                    f"events-{_stem(period)}": lambda: _charts().events_chart(
-                        events,
-                        queries.event_timelines(output, events["event_id"].to_list()),
-                        title=f"舆情事件 events {period.label}",
+                    f"events-{_stem(period)}": _events_chart(
+                        output, events, f"舆情事件 events {period.label}"
                     )
                 }
             ),
@@ -237,9 +247,7 @@ def events_report(
     when each began and peaked, its growth, top topics and what its representative
     posts say."""
     zone = period.timezone if period else (timezone or queries.DEFAULT_TIMEZONE)
-    rows = queries.events(output, period, limit=top).with_columns(
-        pl.col("onset", "peak_window_start", "end").dt.convert_time_zone(zone)
-    )
+    rows = _local_events(output, period, zone, top)
     label = period.label if period else ""
     return Report(
         name="events",
@@ -254,10 +262,8 @@ def events_report(
             "windows. Growth: people in its peak window over its first window's.",
         ],
         charts={
-            f"events-{_stem(period)}": lambda: _charts().events_chart(
-                rows,
-                queries.event_timelines(output, rows["event_id"].to_list()),
-                title=f"舆情事件 events {label}".strip(),
+            f"events-{_stem(period)}": _events_chart(
+                output, rows, f"舆情事件 events {label}".strip()
             )
         },
     )
