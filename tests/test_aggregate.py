@@ -20,6 +20,7 @@ from transforms.aggregate import (
 )
 from transforms.window_posts import (
     PACK_MIN_ROWS,
+    ROW_ARRAYS,
     SPILL_ROWS,
     WindowPosts,
     pack_rows,
@@ -143,19 +144,11 @@ def test_accumulator_pickles_packed_and_restores_every_row(
         )
     packed = pickle.dumps(accumulator)
     restored = pickle.loads(packed)
-    for name in (
-        "ids",
-        "authors",
-        "reposts",
-        "topic_ends",
-        "topic_codes",
-        "carriers",
-        "pairs",
-    ):
+    for name in (*ROW_ARRAYS, "pairs"):
         assert getattr(restored, name) == getattr(accumulator, name), name
     assert aggregate_window(restored) == aggregate_window(accumulator)
     # The rows cross the shuffle in fewer bytes than the arrays hold them in.
-    arrays = ("ids", "authors", "reposts", "topic_ends", "topic_codes", "carriers")
+    arrays = ROW_ARRAYS
     raw = sum(len(bytes(getattr(accumulator, name))) for name in arrays)
     assert (
         len(pickle.dumps(pack_rows(*(getattr(accumulator, name) for name in arrays))))
@@ -172,8 +165,7 @@ def test_a_small_window_crosses_as_its_arrays_and_restores_every_row():
             row * 2**40 - 2**62, -row * 31, row % 3 == 0, topics, carrier
         )
     restored = pickle.loads(pickle.dumps(accumulator))
-    names = ("ids", "authors", "reposts", "topic_ends", "topic_codes", "carriers")
-    for name in (*names, "pairs"):
+    for name in (*ROW_ARRAYS, "pairs"):
         assert getattr(restored, name) == getattr(accumulator, name), name
     assert aggregate_window(restored) == aggregate_window(accumulator)
     add_post(restored, PostSummary("7", 7, True, (("hashtag", "t1"),)))

@@ -142,11 +142,12 @@ def _array(typecode: str, buffer) -> array:
 
 # Rows a WindowPosts with a spill folder keeps as arrays before it writes them out.
 SPILL_ROWS = 4_096
-# Fewer rows than this cross a shuffle as their arrays' bytes, unpacked: the six
-# arrays (ids, authors, repost flags, topic ends, topic codes, carriers) of
-# ``WindowPosts.__getstate__``, told from ``pack_rows``' four items by their count.
+# A WindowPosts's rows: the arrays holding them, in ``pack_rows``' order.
+ROW_ARRAYS = ("ids", "authors", "reposts", "topic_ends", "topic_codes", "carriers")
+# Fewer rows than this cross a shuffle as their arrays' bytes, unpacked (one item
+# per array of ROW_ARRAYS, told from ``pack_rows``' four items by their count).
 PACK_MIN_ROWS = 256
-RAW_COLUMNS = 6
+RAW_COLUMNS = len(ROW_ARRAYS)
 
 
 class WindowPosts:
@@ -204,14 +205,7 @@ class WindowPosts:
         self.carriers = array("q")
 
     def _array_rows(self) -> tuple:
-        return (
-            self.ids,
-            self.authors,
-            self.reposts,
-            self.topic_ends,
-            self.topic_codes,
-            self.carriers,
-        )
+        return tuple(getattr(self, name) for name in ROW_ARRAYS)
 
     def __getstate__(self) -> tuple:
         # Rows not yet spilled (fewer than SPILL_ROWS) travel packed: a file each
@@ -233,22 +227,15 @@ class WindowPosts:
             self._clear_rows()
         elif len(packed) == RAW_COLUMNS:
             self._clear_rows()
-            ids, authors, reposts, ends, codes, carriers = packed
-            self.ids.frombytes(ids)
-            self.authors.frombytes(authors)
-            self.reposts.extend(reposts)
-            self.topic_ends.frombytes(ends)
-            self.topic_codes.frombytes(codes)
-            self.carriers.frombytes(carriers)
+            for column, raw in zip(self._array_rows(), packed, strict=True):
+                # The repost flags are a bytearray, the other columns typed arrays.
+                if isinstance(column, bytearray):
+                    column.extend(raw)
+                else:
+                    column.frombytes(raw)
         else:
-            (
-                self.ids,
-                self.authors,
-                self.reposts,
-                self.topic_ends,
-                self.topic_codes,
-                self.carriers,
-            ) = unpack_rows(packed)
+            for name, column in zip(ROW_ARRAYS, unpack_rows(packed), strict=True):
+                setattr(self, name, column)
         self._codes = {pair: code for code, pair in enumerate(self.pairs)}
 
     def __len__(self) -> int:
