@@ -16,6 +16,7 @@ import pathlib
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -79,16 +80,21 @@ def test_streaming_to_an_object_store_is_refused(tmp_path):
     assert "object stores take batch runs" in result.stderr
 
 
-def test_reports_on_a_scheme_without_filesystem_is_a_one_line_usage_error():
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "-m", "reports", "summary", "--output", "foo://bucket/out"],
+def run_reports(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python -m reports ARGS`` as a user runs it, ``env`` added to the
+    environment (an S3 endpoint and keys), output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "reports", *args],
         cwd=PROJECT,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
+
+
+def test_reports_on_a_scheme_without_filesystem_is_a_one_line_usage_error():
+    result = run_reports("summary", "--output", "foo://bucket/out")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -391,19 +397,10 @@ def test_reports_follow_the_pointer_on_s3(local_and_s3_runs, s3_env, s3_server):
 def test_reports_command_reads_s3(local_and_s3_runs, s3_env, s3_server):
     """``python -m reports`` on an ``s3://`` output, keys and endpoint in the
     environment, shows the same summary as on the local output."""
-    import sys
-
     local, output, _ = local_and_s3_runs
     shown = {}
     for name, folder in (("local", str(local)), ("s3", output)):
-        result = subprocess.run(
-            [sys.executable, "-m", "reports", "summary", "--output", folder],
-            cwd=PROJECT,
-            env={**os.environ, **s3_env},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        result = run_reports("summary", "--output", folder, env=s3_env)
         assert result.returncode == 0, result.stderr[-3000:]
         lines = result.stdout.splitlines()
         assert folder in lines[0]
@@ -413,17 +410,8 @@ def test_reports_command_reads_s3(local_and_s3_runs, s3_env, s3_server):
 
 @pytest.mark.slow
 def test_reports_on_an_s3_output_without_a_published_run_exit_2(s3_env):
-    import sys
-
     output = f"s3://{BUCKET}/never-published"
-    result = subprocess.run(
-        [sys.executable, "-m", "reports", "hot", "--output", output],
-        cwd=PROJECT,
-        env={**os.environ, **s3_env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_reports("hot", "--output", output, env=s3_env)
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"--output {output}: no run was published there (no _current.json)"
