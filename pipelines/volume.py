@@ -174,8 +174,11 @@ def build_pipeline(
         root, options.timezone, window_seconds if streaming else None
     )
     if not streaming:
-        inputs = {"windows": windows, "bursts": bursts[BURSTS_TAG]}
-        inputs["slices"] = read["slices"]
+        inputs = {
+            "windows": windows,
+            "bursts": bursts[BURSTS_TAG],
+            "slices": read["slices"],
+        }
         inputs | "WriteEvents" >> WriteEvents(
             root,
             options.timezone,

@@ -76,7 +76,9 @@ def distinct_rows(accumulator: WindowPosts) -> list[int]:
 
 
 def aggregate_window(
-    accumulator: WindowPosts, lg_k: int = DEFAULT_LG_K, carriers_from: int = 2
+    accumulator: WindowPosts,
+    lg_k: int = DEFAULT_LG_K,
+    carriers_from: int | None = None,
 ) -> WindowAggregate:
     """Count a window's distinct posts, reposts and participants, overall and per topic.
 
@@ -86,7 +88,7 @@ def aggregate_window(
     sorted by kind, then participants descending, then topic. Topics of at least
     ``carriers_from`` posts get their top carriers (``top_carriers``) in
     ``carrier_columns`` (kind, topic, post_key, posts, reposts): the events' evidence
-    of which posts spread them.
+    of which posts spread them (None: no carriers, where no events are built).
 
     Authors enter the sketches in post-id order: an HLL sketch's bytes (and its HIP
     estimate) depend on the order of updates, and the order posts reach the
@@ -141,7 +143,9 @@ def aggregate_window(
         participants=estimate(everyone),
         participants_sketch=everyone.serialize_compact(),
         topic_columns=columns,
-        carrier_columns=carrier_columns(accumulator, rows, per_code, carriers_from),
+        carrier_columns=None
+        if carriers_from is None
+        else carrier_columns(accumulator, rows, per_code, carriers_from),
     )
 
 
@@ -190,10 +194,11 @@ class AggregateWindowFn(beam.CombineFn):
         self,
         lg_k: int = DEFAULT_LG_K,
         spill_dir: str | None = None,
-        carriers_from: int = 2,
+        carriers_from: int | None = None,
     ):
         """``carriers_from``: the fewest posts of a topic whose top carriers are
-        kept (the detector's minimum support: no smaller topic bursts)."""
+        kept for the events (``transforms.events.evidence_floor``); None keeps
+        none (streaming builds no events)."""
         self._lg_k = lg_k
         self._spill_dir = spill_dir
         self._carriers_from = carriers_from
@@ -262,7 +267,7 @@ class AggregateWindows(beam.PTransform):
         lg_k: int = DEFAULT_LG_K,
         windowing: dict | None = None,
         spill_dir: str | None = None,
-        carriers_from: int = 2,
+        carriers_from: int | None = None,
     ):
         super().__init__()
         self._window_fn = window_fn

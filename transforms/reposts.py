@@ -454,7 +454,7 @@ class AggregateCreditedWindows(beam.PTransform):
         lg_k: int = DEFAULT_LG_K,
         credit: bool = True,
         spill_dir: str | None = None,
-        carriers_from: int = 2,
+        carriers_from: int | None = None,
     ):
         super().__init__()
         self._window_fn = window_fn
