@@ -70,6 +70,21 @@ def run_volume(
     )
 
 
+def run_reports(
+    *args: str, env: dict | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """``python -m reports ARGS`` as a user runs it, ``env`` added to the
+    environment, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "reports", *args],
+        cwd=PROJECT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.fixture(scope="session")
 def small_stream(tmp_path_factory):
     """A small generated stream (2 days, one planted surge) and its truth."""

@@ -16,7 +16,6 @@ import pathlib
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 
@@ -24,7 +23,13 @@ import polars as pl
 import pytest
 
 from schemas.tables import TABLES
-from tests.conftest import PROJECT, TEST_KEY_HEX, read_table, run_volume
+from tests.conftest import (
+    PROJECT,
+    TEST_KEY_HEX,
+    read_table,
+    run_reports,
+    run_volume,
+)
 
 BUCKET = "yuqing-test"
 ACCESS_KEY = "yuqingtestkey"
@@ -78,19 +83,6 @@ def test_streaming_to_an_object_store_is_refused(tmp_path):
     )
     assert result.returncode == 2
     assert "object stores take batch runs" in result.stderr
-
-
-def run_reports(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``python -m reports ARGS`` as a user runs it, ``env`` added to the
-    environment (an S3 endpoint and keys), output captured."""
-    return subprocess.run(
-        [sys.executable, "-m", "reports", *args],
-        cwd=PROJECT,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_reports_on_a_scheme_without_filesystem_is_a_one_line_usage_error():

@@ -2,14 +2,12 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from reports.queries import hot_topics
 from reports.tables import KeyMismatch, check_same_key, scan
-from tests.conftest import PROJECT
+from tests.conftest import run_reports
 from tests.test_reports_fixture import write_known_output
 
 
@@ -34,16 +32,6 @@ def outputs(tmp_path_factory):
         shutil.copytree(first, copy)
         folders[name] = _with_fingerprint(copy, fingerprint)
     return _with_fingerprint(first, "0123456789abcdef"), folders
-
-
-def run_reports(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "reports", *args],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_outputs_of_one_key_merge_their_sketches(outputs):

@@ -28,6 +28,7 @@ from reports.summary import summary_text
 from schemas.tables import TABLES
 from schemas.topics import normalize_typed_topic
 from tests.test_reports_fixture import (
+    EPISODE_COLUMNS,
     HOURLY_AUTHORS,
     HOURLY_TAG,
     SAMPLE_DAYS,
@@ -295,18 +296,6 @@ def test_topic_timeline_of_an_unknown_topic_is_empty(known):
 
 
 # --- bursts -------------------------------------------------------------------
-
-EPISODE_COLUMNS = [
-    "kind",
-    "topic",
-    "onset",
-    "peak_window_start",
-    "end",
-    "windows",
-    "peak_participants",
-    "peak_score",
-    "posts",
-]
 
 
 def test_burst_episodes_of_a_day_include_one_that_crossed_midnight(known):

@@ -14,7 +14,7 @@ from fontTools.ttLib import TTFont
 from polars.testing import assert_frame_equal
 
 from reports.__main__ import main
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, run_reports
 from tests.test_reports_fixture import write_known_output
 
 HOT_TABLE = """\
@@ -43,16 +43,6 @@ Volume by day
 @pytest.fixture(scope="module")
 def known(tmp_path_factory):
     return str(write_known_output(tmp_path_factory.mktemp("known")))
-
-
-def run_reports(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "reports", *args],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_hot_prints_a_terminal_table(known):

@@ -94,8 +94,18 @@ BURST_ROWS = [
     ("hashtag", "深夜食堂", at(22, 0), 5, 5, 0.3, 4.0),
     ("hashtag", "旧闻", at(20, 9), 50, 50, 1.0, 20.0),
 ]
-# (kind, topic, onset, peak_window_start, end, windows, peak_participants,
-# peak_score, posts)
+# The columns of a burst_episodes row, in the table's order.
+EPISODE_COLUMNS = [
+    "kind",
+    "topic",
+    "onset",
+    "peak_window_start",
+    "end",
+    "windows",
+    "peak_participants",
+    "peak_score",
+    "posts",
+]
 EPISODE_ROWS = [
     ("hashtag", "雅安地震", at(22, 8), at(22, 8), at(22, 10), 2, 30, 8.0, 60),
     ("hashtag", "法院致歉", at(22, 20), at(22, 20), at(22, 21), 1, 40, 12.0, 40),
@@ -193,17 +203,7 @@ def write_known_output(root: pathlib.Path) -> pathlib.Path:
     episodes = [
         dict(
             zip(
-                (
-                    "kind",
-                    "topic",
-                    "onset",
-                    "peak_window_start",
-                    "end",
-                    "windows",
-                    "peak_participants",
-                    "peak_score",
-                    "posts",
-                ),
+                EPISODE_COLUMNS,
                 row,
                 strict=True,
             )
