@@ -90,6 +90,37 @@ class MemorySampler(threading.Thread):
             self.stopped.wait(self.every)
 
 
+def start_streaming_run(
+    landing: Path, out: Path, options: list[str], log: Path
+) -> tuple[list[str], subprocess.Popen, MemorySampler]:
+    """Start ``python -m pipelines.volume --streaming`` watching ``landing`` and
+    writing ``out`` (the test key, ``options`` added, stderr to ``log``) with a
+    memory sampler on it -> (the command, the process, the started sampler)."""
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.volume",
+        "--streaming",
+        "--landing",
+        str(landing),
+        "--output",
+        str(out),
+        *options,
+    ]
+    env = {**os.environ, "YUQING_PSEUDONYM_KEY": KEY, "PYTHONPATH": str(PROJECT)}
+    process = subprocess.Popen(
+        command,
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "w"),
+        start_new_session=True,
+    )
+    sampler = MemorySampler(process.pid)
+    sampler.start()
+    return command, process, sampler
+
+
 def accounted(out: Path) -> int:
     """Lines the tables account for now (latest pane of each window)."""
     volume = read_latest_panes(str(out), "volume")
@@ -125,6 +156,32 @@ def lines_in_open_window(lines: list[bytes], tail: int = 20_000) -> int:
         return 0
     open_start = max(known) - max(known) % HOUR_US
     return sum(1 for moment in known if moment >= open_start)
+
+
+def reposts_waiting_for_source(lines: list[bytes]) -> int:
+    """Reposts among ``lines`` whose chain does not reach its root within them: with
+    crediting on, such a repost waits for its source until its window's end plus
+    the allowed lateness before it is counted (``transforms.reposts_streaming``)."""
+    parents = {}
+    for line in lines:
+        try:
+            post = parse_post(decode_json_line(line), bytes(32))
+        except (InvalidPost, ValueError):
+            continue
+        parents.setdefault(post.id, post.repost_of)
+    waiting = 0
+    for parent in parents.values():
+        # A chain longer than the ids read, or a cycle, never reaches a root.
+        for _ in range(len(parents) + 1):
+            if parent is None:
+                break
+            if parent not in parents:
+                waiting += 1
+                break
+            parent = parents[parent]
+        else:
+            waiting += 1
+    return waiting
 
 
 def mib(value: int) -> float:
@@ -269,37 +326,23 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="yuqing-stream-bench-"))
     landing, out = work / "landing", work / "out"
     landing.mkdir()
-    env = {**os.environ, "YUQING_PSEUDONYM_KEY": KEY, "PYTHONPATH": str(PROJECT)}
-    command = [
-        sys.executable,
-        "-m",
-        "pipelines.volume",
-        "--streaming",
-        "--landing",
-        str(landing),
-        "--output",
-        str(out),
-        "--window",
-        "1h",
-        "--topic-kinds",
-        args.topic_kinds,
-        "--allowed-lateness",
-        args.allowed_lateness,
-        "--early-results-every",
-        args.early_results_every,
-        *extra,
-    ]
     started = time.monotonic()
-    process = subprocess.Popen(
-        command,
-        cwd=PROJECT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(work / "pipeline.log", "w"),
-        start_new_session=True,
+    command, process, sampler = start_streaming_run(
+        landing,
+        out,
+        [
+            "--window",
+            "1h",
+            "--topic-kinds",
+            args.topic_kinds,
+            "--allowed-lateness",
+            args.allowed_lateness,
+            "--early-results-every",
+            args.early_results_every,
+            *extra,
+        ],
+        work / "pipeline.log",
     )
-    sampler = MemorySampler(process.pid)
-    sampler.start()
     results = {
         "command": " ".join(command),
         "burst_idle_expiry": expiry,
@@ -338,6 +381,10 @@ def main(argv: list[str] | None = None) -> int:
                 0
                 if duration_or_zero(args.early_results_every)
                 else lines_in_open_window(encoded[:dropped])
+            ) + (
+                0
+                if "--no-credit-reposts" in extra
+                else reposts_waiting_for_source(encoded[:dropped])
             )
             while (seen := accounted(out)) < dropped - waiting:
                 if process.poll() is not None:

@@ -30,8 +30,7 @@ horizon longer than the cascades' longest gap from source to repost.
 
 Early panes come every 30 s, the pipeline's default (``--early-results-every 0``
 turns them off). A replay of years without pacing opens thousands of windows at
-once; until the window combine was keyed per window (2026-11-26), Prism 2.77 spun
-on their processing-time triggers and wrote nothing.
+once, each with its own processing-time trigger.
 
 Prints the figures and the verdicts; ``--json-out`` writes them as one object.
 Exits 1 when a table that must match does not.
@@ -53,7 +52,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 sys.path.insert(0, str(PROJECT / "benchmarks"))
 
-from streaming_memory import MemorySampler, mib  # noqa: E402
+from streaming_memory import KEY, mib, start_streaming_run  # noqa: E402
 from throughput import read_table  # noqa: E402
 
 from reports.panes import read_latest_panes  # noqa: E402
@@ -64,7 +63,6 @@ from transforms.landing_folder import (  # noqa: E402
     replay,
 )
 
-KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 CASCADES = (
     PROJECT.parent
     / "shared"
@@ -150,29 +148,10 @@ def run_stream(
     """Streaming run fed ``records`` through a landing folder; its figures."""
     landing, out = work / "landing", work / "stream"
     landing.mkdir()
-    env = {**os.environ, "YUQING_PSEUDONYM_KEY": KEY}
-    log = open(work / "stream.log", "w")
     started = time.monotonic()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.volume",
-            "--streaming",
-            "--landing",
-            str(landing),
-            "--output",
-            str(out),
-            *options,
-        ],
-        cwd=PROJECT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        start_new_session=True,
+    _, process, sampler = start_streaming_run(
+        landing, out, options, work / "stream.log"
     )
-    sampler = MemorySampler(process.pid)
-    sampler.start()
     try:
         files, lines = replay(
             records, str(landing), speed=0, batch_lines=batch_lines, prefix="replay"
