@@ -96,3 +96,34 @@ def test_reports_never_imports_beam():
         check=True,
     )
     assert result.stdout.strip() == "False"
+
+
+def record_type_names() -> set[str]:
+    """The record types and aliases ``schemas/records.py`` defines at its top level."""
+    tree = ast.parse((ROOT / "schemas" / "records.py").read_text(encoding="utf-8"))
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return names
+
+
+def test_record_types_come_from_schemas_not_from_other_transforms():
+    """A transforms module takes a record type from ``schemas.records``, its one
+    home, never through another transforms module that happens to import it."""
+    records = record_type_names()
+    assert {"Post", "PostSummary", "DeadLetter", "WindowTables"} <= records
+    sideways = [
+        f"{module_name(path)}: {alias.name} from {node.module}"
+        for path in sorted((ROOT / "transforms").rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom)
+        and (node.module or "").startswith("transforms")
+        for alias in node.names
+        if alias.name in records
+    ]
+    assert sideways == []

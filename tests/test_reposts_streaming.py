@@ -13,11 +13,11 @@ from apache_beam.transforms import window
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
+from schemas.records import Post
 from tests.conftest import CASCADES, PROJECT, needs_shared, streaming_options
 from tests.fakes import FakeBag, FakeTimer, FakeValue
 from transforms.aggregate import AggregateWindows, PostSummary
 from transforms.late import LATE_POSTS, SplitLatePosts, streaming_windowing
-from transforms.posts import Post
 from transforms.reposts_streaming import (
     ChainInfo,
     ChainRecord,

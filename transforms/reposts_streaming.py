@@ -58,10 +58,9 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import TimestampedValue, WindowFn
 from apache_beam.utils.timestamp import Timestamp
 
-from schemas.records import PostSummary
+from schemas.records import Post, PostSummary
 from transforms.aggregate import window_bounds
 from transforms.extract import ExtractTopicsFn
-from transforms.posts import Post
 from transforms.reposts import Pair, credited_topics
 
 # Stages of pointer jumping: chains of up to 2**CHAIN_STAGES - 1 hops are resolved.
