@@ -16,6 +16,8 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas import tables
 from tests.fakes import FakeBag, FakeTimer, FakeValue
@@ -31,6 +33,7 @@ from transforms.burst_model import (
     judge_topic,
     judge_window,
     latest_panes,
+    may_burst,
 )
 from transforms.bursts import DetectBursts, judge_shard, shard_window_counts
 from transforms.bursts_streaming import DetectBurstsFn, counts_by_shard
@@ -206,6 +209,48 @@ def test_judge_topic_orders_the_windows_and_closes_the_last_episode():
         (40, 1),
         (58, 2),
     ]
+
+
+@settings(max_examples=200, deadline=None, database=None, derandomize=True)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 0, 0, 1, 2]),
+            # Quiet windows, and surges on either side of half the support (10).
+            st.sampled_from([0, 1, 2, 3, 9, 10, 12, 15, 19, 25, 40]),
+            st.integers(40, 400),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_judge_topic_equals_judging_every_window_in_order(steps):
+    """Skipping a topic that never reaches half the minimum support changes nothing:
+    ``judge_topic`` gives what judging every window in order gives, with or without
+    gaps between windows."""
+    # The stream began warmup_windows before the topic's first window.
+    series, hour = [], PARAMS.warmup_windows
+    for gap, participants, total in steps:
+        hour += gap + 1
+        series.append(count(hour, participants, total))
+    flagged, closed, history = judge_series(series)
+    bursts, episodes = judge_topic(series, PARAMS, HOUR_US)
+    assert [burst.start_us // HOUR_US for burst in bursts] == flagged
+    last = [history.episode] if history.episode is not None else []
+    assert episodes == closed + last
+
+
+def test_a_topic_below_half_the_minimum_support_never_bursts():
+    """Fewer than half the minimum support in every window: no burst, even for a new
+    topic whose window before counts toward its support."""
+    half = PARAMS.min_participants // 2
+    assert not may_burst(half - 1, PARAMS) and may_burst(half, PARAMS)
+    straddling = [count(hour, 0, 500) for hour in range(20)]
+    straddling += [count(20, half, 500), count(21, half, 500)]
+    assert [b.start_us // HOUR_US for b in judge_topic(straddling, PARAMS, HOUR_US)[0]]
+    assert judge_series(straddling)[0] == [21]
+    below = straddling[:-2] + [count(20, half - 1, 500), count(21, half - 1, 500)]
+    assert judge_topic(below, PARAMS, HOUR_US) == ([], [])
 
 
 def test_latest_pane_of_each_window_wins():

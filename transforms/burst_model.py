@@ -35,6 +35,7 @@ Pure functions only; ``transforms.bursts`` applies them in Beam.
 """
 
 import dataclasses
+import functools
 import math
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -55,9 +56,10 @@ class BurstParams:
     warmup_windows: int = 12
     idle_windows: int = 24 * 7
 
-    @property
+    @functools.cached_property
     def alpha(self) -> float:
-        """EWMA weight of the newest window for the configured half-life."""
+        """EWMA weight of the newest window for the configured half-life (computed
+        once: the detector reads it several times per topic and window)."""
         return 1.0 - 0.5 ** (1.0 / self.half_life_windows)
 
 
@@ -116,10 +118,11 @@ def decay(
 ) -> tuple[float, float]:
     """The EW mean and variance after ``steps`` windows with share 0, the first of
     them ``first_seen`` windows after the stream's start."""
-    for step in range(min(steps, MAX_DECAY_STEPS)):
-        weight = 1.0 - (1.0 - alpha) ** (first_seen + step)
+    keep = 1.0 - alpha
+    for seen in range(first_seen, first_seen + min(steps, MAX_DECAY_STEPS)):
+        weight = 1.0 - keep**seen
         delta = -mean / weight if weight > 0 else 0.0
-        variance = (1.0 - alpha) * (variance + alpha * delta * delta)
+        variance = keep * (variance + alpha * delta * delta)
         mean -= alpha * mean
     return mean, variance
 
@@ -151,6 +154,7 @@ def judge_window(
     (day windows across a daylight-saving change are an hour off, which only shifts
     the decay by a fraction of a window).
     """
+    alpha = params.alpha
     closed: list[Episode] = []
     # Participants of the window just before, when the topic had one (else 0).
     previous = 0
@@ -166,7 +170,7 @@ def judge_window(
                 (history.last_end_us - count.stream_start_us) / window_us
             )
             mean, variance = decay(
-                history.mean, history.variance, params.alpha, gap, first_absent
+                history.mean, history.variance, alpha, gap, first_absent
             )
             if history.episode is not None:
                 closed.append(history.episode)
@@ -180,7 +184,7 @@ def judge_window(
     # had share 0 all along); dividing by the weight seen since then removes that
     # start-up bias, as Adam does for its moments.
     seen = max(0, round((count.start_us - count.stream_start_us) / window_us))
-    weight = 1.0 - (1.0 - params.alpha) ** seen
+    weight = 1.0 - (1.0 - alpha) ** seen
     mean_hat = mean / weight if weight > 0 else 0.0
     variance_hat = variance / weight if weight > 0 else 0.0
     expected, deviation = expectation(count.window_participants, mean_hat, variance_hat)
@@ -238,8 +242,8 @@ def judge_window(
     if weight > 0:
         ceiling = (expected + params.threshold * deviation) / total
         delta = min(share, ceiling) - mean_hat
-        variance = (1.0 - params.alpha) * (variance + params.alpha * delta * delta)
-    mean += params.alpha * (share - mean)
+        variance = (1.0 - alpha) * (variance + alpha * delta * delta)
+    mean += alpha * (share - mean)
     history = TopicHistory(mean, variance, count.end_us, episode, count.participants)
     return history, burst, closed
 
@@ -264,12 +268,23 @@ def latest_panes(counts: Iterable[WindowCount]) -> list[WindowCount]:
     return [best[start] for start in sorted(best)]
 
 
+def may_burst(most_participants: int, params: BurstParams) -> bool:
+    """Whether a topic whose largest window drew ``most_participants`` people can
+    burst at all: a window's support counts its own people and at most those of the
+    window before, so a topic never reaching half the minimum support has no burst
+    and no episode, whatever its history."""
+    return 2 * most_participants >= params.min_participants
+
+
 def judge_topic(
     counts: Iterable[WindowCount], params: BurstParams, window_us: int
 ) -> tuple[list[Burst], list[Episode]]:
     """All windows of one topic, in any order -> its bursts and its episodes (one
     still open at the end closed there): what the streaming detector emits once the
     watermark has passed them all."""
+    counts = list(counts)
+    if not counts or not may_burst(max(c.participants for c in counts), params):
+        return [], []
     history, bursts, episodes = None, [], []
     for count in latest_panes(counts):
         history, burst, closed = judge_window(history, count, params, window_us)
