@@ -53,7 +53,9 @@ print(f"  {volume.height:4d} windows, {volume['posts'].sum():6d} posts, "
       f"{late['posts'].sum():3d} late posts, latest window {last}")
 EOF
 }
-while kill -0 "$replay" 2>/dev/null; do
+# Progress until the pipeline ends: it runs on after the replay while its stages
+# catch up with the files already dropped.
+while kill -0 "$pipeline" 2>/dev/null; do
   sleep 10
   echo "after $(( $(date +%s) - start )) s:"
   watch_tables
