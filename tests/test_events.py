@@ -17,8 +17,10 @@ from schemas.sketch import estimate, merged_estimate, new_sketch
 from tests.conftest import read_table, run_volume
 from transforms.carriers import top_carriers
 from transforms.event_model import (
+    EventAssembler,
     EventParams,
     assemble_events,
+    assemble_events_by_window,
     group_members,
     shared_people,
 )
@@ -168,6 +170,55 @@ def test_event_ids_do_not_depend_on_the_order_members_arrive():
     backward = assemble_events(members[::-1], HOUR_US, PARAMS)
     assert [e.event_id for e in forward] == [e.event_id for e in backward]
     assert len({e.event_id for e in forward}) == 2
+
+
+def _random_members(seed: int) -> list[EventMember]:
+    """Members over 120 hours: a few words, carriers and circles of people, so that
+    links by words, by carrier and by people all occur, near and far apart."""
+    rng = random.Random(seed)
+    words = ["雅安地震", "法院致歉", "高铁晚点", "气象局", "暴雨"]
+    members = []
+    for _ in range(rng.randint(1, 40)):
+        circle = rng.randrange(6)
+        authors = range(circle * 40, circle * 40 + rng.randint(5, 60))
+        carriers = (
+            [(rng.randrange(5), rng.randint(1, 50), 0)] if rng.random() < 0.5 else []
+        )
+        members.append(
+            _member(
+                rng.choice(["hashtag", "keyword", "entity"]),
+                rng.choice(words),
+                rng.randrange(120),
+                authors,
+                carriers,
+            )
+        )
+    # One member per (kind, topic, window), as the pipeline gives.
+    unique = {(m.kind, m.topic, m.start_us): m for m in members}
+    return list(unique.values())
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_assembling_window_by_window_gives_the_events_of_all_members_at_once(seed):
+    """Events closed as windows come (``EventAssembler``, as a stream closes them)
+    equal the events of all members grouped at once."""
+    members = _random_members(seed)
+    params = EventParams(min_participants=20)
+    assert assemble_events_by_window(members, HOUR_US, params) == assemble_events(
+        members, HOUR_US, params
+    )
+
+
+def test_an_event_closes_once_no_later_member_can_join_it():
+    assembler = EventAssembler(HOUR_US, PARAMS)
+    assembler.add([_member("hashtag", "雅安地震", 30, range(0, 40), [(1, 40, 39)])])
+    # Its carrier may join a member 24 windows on, or that member's support window.
+    assert assembler.close_before(T0 + (30 + 25) * HOUR_US) == []
+    assembler.add([_member("entity", "雅安", 54, range(100, 140), [(1, 40, 39)])])
+    assert assembler.close_before(T0 + (54 + 25) * HOUR_US) == []
+    (event,) = assembler.close_before(T0 + (54 + 26) * HOUR_US)
+    assert {topic for _, topic, _ in event.topics} == {"雅安地震", "雅安"}
+    assert assembler.close_all() == []
 
 
 # A run of the pipeline over posts built for the purpose.

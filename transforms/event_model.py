@@ -277,3 +277,70 @@ def assemble_events(
         event for event in events if event.participants >= params.min_participants
     ]
     return sorted(published, key=lambda event: (event.onset_us, event.event_id))
+
+
+class EventAssembler:
+    """The events of members that arrive a window at a time, each event given as soon
+    as no later member can join it: what ``assemble_events`` gives on all of them.
+
+    Members come in windows in time order, a burst's supporting window (the one
+    before it) at most one window behind the newest. Every link spans at most
+    ``max(link_windows, carrier_windows)`` windows, so a group whose newest member is
+    further than that before the earliest window a member may still come in is
+    final. Dropping a final group from the open members never links two others: the
+    links by words and by carrier join neighbours in time within a distance, and a
+    dropped member between two open ones was too far from the earlier to link it.
+    """
+
+    def __init__(self, window_us: int, params: EventParams):
+        self._window_us = window_us
+        self._params = params
+        self._span_us = max(params.link_windows, params.carrier_windows) * window_us
+        self._open: list[EventMember] = []
+
+    def add(self, members: Iterable[EventMember]) -> None:
+        """Members of the windows judged so far (any order among them)."""
+        self._open.extend(members)
+
+    def close_before(self, next_start_us: int) -> list[Event]:
+        """The published events no member of a window starting at ``next_start_us``
+        or later (nor that window's supporting window) can join; their members leave
+        the open ones."""
+        earliest_us = next_start_us - self._window_us
+        return self._close(lambda newest_us: newest_us + self._span_us < earliest_us)
+
+    def close_all(self) -> list[Event]:
+        """Every open group as an event (the input has ended)."""
+        return self._close(lambda newest_us: True)
+
+    def _close(self, is_final) -> list[Event]:
+        members = sorted(self._open, key=member_order)
+        events, still_open = [], []
+        for group in group_members(members, self._window_us, self._params):
+            grouped = [members[index] for index in group]
+            if is_final(max(member.start_us for member in grouped)):
+                event = assemble_event(grouped, self._params)
+                if event.participants >= self._params.min_participants:
+                    events.append(event)
+            else:
+                still_open.extend(grouped)
+        self._open = still_open
+        return sorted(events, key=lambda event: (event.onset_us, event.event_id))
+
+
+def assemble_events_by_window(
+    members: Iterable[EventMember], window_us: int, params: EventParams
+) -> list[Event]:
+    """``assemble_events`` by a sweep over the windows (``EventAssembler``): only the
+    groups still open are regrouped as each window comes, so a long run's early
+    events are done with before its later windows are read."""
+    by_start: dict[int, list[EventMember]] = defaultdict(list)
+    for member in members:
+        by_start[member.start_us].append(member)
+    assembler = EventAssembler(window_us, params)
+    events = []
+    for start_us in sorted(by_start):
+        events.extend(assembler.close_before(start_us))
+        assembler.add(by_start[start_us])
+    events.extend(assembler.close_all())
+    return sorted(events, key=lambda event: (event.onset_us, event.event_id))

@@ -24,7 +24,7 @@ from apache_beam.metrics import Metrics
 from schemas import tables
 from schemas.records import EventMember, SourcePost, WindowTables
 from transforms.burst_counts import column_values
-from transforms.event_model import Event, EventParams, assemble_events
+from transforms.event_model import Event, EventParams, assemble_events_by_window
 from transforms.files import read_slice
 from transforms.posts import InvalidPost, decode_json_line, parse_post
 from transforms.read import ParsePostsFn
@@ -229,7 +229,8 @@ def event_windows_table(rows: Iterable[tuple[str, object]]) -> pa.Table:
 
 
 class AssembleEventsFn(beam.DoFn):
-    """[EventMember] (all of a run's) -> Event, each published event once."""
+    """[EventMember] (all of a run's) -> Event, each published event once, assembled
+    window by window as a stream would close them (``EventAssembler``)."""
 
     def __init__(self, window_us: int, params: EventParams):
         self._window_us = window_us
@@ -237,7 +238,7 @@ class AssembleEventsFn(beam.DoFn):
         self._events = Metrics.counter(self.__class__, "events")
 
     def process(self, members: list[EventMember]) -> Iterator[Event]:
-        events = assemble_events(members, self._window_us, self._params)
+        events = assemble_events_by_window(members, self._window_us, self._params)
         self._events.inc(len(events))
         yield from events
 
