@@ -1,11 +1,18 @@
 """The after-run summary that ``run_local.sh`` prints: where the tables are, how
-many rows each has, whether the accounting holds, what drew most people, what burst."""
+many rows each has, whether the accounting holds, what drew most people, what burst
+and which events it made."""
 
 import os
 
 import polars as pl
 
-from reports.queries import bursts, dead_letter_reasons, hot_topics, volume_totals
+from reports.queries import (
+    bursts,
+    dead_letter_reasons,
+    events,
+    hot_topics,
+    volume_totals,
+)
 from reports.render import render_frame
 from reports.tables import key_fingerprint, resolve_output, row_counts, run_manifest
 
@@ -20,7 +27,8 @@ def summary_text(output: str, top: int = 10) -> str:
     fingerprint = key_fingerprint(output)
     if fingerprint:
         lines.append(f"  made with pseudonym key {fingerprint} (fingerprint)")
-    for table, rows in row_counts(output).items():
+    counts = row_counts(output)
+    for table, rows in counts.items():
         lines.append(f"  {table:<15} {rows:>9,} rows   {os.path.join(shown, table)}")
     totals = volume_totals(output)
     lines.append(
@@ -59,8 +67,30 @@ def summary_text(output: str, top: int = 10) -> str:
                 max_rows=top,
             )
         )
+    found = events(output, limit=top)
+    if found.is_empty():
+        lines.append("Events: none (a streaming run writes none; a batch run does).")
+    else:
+        lines.append(f"Events: {counts.get('events', 0)}, most people first:")
+        lines.append(
+            render_frame(
+                found.select(
+                    "label",
+                    "onset",
+                    "participants",
+                    "top_topics",
+                    # The first representative post, cut to fit a terminal line.
+                    pl.col("representative_posts")
+                    .str.split(" | ")
+                    .list.first()
+                    .str.slice(0, 20)
+                    .alias("says"),
+                )
+            )
+        )
     lines.append(
-        f"More: python -m reports hot --output {shown} [--day YYYY-MM-DD] [--week] "
+        f"More: python -m reports events --output {shown}; "
+        f"hot [--day YYYY-MM-DD] [--week] "
         "[--format table|csv|json|html]; timeline TOPIC; bursts; volume; "
         "notebook: notebooks/hot_topics.ipynb"
     )

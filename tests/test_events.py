@@ -293,6 +293,32 @@ def test_pipeline_writes_one_event_per_surge(event_run):
     assert events["participants"].to_list() == [81, 81, 102]
 
 
+def test_run_summary_lists_the_events_most_people_first(event_run):
+    """The summary ``run_local.sh`` prints names each event once, with its people
+    and what its first representative post says."""
+    from reports.summary import summary_text
+
+    text = summary_text(str(event_run))
+    lines = text.splitlines()
+    start = lines.index("Events: 3, most people first:")
+    rows = lines[start + 3 : start + 6]
+    assert [row.split("|")[1].strip() for row in rows] == [
+        "法院致歉",
+        "山城暴雨",
+        "高铁晚点",
+    ]
+    assert [row.split("|")[3].strip() for row in rows] == ["102", "81", "81"]
+    assert all(row.split("|")[5].strip() for row in rows)
+
+
+def test_run_summary_says_when_there_are_no_events(tmp_path):
+    from reports.summary import summary_text
+    from tests.test_reports_fixture import write_known_output
+
+    text = summary_text(str(write_known_output(tmp_path / "known")))
+    assert "Events: none" in text
+
+
 def test_event_windows_are_the_events_timeline(event_run):
     events = read_table(event_run, "events")
     windows = read_table(event_run, "event_windows")
