@@ -264,8 +264,11 @@ class ChainStageFn(beam.DoFn):
         info_state.write(held)
         forget.set(Timestamp(micros=forget_us))
         asking = list(waiting.read())
-        waiting.clear()
-        release_at.clear()
+        if asking:
+            # Cleared only when something waited: every state change is a request
+            # to the runner when the bundle commits, and most ids are never asked.
+            waiting.clear()
+            release_at.clear()
         for record, asked_us in asking:
             if answers(held, record, asked_us):
                 self._answered.inc()
