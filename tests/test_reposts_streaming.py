@@ -23,6 +23,7 @@ from transforms.reposts_streaming import (
     ChainRecord,
     ChainStageFn,
     CreditRepostsInStream,
+    Slot,
     credited_post,
     info_of,
     initial_record,
@@ -161,7 +162,7 @@ class Stage:
 
     def __init__(self):
         self.fn = ChainStageFn()
-        self.info, self.waiting, self.release_at = FakeValue(), FakeBag(), FakeValue()
+        self.slot, self.waiting = FakeValue(), FakeBag()
         self.release, self.forget = FakeTimer(), FakeTimer()
 
     def send(self, key, message, stamp_us):
@@ -169,9 +170,8 @@ class Stage:
             self.fn.process(
                 (key, message),
                 timestamp=Timestamp(micros=stamp_us),
-                info_state=self.info,
+                slot_state=self.slot,
                 waiting=self.waiting,
-                release_at=self.release_at,
                 release=self.release,
                 forget=self.forget,
             )
@@ -182,14 +182,18 @@ class Stage:
         return list(
             self.fn.release_due(
                 fire=fire,
+                slot_state=self.slot,
                 waiting=self.waiting,
-                release_at=self.release_at,
                 release=self.release,
             )
         )
 
+    def slot_now(self) -> Slot:
+        """The key's slot as the stage reads it (a cleared slot is empty)."""
+        return self.slot.read() or Slot()
+
     def fire_forget(self):
-        self.fn.forget_info(info_state=self.info)
+        self.fn.forget_info(slot_state=self.slot)
 
 
 def outputs(values: list[TimestampedValue]) -> list[tuple]:
@@ -213,7 +217,7 @@ def test_a_repost_waits_for_its_source_and_is_credited_when_it_comes():
     out = stage.send("s", ("info", info_of(root), at(20), root), at(9.5))
     # The root passes through; the waiting repost leaves with the INFO's stamp.
     assert outputs(out) == [("s", None, (), at(9.5)), ("r", None, A, at(9.5))]
-    assert stage.waiting.items == [] and stage.release_at.read() is None
+    assert stage.waiting.items == [] and stage.slot_now().release_us is None
     # A copy's INFO changes nothing; a later repost is answered at once.
     assert stage.send("s", ("info", ChainInfo(None, B), at(20), None), at(12)) == []
     later = record("r2", "s", release_hour=13, stamp_hour=12)
@@ -250,7 +254,7 @@ def test_a_repost_whose_source_does_not_come_is_released_at_its_release_time():
     assert stage.release.timers[""] == Timestamp(micros=at(10))
     assert outputs(stage.fire_release()) == [("r1", "s", (), at(10))]
     # State cleared by the timers.
-    assert stage.waiting.items == [] and stage.release_at.read() is None
+    assert stage.waiting.items == [] and stage.slot_now().release_us is None
 
 
 def test_a_sources_info_is_forgotten_at_the_horizon():
@@ -259,7 +263,7 @@ def test_a_sources_info_is_forgotten_at_the_horizon():
     stage.send("s", ("info", info_of(root), at(100), root), at(8))
     assert stage.forget.timers[""] == Timestamp(micros=at(100))
     stage.fire_forget()
-    assert stage.info.read() is None
+    assert stage.slot_now().held is None and stage.slot.read() is None
     # A repost read after that waits (and, its source never read again, is released
     # with its own topics).
     assert stage.send("s", ("ask", record("r", "s", release_hour=102)), at(101)) == []

@@ -51,7 +51,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import apache_beam as beam
-from apache_beam.coders import PickleCoder, VarIntCoder
+from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
@@ -196,6 +196,15 @@ class HeldInfo(NamedTuple):
     forget_us: int
 
 
+class Slot(NamedTuple):
+    """An id's INFO (None until read) and the release time of the asks waiting at
+    it (None when none waits): one state, so an INFO that reaches its id learns
+    with one read whether anything waits for it."""
+
+    held: HeldInfo | None = None
+    release_us: int | None = None
+
+
 def answers(held: HeldInfo, record: ChainRecord, asked_us: int) -> bool:
     """Whether ``held`` answers ``record``, which asked under stamp ``asked_us``.
 
@@ -218,14 +227,15 @@ def _stamped(record: ChainRecord, stamp_us: int) -> TimestampedValue:
 class ChainStageFn(beam.DoFn):
     """(post id, message) -> ChainRecord: one pointer-jumping stage (module doc).
 
-    State per id: its INFO with its stamp (``HeldInfo``, kept until its forget
-    timer), the records asking it while no INFO answers them (each with the stamp
-    it asked under, until its release time), and the release timer's time.
+    State per id: a ``Slot`` (its INFO with its stamp, kept until its forget timer,
+    and the release timer's time) and the records asking it while no INFO answers
+    them (each with the stamp it asked under, until its release time). Each state
+    read and each change is a request to the runner, so an INFO that reaches an id
+    nobody asked (most ids) costs one read and one write.
     """
 
-    INFO = userstate.ReadModifyWriteStateSpec("info", PickleCoder())
+    SLOT = userstate.ReadModifyWriteStateSpec("slot", PickleCoder())
     WAITING = userstate.BagStateSpec("waiting", PickleCoder())
-    RELEASE_AT = userstate.ReadModifyWriteStateSpec("release_at", VarIntCoder())
     RELEASE = userstate.TimerSpec("release", TimeDomain.WATERMARK)
     FORGET = userstate.TimerSpec("forget", TimeDomain.WATERMARK)
 
@@ -237,38 +247,36 @@ class ChainStageFn(beam.DoFn):
         self,
         element: tuple[str, tuple],
         timestamp=beam.DoFn.TimestampParam,
-        info_state=beam.DoFn.StateParam(INFO),
+        slot_state=beam.DoFn.StateParam(SLOT),
         waiting=beam.DoFn.StateParam(WAITING),
-        release_at=beam.DoFn.StateParam(RELEASE_AT),
         release=beam.DoFn.TimerParam(RELEASE),
         forget=beam.DoFn.TimerParam(FORGET),
     ):
         _, message = element
         if message[0] == "info":
             yield from self._tell(
-                message, timestamp.micros, info_state, waiting, release_at, forget
+                message, timestamp.micros, slot_state, waiting, forget
             )
         else:
             yield from self._ask(
-                message[1], timestamp.micros, info_state, waiting, release_at, release
+                message[1], timestamp.micros, slot_state, waiting, release
             )
 
-    def _tell(self, message, stamp_us, info_state, waiting, release_at, forget):
+    def _tell(self, message, stamp_us, slot_state, waiting, forget):
         """A post's INFO (and, resolved, the post itself) reaches its own id."""
         _, info, forget_us, passing = message
         if passing is not None:
             yield _stamped(passing, stamp_us)
-        if info_state.read() is not None:
+        slot = slot_state.read() or Slot()
+        if slot.held is not None:
             return  # a copy's INFO: the first one read stands
         held = HeldInfo(info, stamp_us, forget_us)
-        info_state.write(held)
+        slot_state.write(Slot(held, None))
         forget.set(Timestamp(micros=forget_us))
+        if slot.release_us is None:
+            return  # nothing waits
         asking = list(waiting.read())
-        if asking:
-            # Cleared only when something waited: every state change is a request
-            # to the runner when the bundle commits, and most ids are never asked.
-            waiting.clear()
-            release_at.clear()
+        waiting.clear()
         for record, asked_us in asking:
             if answers(held, record, asked_us):
                 self._answered.inc()
@@ -278,9 +286,10 @@ class ChainStageFn(beam.DoFn):
                 self._released.inc()
                 yield _stamped(record._replace(expired=True), record.release_us)
 
-    def _ask(self, record, stamp_us, info_state, waiting, release_at, release):
+    def _ask(self, record, stamp_us, slot_state, waiting, release):
         """A record asks the id it points at: answered, passed on, or waiting."""
-        held = info_state.read()
+        slot = slot_state.read() or Slot()
+        held = slot.held
         if held is not None and answers(held, record, stamp_us):
             self._answered.inc()
             yield _stamped(jump(record, held.info), leaving_stamp(record, stamp_us))
@@ -293,39 +302,47 @@ class ChainStageFn(beam.DoFn):
             )
         else:
             waiting.add((record, stamp_us))
-            due = release_at.read()
-            if due is None or record.release_us < due:
-                release_at.write(record.release_us)
+            if slot.release_us is None or record.release_us < slot.release_us:
+                slot_state.write(slot._replace(release_us=record.release_us))
                 release.set(Timestamp(micros=record.release_us))
 
     @userstate.on_timer(RELEASE)
     def release_due(
         self,
         fire=beam.DoFn.TimestampParam,
+        slot_state=beam.DoFn.StateParam(SLOT),
         waiting=beam.DoFn.StateParam(WAITING),
-        release_at=beam.DoFn.StateParam(RELEASE_AT),
         release=beam.DoFn.TimerParam(RELEASE),
     ):
         due, rest = due_and_waiting(waiting.read(), fire.micros)
         if due:
-            yield from self._release(due, rest, waiting, release_at, release)
+            yield from self._release(due, rest, slot_state, waiting, release)
 
-    def _release(self, due, rest, waiting, release_at, release):
+    def _release(self, due, rest, slot_state, waiting, release):
         waiting.clear()
-        release_at.clear()
         for asking in rest:
             waiting.add(asking)
-        if rest:
-            next_us = min(record.release_us for record, _ in rest)
-            release_at.write(next_us)
+        next_us = min(record.release_us for record, _ in rest) if rest else None
+        _write_slot(
+            slot_state, (slot_state.read() or Slot())._replace(release_us=next_us)
+        )
+        if next_us is not None:
             release.set(Timestamp(micros=next_us))
         self._released.inc(len(due))
         for record, _ in due:
             yield _stamped(record._replace(expired=True), record.release_us)
 
     @userstate.on_timer(FORGET)
-    def forget_info(self, info_state=beam.DoFn.StateParam(INFO)):
-        info_state.clear()
+    def forget_info(self, slot_state=beam.DoFn.StateParam(SLOT)):
+        _write_slot(slot_state, (slot_state.read() or Slot())._replace(held=None))
+
+
+def _write_slot(slot_state, slot: Slot) -> None:
+    """Write ``slot``, or clear the state when it holds nothing."""
+    if slot == Slot():
+        slot_state.clear()
+    else:
+        slot_state.write(slot)
 
 
 class ExtractTopicsWithStampFn(ExtractTopicsFn):
