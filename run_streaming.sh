@@ -10,7 +10,7 @@
 #
 # The demo counts reposts under their own topics (--no-credit-reposts): crediting
 # them with their chain root's topics takes five keyed stages per post, which Prism
-# runs at under a hundred posts a second (docs/streaming.md, "Reposts in a stream").
+# runs several times slower than the replay (docs/streaming.md, "Reposts in a stream").
 #
 # Setup (once): the venv from PyPI, and Prism built from the Go module proxy by
 # deploy/prism/build.sh (needs Go >= 1.24). Nothing is downloaded while it runs.
