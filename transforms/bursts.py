@@ -30,7 +30,6 @@ from transforms.burst_model import (
     Episode,
     WindowCount,
     judge_topic,
-    may_burst,
 )
 from transforms.bursts_streaming import STATE_SHARDS, DetectBurstsFn, counts_by_shard
 
@@ -83,26 +82,25 @@ def judge_shard(
 ) -> tuple[list[tuple[tuple[str, str], Burst]], list[tuple[tuple[str, str], Episode]]]:
     """All windows' counts of one shard -> its topics' bursts and episodes, each topic
     judged over all its windows at once (``judge_topic``), in (kind, topic) order."""
-    # Each topic's rows as (participants, start, end, posts, window participants),
-    # made WindowCounts only for topics that may burst (most never do).
-    by_topic: dict[tuple[str, str], list[tuple[int, int, int, int, int]]] = {}
+    by_topic: dict[tuple[str, str], list[WindowCount]] = {}
     for start_us, end_us, window_participants, kinds, topics, posts, people in parts:
         for kind, topic, count, participants in zip(
             kinds, topics, posts, people, strict=True
         ):
             by_topic.setdefault((kind, topic), []).append(
-                (participants, start_us, end_us, count, window_participants)
+                WindowCount(
+                    start_us,
+                    end_us,
+                    count,
+                    participants,
+                    window_participants,
+                    stream_start_us,
+                )
             )
     bursts, episodes = [], []
     for key in sorted(by_topic):
-        rows = by_topic[key]
-        if not may_burst(max(rows)[0], params):
-            continue
-        counts = [
-            WindowCount(start_us, end_us, count, participants, total, stream_start_us)
-            for participants, start_us, end_us, count, total in rows
-        ]
-        found, closed = judge_topic(counts, params, window_us)
+        # judge_topic returns at once for a topic that cannot burst (may_burst).
+        found, closed = judge_topic(by_topic[key], params, window_us)
         bursts.extend((key, burst) for burst in found)
         episodes.extend((key, episode) for episode in closed)
     return bursts, episodes
