@@ -322,6 +322,12 @@ def main(argv: list[str] | None = None) -> int:
         keys.feed(encoded[fed : min(checkpoint, len(encoded))])
         fed = min(checkpoint, len(encoded))
         key_counts[checkpoint] = keys.summary()
+    reposts_waiting = {
+        checkpoint: 0
+        if "--no-credit-reposts" in extra
+        else reposts_waiting_for_source(encoded[:checkpoint])
+        for checkpoint in args.checkpoints
+    }
 
     work = Path(tempfile.mkdtemp(prefix="yuqing-stream-bench-"))
     landing, out = work / "landing", work / "out"
@@ -381,11 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                 0
                 if duration_or_zero(args.early_results_every)
                 else lines_in_open_window(encoded[:dropped])
-            ) + (
-                0
-                if "--no-credit-reposts" in extra
-                else reposts_waiting_for_source(encoded[:dropped])
-            )
+            ) + reposts_waiting[checkpoint]
             while (seen := accounted(out)) < dropped - waiting:
                 if process.poll() is not None:
                     raise RuntimeError(
