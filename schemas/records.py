@@ -37,6 +37,9 @@ class PostSummary(NamedTuple):
     # The id the post reposts (``transforms.reposts`` resolves chains with it); None
     # for an original post.
     repost_of: str | None = None
+    # The id key of the post whose spread it is part of (its chain's root, once a
+    # stream has credited it); None: itself. Batch finds roots per window instead.
+    carrier: int | None = None
 
 
 class DeadLetter(NamedTuple):

@@ -33,6 +33,7 @@ from transforms.reposts_streaming import (
     stage_messages,
     with_event_time,
 )
+from transforms.window_posts import post_id_key
 
 HOUR_US = 3_600_000_000
 # 2026-11-20 00:00 UTC.
@@ -55,9 +56,9 @@ def record(post_id, parent=None, topics=(), release_hour=10.0, stamp_hour=8.0):
     )
 
 
-def resolve(records: list[ChainRecord], stages: int) -> dict[str, tuple]:
+def resolve_summaries(records: list[ChainRecord], stages: int) -> dict[str, tuple]:
     """Every record after ``stages`` stages run with everything present (the
-    functions a stage applies, in memory): id -> credited topics."""
+    functions a stage applies, in memory): id -> its credited summary."""
     for _ in range(stages):
         infos = {}
         for item in records:
@@ -68,7 +69,14 @@ def resolve(records: list[ChainRecord], stages: int) -> dict[str, tuple]:
             else jump(item, infos[item.pointer])
             for item in records
         ]
-    return {item.summary.id: credited_post(item).summary.topics for item in records}
+    return {item.summary.id: credited_post(item).summary for item in records}
+
+
+def resolve(records: list[ChainRecord], stages: int) -> dict[str, tuple]:
+    """id -> credited topics (``resolve_summaries``)."""
+    return {
+        key: found.topics for key, found in resolve_summaries(records, stages).items()
+    }
 
 
 # --- Functions ------------------------------------------------------------------
@@ -102,6 +110,36 @@ def test_a_repost_that_adds_a_hashtag_passes_on_the_root_only():
         3,
     )
     assert credited == {"s": A, "r1": B + A, "r2": A, "r3": B + A}
+
+
+def test_a_credited_repost_is_carried_by_its_root_as_in_batch():
+    """The carrier is what events tell posts apart by: a repost resolved to a root
+    (with topics or not) is the root's spread; anything else carries itself."""
+    summaries = resolve_summaries(
+        [
+            record("s", topics=()),
+            record("r1", "s", topics=B),
+            record("r2", "r1"),
+            record("x", "y"),
+            record("y", "x"),
+            record("orphan", "gone"),
+            record("me", "me"),
+        ],
+        3,
+    )
+    carriers = {key: found.carrier for key, found in summaries.items()}
+    root = post_id_key("s")
+    assert carriers == {
+        "s": None,
+        "r1": root,
+        "r2": root,
+        "x": None,
+        "y": None,
+        "orphan": None,
+        "me": None,
+    }
+    # A root without topics credits none, but still carries its reposts.
+    assert summaries["r1"].topics == B and summaries["r2"].topics == ()
 
 
 def test_cycles_self_reposts_and_missing_sources_credit_nothing():
@@ -150,7 +188,7 @@ def test_stage_messages_ask_the_pointer_and_tell_their_own_id():
         ("s", ("ask", repost)),
     ]
     assert list(stage_messages(root, 7)) == [
-        ("s", ("info", ChainInfo(None, A), 7, root))
+        ("s", ("info", ChainInfo(None, A, "s"), 7, root))
     ]
 
 

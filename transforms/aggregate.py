@@ -39,8 +39,10 @@ class WindowAggregate(NamedTuple):
 
 
 def add_post(accumulator: WindowPosts, post: PostSummary) -> WindowPosts:
-    """Fold one post into the accumulator (copies are resolved by ``distinct_rows``)."""
-    accumulator.append(post_id_key(post[0]), post[1], post[2], post[3])
+    """Fold one post into the accumulator (copies are resolved by ``distinct_rows``);
+    its carrier is its own id unless the summary names one."""
+    carrier = post[5] if len(post) > 5 else None
+    accumulator.append(post_id_key(post[0]), post[1], post[2], post[3], carrier)
     return accumulator
 
 

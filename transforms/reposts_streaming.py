@@ -62,6 +62,7 @@ from schemas.records import Post, PostSummary
 from transforms.aggregate import window_bounds
 from transforms.extract import ExtractTopicsFn
 from transforms.reposts import Pair, credited_topics
+from transforms.window_posts import post_id_key
 
 # Stages of pointer jumping: chains of up to 2**CHAIN_STAGES - 1 hops are resolved.
 CHAIN_STAGES = 5
@@ -76,8 +77,9 @@ class ChainRecord(NamedTuple):
 
     ``pointer`` is the id it points at, or None once resolved; ``root_topics`` the
     topics of the root it resolved to (empty: resolved to nothing, as a root's own
-    record or a cycle's member is not); ``release_us`` its release time;
-    ``expired`` whether it waits no more (read beyond the lateness, or released).
+    record or a cycle's member is not) and ``root_id`` that root's id (None:
+    resolved to nothing); ``release_us`` its release time; ``expired`` whether it
+    waits no more (read beyond the lateness, or released).
     """
 
     summary: PostSummary
@@ -86,14 +88,17 @@ class ChainRecord(NamedTuple):
     pointer: str | None
     root_topics: tuple[Pair, ...]
     expired: bool
+    root_id: str | None = None
 
 
 class ChainInfo(NamedTuple):
     """What a post tells the posts that point at it: where it points, or (pointer
-    None) the topics of the root it resolved to."""
+    None) the topics and id of the root it resolved to (an original is its own
+    root; ``root_id`` None: resolved to nothing)."""
 
     pointer: str | None
     root_topics: tuple[Pair, ...]
+    root_id: str | None = None
 
 
 class CreditedPost(NamedTuple):
@@ -131,8 +136,8 @@ def info_of(record: ChainRecord) -> ChainInfo:
     if record.pointer is not None:
         return ChainInfo(record.pointer, ())
     if record.summary.repost_of is None:
-        return ChainInfo(None, record.summary.topics)
-    return ChainInfo(None, record.root_topics)
+        return ChainInfo(None, record.summary.topics, record.summary.id)
+    return ChainInfo(None, record.root_topics, record.root_id)
 
 
 def jump(record: ChainRecord, info: ChainInfo) -> ChainRecord:
@@ -140,19 +145,23 @@ def jump(record: ChainRecord, info: ChainInfo) -> ChainRecord:
     that post's root, or pointing where that post points (a pointer back to itself is
     a cycle: resolved to nothing)."""
     if info.pointer is None:
-        return record._replace(pointer=None, root_topics=info.root_topics)
+        return record._replace(
+            pointer=None, root_topics=info.root_topics, root_id=info.root_id
+        )
     if info.pointer == record.summary.id:
-        return record._replace(pointer=None, root_topics=())
+        return record._replace(pointer=None, root_topics=(), root_id=None)
     return record._replace(pointer=info.pointer)
 
 
 def credited_post(record: ChainRecord) -> CreditedPost:
-    """The record after the last stage: its summary with the root's topics added
-    when it resolved to one; its own topics otherwise."""
+    """The record after the last stage: a repost that resolved to a root is
+    credited with the root's topics, and the root is its carrier (as batch credits
+    a repost whose chain reaches a root in the input); its own topics otherwise."""
     summary = record.summary
-    if record.pointer is None and record.root_topics:
+    if record.pointer is None and record.root_id is not None and summary.repost_of:
         summary = summary._replace(
-            topics=credited_topics(summary.topics, record.root_topics)
+            topics=credited_topics(summary.topics, record.root_topics),
+            carrier=post_id_key(record.root_id),
         )
     return CreditedPost(summary, record.event_time_us)
 
