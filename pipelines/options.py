@@ -293,7 +293,7 @@ class VolumeOptions(PipelineOptions):
             type=int,
             default=EventParams.min_participants,
             help="Distinct people an event needs to be published in the events "
-            "tables (batch runs). "
+            "tables. "
             f"Default {EventParams.min_participants}.",
         )
 

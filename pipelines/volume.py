@@ -78,6 +78,7 @@ from transforms.aggregate import AggregateWindows
 from transforms.burst_tables import WriteBurstTables
 from transforms.bursts import BURSTS_TAG, DetectBursts
 from transforms.events import WriteEvents, evidence_floor
+from transforms.events_streaming import WriteEventsInStream, text_retention_us
 from transforms.extract import ExtractTopicsFn, parse_kinds
 from transforms.late import (
     streaming_windowing,
@@ -151,7 +152,10 @@ def build_pipeline(
         )
     if streaming:
         windows = summaries | "AggregateWindows" >> AggregateWindows(
-            window_fn, options.sketch_lg_k, stream_windowing(options)
+            window_fn,
+            options.sketch_lg_k,
+            stream_windowing(options),
+            carriers_from=evidence_floor(options.burst_min_participants),
         )
     else:
         windows = summaries | "AggregateWindows" >> AggregateCreditedWindows(
@@ -173,7 +177,22 @@ def build_pipeline(
     bursts | "WriteBursts" >> WriteBurstTables(
         root, options.timezone, window_seconds if streaming else None
     )
-    if not streaming:
+    if streaming:
+        inputs = {
+            "windows": windows,
+            "bursts": bursts[BURSTS_TAG],
+            "posts": read["read"],
+        }
+        inputs | "WriteEvents" >> WriteEventsInStream(
+            root,
+            options.timezone,
+            window_seconds * 1_000_000,
+            evidence_floor(options.burst_min_participants),
+            event_params(options),
+            stream_text_retention_us(options),
+            window_seconds,
+        )
+    else:
         inputs = {
             "windows": windows,
             "bursts": bursts[BURSTS_TAG],
@@ -197,6 +216,17 @@ def flush_seconds(options: VolumeOptions) -> int:
     """How often streaming writes dead letters and late-post counts: with the early
     results, or every 30 s when those are off."""
     return duration_or_zero(options.early_results_every) or 30
+
+
+def stream_text_retention_us(options: VolumeOptions) -> int:
+    """How long a stream keeps a post's text for the events' representative posts."""
+    lateness = duration_or_zero(options.allowed_lateness)
+    return text_retention_us(
+        max(lateness, parse_duration(options.repost_horizon)) * 1_000_000,
+        lateness * 1_000_000,
+        parse_duration(options.window) * 1_000_000,
+        event_params(options),
+    )
 
 
 def stream_windowing(options: VolumeOptions) -> dict:
@@ -255,11 +285,7 @@ def run_manifest(
         "credit_reposts": bool(volume.credit_reposts),
         "repost_horizon": volume.repost_horizon,
         "repost_horizon_seconds": parse_duration(volume.repost_horizon),
-        # Events are assembled in batch runs only.
-        "events": {
-            **dataclasses.asdict(event_params(volume)),
-            "written": mode == "batch",
-        },
+        "events": {**dataclasses.asdict(event_params(volume)), "written": True},
         "inputs": list(volume.input or []),
         "max_line_bytes": volume.max_line_bytes,
         "runner": options.view_as(StandardOptions).runner or "DirectRunner",

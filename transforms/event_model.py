@@ -309,6 +309,14 @@ class EventAssembler:
         earliest_us = next_start_us - self._window_us
         return self._close(lambda newest_us: newest_us + self._span_us < earliest_us)
 
+    def latest_close_us(self) -> int | None:
+        """The window start by which every open group can be closed
+        (``close_before`` it closes them all); None when nothing is open."""
+        if not self._open:
+            return None
+        newest_us = max(member.start_us for member in self._open)
+        return newest_us + self._span_us + 2 * self._window_us
+
     def close_all(self) -> list[Event]:
         """Every open group as an event (the input has ended)."""
         return self._close(lambda newest_us: True)

@@ -1,4 +1,5 @@
-"""Events in Beam (batch): the bursting topic-windows joined with their evidence,
+"""Events in Beam (batch; ``transforms.events_streaming`` assembles the same events
+in a stream): the bursting topic-windows joined with their evidence,
 grouped into events (``transforms.event_model``), given their representative posts'
 text, and written as ``events`` and ``event_windows``.
 
@@ -313,28 +314,44 @@ class WriteEvents(beam.PTransform):
             lambda event, found: (event, representative_posts(event, found)),
             beam.pvalue.AsSingleton(texts),
         )
-        finished | "WriteEventRows" >> WriteRowsByDate(
+        write_event_tables(
+            finished,
+            events | "Timeline" >> beam.FlatMap(event_windows_rows),
             self._root,
-            "events",
             self._timezone,
-            instant_of=lambda row: row[0].onset_us,
-            to_table=events_table,
-            row_key=lambda row: row[0].event_id,
-        )
-        (
-            events
-            | "Timeline"
-            >> beam.FlatMap(
-                lambda event: [(event.event_id, window) for window in event.windows]
-            )
-            | "WriteEventWindows"
-            >> WriteRowsByDate(
-                self._root,
-                "event_windows",
-                self._timezone,
-                instant_of=lambda row: row[1].start_us,
-                to_table=event_windows_table,
-                row_key=lambda row: f"{row[0]}{row[1].start_us}",
-            )
         )
         return beam.pvalue.PDone(windows.pipeline)
+
+
+def event_windows_rows(event: Event) -> list[tuple[str, object]]:
+    """An event -> (its id, EventWindow) per window of its timeline."""
+    return [(event.event_id, window) for window in event.windows]
+
+
+def write_event_tables(
+    finished,
+    timeline,
+    root: str,
+    timezone: str,
+    firing_seconds: int | None = None,
+) -> None:
+    """(Event, representative rows) -> ``events``; (event id, EventWindow) ->
+    ``event_windows``; in streaming (``firing_seconds``) a file per firing."""
+    finished | "WriteEventRows" >> WriteRowsByDate(
+        root,
+        "events",
+        timezone,
+        instant_of=lambda row: row[0].onset_us,
+        to_table=events_table,
+        row_key=lambda row: row[0].event_id,
+        firing_seconds=firing_seconds,
+    )
+    timeline | "WriteEventWindows" >> WriteRowsByDate(
+        root,
+        "event_windows",
+        timezone,
+        instant_of=lambda row: row[1].start_us,
+        to_table=event_windows_table,
+        row_key=lambda row: f"{row[0]}{row[1].start_us}",
+        firing_seconds=firing_seconds,
+    )

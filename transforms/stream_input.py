@@ -81,7 +81,9 @@ class ReadStreamPosts(beam.PTransform):
             | "CountLatePosts" >> CountLatePosts(settings.flush_seconds)
             | "WriteLatePosts" >> WriteRollingTables(settings.root, settings.timezone)
         )
+        # Every post read, copies too: the events' representative texts.
+        outputs = {"read": read["posts"], DEAD_LETTERS: read[DEAD_LETTERS]}
         if settings.credit_reposts:
             summaries = split["posts"] | "WithEventTime" >> beam.Map(with_event_time)
-            return {"summaries": summaries, DEAD_LETTERS: read[DEAD_LETTERS]}
-        return {"posts": split["posts"], DEAD_LETTERS: read[DEAD_LETTERS]}
+            return {"summaries": summaries, **outputs}
+        return {"posts": split["posts"], **outputs}
