@@ -22,7 +22,8 @@ latest ``created_at`` counts most posts in ``late_posts`` (the comparison then s
 where they went). In time order the streaming tables must equal the batch ones:
 ``volume`` and ``topics`` row for row (sketch bytes aside: they depend on the order
 authors were added, their estimates are the ``participants`` column, compared
-exactly), ``bursts`` and ``burst_episodes`` row for row. Both runs credit reposts
+exactly), ``bursts``, ``burst_episodes``, ``events`` and ``event_windows`` row for
+row. Both runs credit reposts
 with their chain root's topics (``--no-credit-reposts`` turns it off in both);
 streaming credits a repost only when its source was read within
 ``--repost-horizon`` of the source's window, so a replay compares exactly with a
@@ -76,6 +77,8 @@ ROW_KEYS = {
     "topics": ["window_start", "kind", "topic"],
     "bursts": ["window_start", "kind", "topic"],
     "burst_episodes": ["onset", "kind", "topic"],
+    "events": ["event_id"],
+    "event_windows": ["event_id", "window_start"],
 }
 
 
