@@ -337,21 +337,30 @@ def write_event_tables(
 ) -> None:
     """(Event, representative rows) -> ``events``; (event id, EventWindow) ->
     ``event_windows``; in streaming (``firing_seconds``) a file per firing."""
-    finished | "WriteEventRows" >> WriteRowsByDate(
-        root,
-        "events",
-        timezone,
-        instant_of=lambda row: row[0].onset_us,
-        to_table=events_table,
-        row_key=lambda row: row[0].event_id,
-        firing_seconds=firing_seconds,
+    # (rows, table, row builder, the row's time, a string naming the row)
+    outputs = (
+        (
+            finished,
+            "events",
+            events_table,
+            lambda row: row[0].onset_us,
+            lambda row: row[0].event_id,
+        ),
+        (
+            timeline,
+            "event_windows",
+            event_windows_table,
+            lambda row: row[1].start_us,
+            lambda row: f"{row[0]}{row[1].start_us}",
+        ),
     )
-    timeline | "WriteEventWindows" >> WriteRowsByDate(
-        root,
-        "event_windows",
-        timezone,
-        instant_of=lambda row: row[1].start_us,
-        to_table=event_windows_table,
-        row_key=lambda row: f"{row[0]}{row[1].start_us}",
-        firing_seconds=firing_seconds,
-    )
+    for rows, table, to_table, instant_of, row_key in outputs:
+        rows | f"Write_{table}" >> WriteRowsByDate(
+            root,
+            table,
+            timezone,
+            instant_of=instant_of,
+            to_table=to_table,
+            row_key=row_key,
+            firing_seconds=firing_seconds,
+        )
