@@ -13,8 +13,14 @@ only the latest file of each window is left, and a plain scan is right.
 The pane's timing (EARLY, ON_TIME, LATE) is in the Parquet key-value metadata
 (:func:`pane_of_file`); the pane index is what orders a window's results, as not
 every runner reports the timing reliably after the first ON_TIME pane.
+
+A table that is a whole state rather than per-window results (``open_events``) is
+written as snapshots, ``<as of>-snapshot.parquet``; the latest file is the table
+(:func:`latest_snapshot`), even when it is empty.
 """
 
+import glob
+import os
 import time
 
 import pyarrow as pa
@@ -40,9 +46,17 @@ def latest_panes_expression():
     return pane == pane.max().over("window_start")
 
 
+def latest_snapshot(root: str, table: str) -> str | None:
+    """The path of a snapshot table's latest snapshot (``open_events``), or None
+    when it has none: the UTC names sort in time order."""
+    found = glob.glob(os.path.join(root, table, "*", "*-snapshot.parquet"))
+    return max(found, key=os.path.basename) if found else None
+
+
 def read_latest_panes(root: str, table: str, attempts: int = 5):
     """A table of a running (or finished) stream as a ``polars.DataFrame``: per
-    window, the rows of its highest pane. A superseded file can be deleted between
+    window, the rows of its highest pane; of a snapshot table (``open_events``),
+    the rows of its latest snapshot. A superseded file can be deleted between
     the scan's listing and its reading (after the writer's grace period); the scan
     is then retried. Tables without ``window_start`` (``dead_letters``) are read whole.
     """
@@ -50,6 +64,9 @@ def read_latest_panes(root: str, table: str, attempts: int = 5):
 
     for attempt in range(attempts):
         try:
+            snapshot = latest_snapshot(root, table)
+            if snapshot is not None:
+                return pl.scan_parquet(snapshot, hive_partitioning=True).collect()
             frame = pl.scan_parquet(
                 f"{root}/{table}/**/*.parquet",
                 hive_partitioning=True,

@@ -130,6 +130,11 @@ EVENTS = pa.schema(
     ]
 )
 
+# Streaming: the events still open (that a later burst may join) as of the end of
+# the last window judged, each as it stands, rewritten as a whole snapshot whenever
+# they change; the latest snapshot is the one with the largest ``as_of``.
+OPEN_EVENTS = pa.schema([*EVENTS, _required("as_of", TIMESTAMP)])
+
 # One row per event and window it bursts in: its timeline.
 EVENT_WINDOWS = pa.schema(
     [
@@ -154,6 +159,7 @@ TABLES: dict[str, pa.Schema] = {
     "late_posts": LATE_POSTS,
     "events": EVENTS,
     "event_windows": EVENT_WINDOWS,
+    "open_events": OPEN_EVENTS,
 }
 
 # Not written: each window's topics' top carriers, the posts whose spread carried a

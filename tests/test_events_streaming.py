@@ -28,8 +28,10 @@ from transforms.events_streaming import (
     AssembleEventsInStreamFn,
     AssemblyState,
     AttachTextsFn,
+    EventRequest,
     SourceTextsFn,
     answer_asks,
+    complete_snapshot,
     forget_before,
     judge_window,
     latest_evidence,
@@ -146,26 +148,38 @@ def _stream_of(members, seed: int) -> list[tuple[int, object]]:
 
 @pytest.mark.parametrize("seed", range(30))
 def test_the_stream_assembler_gives_the_events_of_all_members_at_once(seed):
+    """Closed events are batch's; each was shown open, as it closes, in the
+    snapshot of the window its last member came in; the last snapshot is empty."""
     members = _random_members(seed)
-    events = _assemble_in_stream(_stream_of(members, seed))
-    assert sorted(events) == sorted(assemble_events(members, HOUR_US, PARAMS))
+    requests = _assemble_in_stream(_stream_of(members, seed))
+    closed = [request.event for request in requests if request.closed]
+    assert sorted(closed) == sorted(assemble_events(members, HOUR_US, PARAMS))
+    shown = [request for request in requests if not request.closed]
+    for event in closed:
+        assert event in [request.event for request in shown]
+    if shown:
+        assert shown[-1].event is None and shown[-1].count == 0
+    for request in shown:
+        if request.event is not None:
+            same_snapshot = [r for r in shown if r.as_of_us == request.as_of_us]
+            assert len(same_snapshot) == request.count
 
 
 def test_a_member_marked_twice_counts_once_and_a_mark_without_evidence_none():
     member = _member("hashtag", "雅安地震", 30, range(0, 40))
     state = AssemblyState(HOUR_US, EventParams(min_participants=1))
     evidence = {_key(member): member}
-    events, waiting = judge_window(
+    events, waiting, added = judge_window(
         state, evidence, [_key(member)], member.end_us, HOUR_US
     )
-    assert events == [] and waiting == []
+    assert events == [] and waiting == [] and added == 1
     # The next window's burst marks it again as its support, and a topic without
     # evidence (too few people) bursts there.
     unknown = ("hashtag", "少数人", member.end_us)
-    events, waiting = judge_window(
+    events, waiting, added = judge_window(
         state, evidence, [_key(member), unknown], member.end_us + HOUR_US, HOUR_US
     )
-    assert waiting == [] and events == []
+    assert waiting == [] and events == [] and added == 0
     (event,) = state.assembler.close_all()
     assert event.windows[0].participants == 40 and len(event.windows) == 1
 
@@ -174,7 +188,7 @@ def test_marks_of_later_windows_wait_for_their_window():
     member = _member("hashtag", "雅安地震", 30, range(0, 40))
     later = ("hashtag", "法院致歉", member.end_us)
     state = AssemblyState(HOUR_US, PARAMS)
-    _, waiting = judge_window(
+    _, waiting, _ = judge_window(
         state, {_key(member): member}, [_key(member), later], member.end_us, HOUR_US
     )
     assert waiting == [later]
@@ -263,13 +277,13 @@ def test_the_text_store_answers_an_ask_once_the_watermark_has_passed_it():
 
 def _attach(elements) -> list:
     fn = AttachTextsFn()
-    event_state, texts_state = FakeValue(), FakeBag()
+    request_state, texts_state = FakeValue(), FakeBag()
     found = []
     for element in elements:
         found.extend(
-            fn.process(element, event_state=event_state, texts_state=texts_state)
+            fn.process(element, request_state=request_state, texts_state=texts_state)
         )
-    assert event_state.read() is None and texts_state.items == []
+    assert request_state.read() is None and texts_state.items == []
     return found
 
 
@@ -278,12 +292,32 @@ def test_an_event_is_written_once_every_carrier_is_answered_in_any_order():
         _member("hashtag", "雅安地震", 30, range(0, 60), [(1, 50, 49), (2, 9, 8)])
     ]
     (event,) = assemble_events(members, HOUR_US, EventParams(min_participants=1))
+    request = EventRequest("e", True, event.end_us, 0, event)
     texts = [("e", ("text", (1, _post("1", 30, "原文")))), ("e", ("text", (2, None)))]
-    first = _attach([("e", ("event", event)), *texts])
-    last = _attach([*texts, ("e", ("event", event))])
+    first = _attach([("e", ("request", request)), *texts])
+    last = _attach([*texts, ("e", ("request", request))])
     assert first == last and len(first) == 1
     written, rows = first[0]
-    assert written == event and [row["id"] for row in rows] == ["1"]
+    assert written == request and [row["id"] for row in rows] == ["1"]
+    # A snapshot with no open event needs no text.
+    empty = EventRequest("open@1", False, 1, 0, None)
+    assert _attach([("open@1", ("request", empty))]) == [(empty, [])]
+
+
+def test_the_latest_complete_snapshot_is_written():
+    members = [_member("hashtag", "雅安地震", 30, range(0, 60))]
+    (event,) = assemble_events(members, HOUR_US, EventParams(min_participants=1))
+    other = event._replace(event_id="other")
+    pending = [
+        (EventRequest("a@1", False, 1, 1, event), []),
+        (EventRequest("a@2", False, 2, 2, event), []),
+        (EventRequest("b@3", False, 3, 0, None), []),
+    ]
+    assert complete_snapshot(pending) == (3, [])
+    assert complete_snapshot(pending[:2]) == (1, [(event, [])])
+    both = [*pending[:2], (EventRequest("o@2", False, 2, 2, other), [])]
+    assert complete_snapshot(both) == (2, [(event, []), (other, [])])
+    assert complete_snapshot(pending[1:2]) == (None, [])
 
 
 @pytest.mark.streaming
@@ -330,3 +364,83 @@ def test_a_stream_of_planted_events_writes_the_batch_events(prism, tmp_path):
     assert "暴雨" in written
     for planted in (PHONE, EMAIL, ID_NUMBER, "u9001", "u1000"):
         assert planted not in written
+
+
+@pytest.mark.streaming
+@pytest.mark.slow
+def test_open_events_show_while_they_grow_and_close_when_the_stream_ends(
+    prism, tmp_path
+):
+    """Posts up to the second surge arrive first: once the watermark has passed the
+    first surges' window, ``open_events`` shows them, with their texts, before any
+    is closed; when the stream ends every event is closed, in ``events``, and
+    none is open."""
+    import os
+    import signal
+    import subprocess
+
+    from reports.panes import read_latest_panes
+    from tests.conftest import TEST_KEY_HEX
+    from tests.test_streaming_e2e import wait_for
+    from transforms.landing_folder import drop_file, end_stream
+
+    lines = sorted(_event_lines(), key=lambda line: json.loads(line)["created_at"])
+    cut = next(
+        at
+        for at, line in enumerate(lines)
+        if json.loads(line)["created_at"] >= "2026-05-02T12"
+    )
+    landing, out = tmp_path / "landing", tmp_path / "out"
+    landing.mkdir()
+    drop_file(str(landing), "part-0.jsonl", "\n".join(lines[:cut]).encode() + b"\n")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.volume",
+            "--streaming",
+            "--landing",
+            str(landing),
+            "--output",
+            str(out),
+            "--topic-kinds",
+            "hashtag",
+            "--allowed-lateness",
+            "1h",
+            "--early-results-every",
+            "2s",
+            "--poll-interval",
+            "1s",
+        ],
+        cwd=PROJECT,
+        env={**os.environ, "YUQING_PSEUDONYM_KEY": TEST_KEY_HEX, "YUQING_PRISM": prism},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: (out / "open_events").exists(), 60, process, "the tables")
+        (growing,) = wait_for(
+            lambda: [
+                frame
+                for frame in [read_latest_panes(str(out), "open_events")]
+                if frame.height == 2
+            ],
+            180,
+            process,
+            "the first surges show as open events",
+        )
+        assert sorted(growing["label"]) == ["山城暴雨", "高铁晚点"]
+        texts = [p["text"] for posts in growing["representative_posts"] for p in posts]
+        assert any("暴雨" in text for text in texts) and PHONE not in str(texts)
+        assert read_latest_panes(str(out), "events").height == 0
+        drop_file(str(landing), "part-1.jsonl", "\n".join(lines[cut:]).encode())
+        end_stream(str(landing))
+        assert process.wait(timeout=300) == 0, process.stderr.read()[-3000:]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert read_latest_panes(str(out), "open_events").height == 0
+    closed = read_latest_panes(str(out), "events")
+    assert sorted(closed["label"]) == ["山城暴雨", "法院致歉", "高铁晚点"]

@@ -23,6 +23,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from reports.panes import latest_panes_expression, pane_of_file, read_latest_panes
+from schemas import tables
 from schemas.records import Post
 from tests.conftest import streaming_options
 from tests.fakes import FakeValue
@@ -51,7 +52,12 @@ from transforms.late import (
     is_beyond_lateness,
     streaming_windowing,
 )
-from transforms.rolling import prune_superseded, write_pane
+from transforms.rolling import (
+    prune_all_superseded,
+    prune_superseded,
+    write_pane,
+    write_snapshot,
+)
 
 HOUR_US = 3_600_000_000
 # 2026-11-20 00:00 UTC.
@@ -289,6 +295,30 @@ def test_replay_command_feeds_a_gz_file_and_ends_the_stream(tmp_path):
         )
         == 2
     )
+
+
+def test_snapshots_replace_each_other_and_the_latest_is_the_table(tmp_path):
+    """``open_events`` is a whole state: each snapshot a new file; an older one is
+    not written after a newer, is deleted after the grace period, and the latest,
+    empty or not, is what a reader reads."""
+    from tests.test_events import HOUR_US, _member
+    from transforms.event_model import EventParams, assemble_events
+    from transforms.events import events_table
+
+    root = str(tmp_path)
+    member = _member("hashtag", "雅安地震", 30, range(0, 60))
+    (event,) = assemble_events([member], HOUR_US, EventParams(min_participants=1))
+    growing = events_table([(event, [])], at(8))
+    first = write_snapshot(growing, root, "open_events", at(8), "UTC")
+    assert read_latest_panes(root, "open_events")["label"].to_list() == ["雅安地震"]
+    none_open = tables.OPEN_EVENTS.empty_table()
+    second = write_snapshot(none_open, root, "open_events", at(9), "UTC", 60)
+    assert first != second and os.path.exists(first)
+    assert write_snapshot(growing, root, "open_events", at(8.5), "UTC") is None
+    # The event closed: the latest snapshot, empty, is the table.
+    assert read_latest_panes(root, "open_events").height == 0
+    assert prune_all_superseded(root) >= 1 and not os.path.exists(first)
+    assert os.path.exists(second)
 
 
 def test_panes_are_new_files_and_a_stale_pane_is_not_written(tmp_path):

@@ -309,6 +309,21 @@ class EventAssembler:
         earliest_us = next_start_us - self._window_us
         return self._close(lambda newest_us: newest_us + self._span_us < earliest_us)
 
+    def open_events(self) -> list[Event]:
+        """The open groups as they stand, those of at least ``min_participants``
+        people (participants only grow, so each is published when it closes)."""
+        members = sorted(self._open, key=member_order)
+        events = [
+            assemble_event([members[index] for index in group], self._params)
+            for group in group_members(members, self._window_us, self._params)
+        ]
+        published = [
+            event
+            for event in events
+            if event.participants >= self._params.min_participants
+        ]
+        return sorted(published, key=lambda event: (event.onset_us, event.event_id))
+
     def latest_close_us(self) -> int | None:
         """The window start by which every open group can be closed
         (``close_before`` it closes them all); None when nothing is open."""

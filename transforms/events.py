@@ -184,8 +184,11 @@ def representative_posts(event: Event, texts: dict[int, SourcePost]) -> list[dic
     return rows
 
 
-def events_table(rows: Iterable[tuple[Event, list[dict]]]) -> pa.Table:
-    """(Event, its representative posts) -> rows of ``schemas.tables.EVENTS``."""
+def events_table(
+    rows: Iterable[tuple[Event, list[dict]]], as_of_us: int | None = None
+) -> pa.Table:
+    """(Event, its representative posts) -> rows of ``schemas.tables.EVENTS``; with
+    ``as_of_us``, of ``schemas.tables.OPEN_EVENTS`` (events open at that time)."""
     rows = sorted(rows, key=lambda row: (row[0].onset_us, row[0].event_id))
     data = {
         "event_id": [event.event_id for event, _ in rows],
@@ -209,7 +212,10 @@ def events_table(rows: Iterable[tuple[Event, list[dict]]]) -> pa.Table:
         "peak_participants": [event.peak_participants for event, _ in rows],
         "participants_sketch": [event.participants_sketch for event, _ in rows],
     }
-    return pa.Table.from_pydict(data, schema=tables.EVENTS)
+    if as_of_us is None:
+        return pa.Table.from_pydict(data, schema=tables.EVENTS)
+    data["as_of"] = [as_of_us] * len(rows)
+    return pa.Table.from_pydict(data, schema=tables.OPEN_EVENTS)
 
 
 def event_windows_table(rows: Iterable[tuple[str, object]]) -> pa.Table:

@@ -1,24 +1,28 @@
 """Events in a stream: the same events as batch (``transforms.events``), each
-written once it is closed, that is once no later window's burst can join it
-(``EventAssembler``).
+written to ``events`` once it is closed, that is once no later window's burst can
+join it (``EventAssembler``); until then the events still open are shown, as they
+stand, in snapshots of ``open_events``.
 
-Three keyed steps, with event-time timers only (ReadModifyWrite, Bag, timers):
+Four keyed steps, with event-time timers only (ReadModifyWrite, Bag, timers):
 
 - **Assemble** (one key). Each window pane's evidence (``evidence_rows``, stamped
   just before the window's end) and the detector's burst marks (``member_marks``,
   stamped at the window's end) wait in bags. A timer just after a window's end
   (``MARGIN_US``) fires once the watermark has passed both: the window's marked
-  members, each with its latest pane's evidence, are added to the assembler, and
-  the events no later member can join are closed. Evidence of a window is kept one
-  window longer, for the supporting window of the next window's bursts.
+  members, each with its latest pane's evidence, are added to the assembler, the
+  events no later member can join are closed, and, when anything changed, the open
+  events as they stand make a snapshot. Evidence of a window is kept one window
+  longer, for the supporting window of the next window's bursts.
 - **Texts** (``TEXT_SHARDS`` keys, by post key). Every post read waits, masked and
-  cut as the batch table keeps it, for ``text_retention_us``; a closed event asks
-  for its top carriers' texts, answered once the watermark has passed the ask (every
-  post read before the event closed has arrived by then). Sharded keys, not one per
-  post: a runner pays per key and per state request, and a post's text is read only
-  when an event names it.
-- **Attach** (one key per event): the event and its answers meet; the event is
+  cut as the batch table keeps it, for ``text_retention_us``; an event to write
+  asks for its top carriers' texts, answered once the watermark has passed the ask
+  (every post read before the event was judged has arrived by then). Sharded keys,
+  not one per post: a runner pays per key and per state request, and a post's text
+  is read only when an event names it.
+- **Attach** (one key per event to write): the event and its answers meet; it is
   given its representative posts once every answer has come.
+- **Snapshots** (one key): the open events of one judgement are written together
+  (``transforms.rolling.write_snapshot``) once all have their texts.
 
 The final tables of a time-ordered replay equal batch's: both assemble the same
 members with ``EventAssembler``, keep the earliest copy of a source post
@@ -26,6 +30,7 @@ members with ``EventAssembler``, keep the earliest copy of a source post
 """
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
@@ -41,11 +46,13 @@ from transforms.events import (
     MemberKey,
     earliest_copies,
     event_windows_rows,
+    events_table,
     evidence_rows,
     member_marks,
     representative_posts,
     write_event_tables,
 )
+from transforms.rolling import write_snapshot
 from transforms.window_posts import post_id_key
 
 # Runners keep timestamps in whole milliseconds: a timer this long after a window's
@@ -74,13 +81,54 @@ def latest_evidence(
 
 
 class AssemblyState:
-    """What the assembler step keeps between windows: the assembler, and the member
+    """What the assembler step keeps between windows: the assembler, the member
     keys added in the last window judged (a burst's supporting window may be marked
-    again by the next window's burst; batch counts each member once)."""
+    again by the next window's burst; batch counts each member once), and whether
+    the last snapshot of open events showed any."""
 
     def __init__(self, window_us: int, params: EventParams):
         self.assembler = EventAssembler(window_us, params)
         self.recent: set[MemberKey] = set()
+        self.shown = False
+
+
+class EventRequest(NamedTuple):
+    """An event on its way to be written, once its carriers' texts are found:
+    closed (to ``events``) or open as of ``as_of_us`` (one of ``count`` in that
+    snapshot of ``open_events``; ``event`` None: a snapshot with none open)."""
+
+    request_id: str
+    closed: bool
+    as_of_us: int
+    count: int
+    event: Event | None
+
+
+def snapshot_requests(state: AssemblyState, as_of_us: int) -> list[EventRequest]:
+    """The open events as of ``as_of_us`` as requests of one snapshot: one per open
+    event, or one empty request when none is open but the last snapshot showed
+    some; ``state.shown`` is updated."""
+    opened = state.assembler.open_events()
+    if not opened and not state.shown:
+        return []
+    state.shown = bool(opened)
+    if not opened:
+        return [EventRequest(f"open@{as_of_us}", False, as_of_us, 0, None)]
+    return [
+        EventRequest(
+            f"{event.event_id}@{as_of_us}", False, as_of_us, len(opened), event
+        )
+        for event in opened
+    ]
+
+
+class JudgedWindow(NamedTuple):
+    """What judging a window gave: the events closed, the marks of later windows
+    still waiting, and how many members joined."""
+
+    events: list[Event]
+    waiting: list[MemberKey]
+    added: int
 
 
 def judge_window(
@@ -89,10 +137,10 @@ def judge_window(
     marks: Iterable[MemberKey],
     next_start_us: int,
     window_us: int,
-) -> tuple[list[Event], list[MemberKey]]:
+) -> JudgedWindow:
     """The watermark has passed the window ending at ``next_start_us``: its marked
-    members (and any marked earlier, ``marks``) join the assembler -> (the events no
-    later member can join, the marks of later windows, still waiting).
+    members (and any marked earlier, ``marks``) join the assembler; the events no
+    later member can join are closed.
 
     ``state`` is changed in place; a mark without evidence (its topic had fewer
     people than the evidence floor) makes no member, as in batch."""
@@ -104,7 +152,8 @@ def judge_window(
     state.recent = {
         key for key in state.recent | ready if key[2] >= next_start_us - window_us
     }
-    return state.assembler.close_before(next_start_us), waiting
+    closed = state.assembler.close_before(next_start_us)
+    return JudgedWindow(closed, waiting, len(added))
 
 
 def evidence_to_keep(
@@ -125,7 +174,8 @@ def _at(time_us: int) -> Timestamp:
 
 class AssembleEventsInStreamFn(beam.DoFn):
     """(None, ("evidence", rows) | ("mark", (member key, its burst's window end)))
-    -> Event, each once, stamped at the timer that closed it (module doc)."""
+    -> EventRequest: each event once when it closes, and a snapshot of the open
+    events whenever they change, stamped at the timer that judged (module doc)."""
 
     EVIDENCE = userstate.BagStateSpec("evidence", PickleCoder())
     MARKS = userstate.BagStateSpec("marks", PickleCoder())
@@ -173,16 +223,22 @@ class AssembleEventsInStreamFn(beam.DoFn):
             self._keep_evidence(evidence_state, evidence, next_start_us)
             return
         state = state or AssemblyState(self._window_us, self._params)
-        events, waiting = judge_window(
+        events, waiting, added = judge_window(
             state, evidence, marks, next_start_us, self._window_us
         )
+        requests = [
+            EventRequest(event.event_id, True, next_start_us, 0, event)
+            for event in events
+        ]
+        if added or events:
+            requests += snapshot_requests(state, next_start_us)
         self._keep_evidence(evidence_state, evidence, next_start_us)
         if len(waiting) != len(marks):
             marks_state.clear()
             for key in waiting:
                 marks_state.add(key)
         close_us = state.assembler.latest_close_us()
-        if close_us is None and not state.recent:
+        if close_us is None and not state.recent and not state.shown:
             assembly_state.clear()
         else:
             assembly_state.write(state)
@@ -191,7 +247,7 @@ class AssembleEventsInStreamFn(beam.DoFn):
             # when the watermark jumps).
             judge.set(_at(close_us + MARGIN_US), dynamic_timer_tag=str(close_us))
         self._events.inc(len(events))
-        yield from events
+        yield from requests
 
     def _keep_evidence(self, evidence_state, evidence, next_start_us: int) -> None:
         evidence_state.clear()
@@ -225,10 +281,14 @@ def source_post(post: Post) -> tuple[int, tuple]:
     return text_shard(key), ("post", key, found)
 
 
-def text_asks(event: Event) -> list[tuple[int, tuple]]:
-    """A closed event -> (shard, ("ask", event id, post key)) per top carrier."""
+def text_asks(request: EventRequest) -> list[tuple[int, tuple]]:
+    """An event to write -> (shard, ("ask", request id, post key)) per top
+    carrier."""
+    if request.event is None:
+        return []
     return [
-        (text_shard(key), ("ask", event.event_id, key)) for key, _, _ in event.carriers
+        (text_shard(key), ("ask", request.request_id, key))
+        for key, _, _ in request.event.carriers
     ]
 
 
@@ -326,36 +386,98 @@ class SourceTextsFn(beam.DoFn):
 
 
 class AttachTextsFn(beam.DoFn):
-    """(event id, ("event", Event) | ("text", (key, SourcePost | None))) -> (Event,
-    its representative posts as rows), once the event and an answer for each of its
-    carriers have come."""
+    """(request id, ("request", EventRequest) | ("text", (key, SourcePost | None)))
+    -> (EventRequest, its event's representative posts as rows), once the request
+    and an answer for each of its event's carriers have come."""
 
-    EVENT = userstate.ReadModifyWriteStateSpec("event", PickleCoder())
+    REQUEST = userstate.ReadModifyWriteStateSpec("request", PickleCoder())
     TEXTS = userstate.BagStateSpec("texts", PickleCoder())
 
     def process(
         self,
         element,
-        event_state=beam.DoFn.StateParam(EVENT),
+        request_state=beam.DoFn.StateParam(REQUEST),
         texts_state=beam.DoFn.StateParam(TEXTS),
     ):
         _, (what, value) = element
         texts = list(texts_state.read())
-        if what == "event":
-            event = value
+        if what == "request":
+            request = value
         else:
-            event = event_state.read()
+            request = request_state.read()
             texts.append(value)
-        if event is None or len(texts) < len(event.carriers):
-            if what == "event":
-                event_state.write(event)
+        expected = 0 if request is None or request.event is None else None
+        if request is None or len(texts) < (
+            expected if expected is not None else len(request.event.carriers)
+        ):
+            if what == "request":
+                request_state.write(request)
             else:
                 texts_state.add(value)
             return
-        event_state.clear()
+        request_state.clear()
         texts_state.clear()
+        if request.event is None:
+            yield request, []
+            return
         found = {key: post for key, post in texts if post is not None}
-        yield event, representative_posts(event, found)
+        yield request, representative_posts(request.event, found)
+
+
+def complete_snapshot(
+    pending: Iterable[tuple[EventRequest, list[dict]]],
+) -> tuple[int | None, list[tuple[Event, list[dict]]]]:
+    """Open events with their texts, of one or more snapshots -> (the latest
+    snapshot whose every event has come, or None; its (Event, rows))."""
+    by_as_of: dict[int, list[tuple[EventRequest, list[dict]]]] = {}
+    for request, rows in pending:
+        by_as_of.setdefault(request.as_of_us, []).append((request, rows))
+    complete = [
+        as_of_us
+        for as_of_us, found in by_as_of.items()
+        if len(found) >= found[0][0].count
+    ]
+    if not complete:
+        return None, []
+    as_of_us = max(complete)
+    return as_of_us, [
+        (request.event, rows)
+        for request, rows in by_as_of[as_of_us]
+        if request.event is not None
+    ]
+
+
+class WriteOpenEventsFn(beam.DoFn):
+    """(None, (EventRequest, rows)) of open events -> the paths of the
+    ``open_events`` snapshots written: each snapshot once all its events have
+    their texts, unless a later one was written already."""
+
+    PENDING = userstate.BagStateSpec("pending", PickleCoder())
+
+    def __init__(self, root: str, timezone: str):
+        self._root = root
+        self._timezone = timezone
+
+    def process(self, element, pending_state=beam.DoFn.StateParam(PENDING)):
+        _, found = element
+        pending = [*pending_state.read(), found]
+        as_of_us, rows = complete_snapshot(pending)
+        if as_of_us is None:
+            pending_state.add(found)
+            return
+        pending_state.clear()
+        for request, texts in pending:
+            if request.as_of_us > as_of_us:
+                pending_state.add((request, texts))
+        path = write_snapshot(
+            events_table(rows, as_of_us),
+            self._root,
+            "open_events",
+            as_of_us,
+            self._timezone,
+        )
+        if path:
+            yield path
 
 
 def _tagged(what: str):
@@ -413,14 +535,14 @@ class WriteEventsInStream(beam.PTransform):
                 for member_key, _ in member_marks(key, burst, window_us)
             ]
         )
-        events = (
+        requests = (
             (evidence, marks)
             | "EvidenceAndMarks" >> beam.Flatten()
             | "Assemble"
             >> beam.ParDo(AssembleEventsInStreamFn(window_us, self._params))
         )
         texts_read = posts | "SourceTexts" >> beam.Map(source_post)
-        asks = events | "AskTexts" >> beam.FlatMap(text_asks)
+        asks = requests | "AskTexts" >> beam.FlatMap(text_asks)
         answers = (
             (texts_read, asks)
             | "PostsAndAsks" >> beam.Flatten()
@@ -428,17 +550,31 @@ class WriteEventsInStream(beam.PTransform):
         )
         finished = (
             (
-                events
-                | "ById" >> beam.Map(lambda event: (event.event_id, event))
-                | "EventTag" >> beam.Map(_tagged("event")),
+                requests
+                | "ById" >> beam.Map(lambda request: (request.request_id, request))
+                | "RequestTag" >> beam.Map(_tagged("request")),
                 answers | "TextTag" >> beam.Map(_tagged("text")),
             )
-            | "EventsAndTexts" >> beam.Flatten()
+            | "RequestsAndTexts" >> beam.Flatten()
             | "Attach" >> beam.ParDo(AttachTextsFn())
         )
+        closed = finished | "Closed" >> beam.FlatMapTuple(
+            lambda request, rows: [(request.event, rows)] if request.closed else []
+        )
+        (
+            finished
+            | "Open"
+            >> beam.FlatMapTuple(
+                lambda request, rows: (
+                    [] if request.closed else [(None, (request, rows))]
+                )
+            )
+            | "WriteOpenEvents"
+            >> beam.ParDo(WriteOpenEventsFn(self._root, self._timezone))
+        )
         write_event_tables(
-            finished,
-            events | "Timeline" >> beam.FlatMap(event_windows_rows),
+            closed,
+            closed | "Timeline" >> beam.FlatMap(lambda row: event_windows_rows(row[0])),
             self._root,
             self._timezone,
             self._firing_seconds,

@@ -46,6 +46,8 @@ TIMING_NAMES = {
 SUPERSEDED_GRACE_SECONDS = 10.0
 # 20121113T080000Z-pane000003.parquet -> window "20121113T080000Z", pane 3.
 PANE_FILE = re.compile(r"^(?P<window>\d{8}T\d{6}Z)-pane(?P<pane>\d+)\.parquet$")
+# 20121113T080000Z-snapshot.parquet -> a table's whole content as of that time.
+SNAPSHOT_FILE = re.compile(r"^(?P<as_of>\d{8}T\d{6}Z)-snapshot\.parquet$")
 # Check-then-write and pruning must not interleave between bundles of one process.
 _LOCK = threading.Lock()
 
@@ -98,12 +100,79 @@ def prune_superseded(
 
 
 def prune_all_superseded(root: str) -> int:
-    """Delete every superseded pane file under ``root`` (at the end of a run)."""
+    """Delete every superseded pane and snapshot file under ``root`` (at the end of
+    a run)."""
     deleted = 0
     with _LOCK:
         for folder, _, _ in os.walk(root):
             deleted += len(prune_superseded(folder, grace_seconds=0))
+        for table in tables.TABLES:
+            deleted += len(prune_snapshots(os.path.join(root, table), 0))
     return deleted
+
+
+def snapshot_file_name(as_of_us: int) -> str:
+    """``20121113T080000Z-snapshot.parquet``."""
+    return window_file_name(as_of_us).removesuffix(".parquet") + "-snapshot.parquet"
+
+
+def table_snapshots(table_root: str) -> list[tuple[str, str]]:
+    """(as of, path) of a table's snapshot files over all its partitions, oldest
+    first (the UTC names sort in time order)."""
+    found = []
+    for folder, _, names in os.walk(table_root):
+        for name in names:
+            match = SNAPSHOT_FILE.match(name)
+            if match:
+                found.append((match["as_of"], os.path.join(folder, name)))
+    return sorted(found)
+
+
+def prune_snapshots(table_root: str, grace_seconds: float) -> list[str]:
+    """Delete a table's snapshots older than its latest once the latest has been
+    there ``grace_seconds`` (a reader may be scanning them); returns the paths."""
+    snapshots = table_snapshots(table_root)
+    if len(snapshots) < 2:
+        return []
+    try:
+        superseded_for = time.time() - os.path.getmtime(snapshots[-1][1])
+    except FileNotFoundError:
+        return []
+    if superseded_for < grace_seconds:
+        return []
+    deleted = []
+    for _, path in snapshots[:-1]:
+        try:
+            os.remove(path)
+            deleted.append(path)
+        except FileNotFoundError:
+            pass
+    return deleted
+
+
+def write_snapshot(
+    table: pa.Table,
+    root: str,
+    name: str,
+    as_of_us: int,
+    timezone: str,
+    grace_seconds: float = SUPERSEDED_GRACE_SECONDS,
+) -> str | None:
+    """Write the whole of table ``name`` as it stands at ``as_of_us``, one new file
+    under the local date of ``as_of_us``, unless a snapshot as of that time or later
+    is there; returns the path written, or None. Earlier snapshots are deleted a
+    grace period later, as superseded panes are."""
+    table_root = os.path.join(root, name)
+    stamp = window_file_name(as_of_us).removesuffix(".parquet")
+    with _LOCK:
+        snapshots = table_snapshots(table_root)
+        if snapshots and snapshots[-1][0] >= stamp:
+            return None
+        folder = partition_dir(root, name, local_date(as_of_us, timezone))
+        path = os.path.join(folder, snapshot_file_name(as_of_us))
+        write_parquet_atomically(table, path)
+        prune_snapshots(table_root, grace_seconds)
+        return path
 
 
 def with_pane(table: pa.Table, pane_index: int, timing: str) -> pa.Table:
