@@ -211,10 +211,22 @@ def test_asks_are_answered_with_the_earliest_copy_or_nothing():
         (7, _post("7", 1, "原文")),
         (8, _post("8", 1, "x")),
     ]
-    assert answer_asks(posts, [("e1", 7), ("e2", 9)]) == [
+    reads = []
+
+    def read_posts():
+        reads.append(1)
+        return posts
+
+    known = {}
+    assert answer_asks(read_posts, [("e1", 7), ("e2", 9)], known) == [
         ("e1", (7, _post("7", 1, "原文"))),
         ("e2", (9, None)),
     ]
+    # A key found before is answered without reading the shard's posts again.
+    assert answer_asks(read_posts, [("e1@2", 7)], known) == [
+        ("e1@2", (7, _post("7", 1, "原文")))
+    ]
+    assert len(reads) == 1 and known == {7: _post("7", 1, "原文")}
 
 
 def test_texts_are_forgotten_after_their_retention():
@@ -223,20 +235,17 @@ def test_texts_are_forgotten_after_their_retention():
 
 
 def test_the_text_store_answers_an_ask_once_the_watermark_has_passed_it():
-    def process(fn, element, stamp_us, timer, posts_state, asks_state):
-        return fn.process(
-            element,
-            timestamp=Timestamp(micros=stamp_us),
+    def fire(fn, tag, fired, timer, posts_state, asks_state, known_state):
+        if tag.startswith("forget"):
+            return fn.on_forget(
+                fired=fired, posts_state=posts_state, known_state=known_state
+            )
+        return fn.on_answer(
+            fired=fired,
             posts_state=posts_state,
             asks_state=asks_state,
-            answer=timer,
-            forget=timer,
+            known_state=known_state,
         )
-
-    def fire(fn, tag, fired, timer, posts_state, asks_state):
-        if tag.startswith("forget"):
-            return fn.on_forget(fired=fired, posts_state=posts_state)
-        return fn.on_answer(fired=fired, posts_state=posts_state, asks_state=asks_state)
 
     class TaggedTimer:
         """The step's two timer families on one runner, told apart by tag."""
@@ -247,32 +256,44 @@ def test_the_text_store_answers_an_ask_once_the_watermark_has_passed_it():
         def set(self, timestamp, dynamic_timer_tag=""):
             self.runner.set(timestamp, self.prefix + dynamic_timer_tag)
 
-    states = {"posts_state": FakeBag(), "asks_state": FakeBag()}
+    states = {
+        "posts_state": FakeBag(),
+        "asks_state": FakeBag(),
+        "known_state": FakeValue(),
+    }
     runner = Runner(SourceTextsFn(retention_us=10 * HOUR_US), states, "", fire)
 
-    def process_with_timers(fn, element, stamp_us, timer, **state):
+    def process(fn, element, stamp_us, timer, posts_state, asks_state, known_state):
         return fn.process(
             element,
             timestamp=Timestamp(micros=stamp_us),
+            posts_state=posts_state,
+            asks_state=asks_state,
             answer=TaggedTimer(runner, "answer"),
             forget=TaggedTimer(runner, "forget"),
-            **state,
         )
 
     source = _post("1", 1, "原文")
     stamped = [
-        # The ask is processed before the post it names (a runner may do so), but
-        # the post was read first: the answer waits for the watermark.
-        (int(1.5 * HOUR_US), (0, ("ask", "event", 1))),
         (int(1.2 * HOUR_US), (0, ("post", 1, source))),
+        (int(1.5 * HOUR_US), (0, ("ask", "event", 1))),
         (int(1.6 * HOUR_US), (0, ("ask", "old", 2))),
+        (int(1.7 * HOUR_US), (0, ("ask", "event@2", 1))),
         (int(30 * HOUR_US), (0, ("ask", "late", 1))),
     ]
-    stamped[0], stamped[1] = stamped[1], stamped[0]
-    outputs = runner.run(stamped, process_with_timers)
+    outputs = runner.run(stamped, process)
     # The post is forgotten 10 hours after it was written: the last ask finds none.
-    assert outputs == [("event", (1, source)), ("old", (2, None)), ("late", (1, None))]
+    assert outputs == [
+        ("event", (1, source)),
+        ("old", (2, None)),
+        ("event@2", (1, source)),
+        ("late", (1, None)),
+    ]
+    # The shard's posts were read for keys not found before (1, then 2), by the
+    # forget timer, and for key 1 once forgotten; the repeated ask read nothing.
+    assert states["posts_state"].reads == 4
     assert states["asks_state"].items == [] and states["posts_state"].items == []
+    assert states["known_state"].read() == {}
 
 
 def _attach(elements) -> list:

@@ -29,7 +29,7 @@ members with ``EventAssembler``, keep the earliest copy of a source post
 (``earliest_copies``) and build the rows with the same functions.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -293,14 +293,22 @@ def text_asks(request: EventRequest) -> list[tuple[int, tuple]]:
 
 
 def answer_asks(
-    posts: Iterable[tuple[int, SourcePost]], asks: Iterable[tuple[str, int]]
+    read_posts: Callable[[], Iterable[tuple[int, SourcePost]]],
+    asks: Iterable[tuple[str, int]],
+    known: dict[int, SourcePost],
 ) -> list[tuple[str, tuple[int, SourcePost | None]]]:
-    """The shard's posts and the asks due -> (event id, (post key, its earliest copy
-    or None when it was never read or is forgotten))."""
+    """The asks due -> (request id, (post key, its earliest copy, or None when it
+    was never read or is forgotten)). ``known`` holds the texts found for earlier
+    asks and gains the new ones (in place): the shard's posts (``read_posts``) are
+    read only for a key not asked before, as an open event asks for the same
+    carriers at every snapshot."""
     asks = list(asks)
-    wanted = {key for _, key in asks}
-    found = earliest_copies((key, post) for key, post in posts if key in wanted)
-    return [(event_id, (key, found.get(key))) for event_id, key in asks]
+    wanted = {key for _, key in asks} - known.keys()
+    if wanted:
+        known.update(
+            earliest_copies((key, post) for key, post in read_posts() if key in wanted)
+        )
+    return [(request_id, (key, known.get(key))) for request_id, key in asks]
 
 
 def forget_before(
@@ -313,12 +321,14 @@ def forget_before(
 
 
 class SourceTextsFn(beam.DoFn):
-    """(shard, ("post", key, SourcePost) | ("ask", event id, key)) -> (event id,
-    (key, SourcePost | None)): a post's text is kept for ``retention_us`` after it
-    was written; an ask is answered once the watermark has passed it."""
+    """(shard, ("post", key, SourcePost) | ("ask", request id, key)) -> (request
+    id, (key, SourcePost | None)): a post's text is kept for ``retention_us`` after
+    it was written; an ask is answered once the watermark has passed it, and the
+    texts found are kept apart (``answer_asks``) for the asks to come."""
 
     POSTS = userstate.BagStateSpec("posts", PickleCoder())
     ASKS = userstate.BagStateSpec("asks", PickleCoder())
+    KNOWN = userstate.ReadModifyWriteStateSpec("known", PickleCoder())
     ANSWER = userstate.TimerSpec("answer", userstate.TimeDomain.WATERMARK)
     FORGET = userstate.TimerSpec("forget", userstate.TimeDomain.WATERMARK)
 
@@ -357,6 +367,7 @@ class SourceTextsFn(beam.DoFn):
         fired=beam.DoFn.TimestampParam,
         posts_state=beam.DoFn.StateParam(POSTS),
         asks_state=beam.DoFn.StateParam(ASKS),
+        known_state=beam.DoFn.StateParam(KNOWN),
     ):
         asks = list(asks_state.read())
         due = [(event_id, key) for event_id, key, at_us in asks if at_us < fired.micros]
@@ -366,16 +377,21 @@ class SourceTextsFn(beam.DoFn):
         for ask in asks:
             if ask[2] >= fired.micros:
                 asks_state.add(ask)
-        for event_id, (key, post) in answer_asks(posts_state.read(), due):
+        known = known_state.read() or {}
+        size = len(known)
+        for request_id, (key, post) in answer_asks(posts_state.read, due, known):
             if post is None:
                 self._missing.inc()
-            yield event_id, (key, post)
+            yield request_id, (key, post)
+        if len(known) != size:
+            known_state.write(known)
 
     @userstate.on_timer(FORGET)
     def on_forget(
         self,
         fired=beam.DoFn.TimestampParam,
         posts_state=beam.DoFn.StateParam(POSTS),
+        known_state=beam.DoFn.StateParam(KNOWN),
     ):
         posts = list(posts_state.read())
         kept = forget_before(posts, fired.micros, self._retention_us)
@@ -383,6 +399,10 @@ class SourceTextsFn(beam.DoFn):
             posts_state.clear()
             for item in kept:
                 posts_state.add(item)
+        known = known_state.read() or {}
+        still = dict(forget_before(known.items(), fired.micros, self._retention_us))
+        if len(still) != len(known):
+            known_state.write(still)
 
 
 class AttachTextsFn(beam.DoFn):
