@@ -101,6 +101,7 @@ from transforms.publish import prepare as prepare_run
 from transforms.read import DEAD_LETTERS, ReadPosts
 from transforms.reposts import AggregateCreditedWindows
 from transforms.rolling import WriteRollingTables, prune_all_superseded
+from transforms.slice_windows import SummarizeSlicesFn
 from transforms.spill import SPILL_FOLDER
 from transforms.stream_input import ReadStreamPosts, StreamInputSettings
 from transforms.windows import parse_duration, window_fn_for
@@ -140,12 +141,26 @@ def build_pipeline(
             stream_input_settings(options, root), window_fn, key_source
         )
     else:
+        # Each file slice is parsed, summarized and gathered per window at once.
+        summarize = SummarizeSlicesFn(
+            key_source,
+            options.max_line_bytes,
+            window_fn,
+            parse_kinds(options.topic_kinds),
+            analyzer_config(options),
+            spill_dir,
+        )
         read = pipeline | "ReadPosts" >> ReadPosts(
-            options.input, key_source, max_line_bytes=options.max_line_bytes
+            options.input,
+            key_source,
+            max_line_bytes=options.max_line_bytes,
+            summarize_fn=summarize,
         )
     if "summaries" in read:
         # Streaming with crediting: topics were extracted before the chains.
         summaries = read["summaries"]
+    elif "parts" in read:
+        summaries = {"parts": read["parts"], "edges": read["edges"]}
     else:
         summaries = read["posts"] | "ExtractTopics" >> beam.ParDo(
             ExtractTopicsFn(parse_kinds(options.topic_kinds), analyzer_config(options))

@@ -109,6 +109,10 @@ class ExtractTopicsFn(beam.DoFn):
             self._analyzer = TextAnalyzer(**self._analyzer_config)
 
     def process(self, post: Post) -> Iterable[TimestampedValue]:
+        yield TimestampedValue(self.summary(post), Timestamp(micros=post.event_time_us))
+
+    def summary(self, post: Post) -> PostSummary:
+        """The post's summary with its topics (none when extraction fails)."""
         try:
             topics = post_topics(post.text, self._kinds, self._analyzer)
         except Exception as error:  # noqa: BLE001 - the post counts, without topics.
@@ -120,6 +124,4 @@ class ExtractTopicsFn(beam.DoFn):
             )
             topics = ()
         self._topics.inc(len(topics))
-        yield TimestampedValue(
-            summarize(post, topics), Timestamp(micros=post.event_time_us)
-        )
+        return summarize(post, topics)

@@ -319,7 +319,9 @@ class ParseSlicesFn(ParsePostsFn):
 
 class ReadPosts(beam.PTransform):
     """Globs -> {"posts": PCollection[Post], "dead_letters": PCollection[DeadLetter],
-    "slices": PCollection[FileSlice]}.
+    "slices": PCollection[FileSlice]}; with ``summarize_fn`` (a
+    ``transforms.slice_windows.SummarizeSlicesFn``), "parts" and "edges" (its
+    outputs) instead of "posts".
 
     Each file is sliced by one worker; the slices are reshuffled so reading, parsing
     and everything fused after them spread over all workers even for one file.
@@ -331,12 +333,14 @@ class ReadPosts(beam.PTransform):
         key_source: PseudonymKeySource,
         every: int = CHUNK_LINES,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        summarize_fn: beam.DoFn | None = None,
     ):
         super().__init__()
         self._patterns = list(patterns)
         self._key_source = key_source
         self._every = every
         self._max_line_bytes = max_line_bytes
+        self._summarize_fn = summarize_fn
 
     # No return annotation: Beam 2.77 warns, in every worker, that it ignores one
     # naming a dict of PCollections.
@@ -354,17 +358,20 @@ class ReadPosts(beam.PTransform):
         slices = files | "SliceFiles" >> beam.ParDo(
             SliceFilesFn(self._every, self._max_line_bytes)
         ).with_outputs(DEAD_LETTERS, main="slices")
-        parsed = (
-            slices.slices
-            | "SpreadSlices" >> beam.Reshuffle()
-            | "ParsePosts"
-            >> beam.ParDo(
+        spread = slices.slices | "SpreadSlices" >> beam.Reshuffle()
+        if self._summarize_fn is None:
+            parsed = spread | "ParsePosts" >> beam.ParDo(
                 ParseSlicesFn(self._key_source, self._max_line_bytes)
             ).with_outputs(DEAD_LETTERS, main="posts")
-        )
+            outputs = {"posts": parsed.posts}
+        else:
+            parsed = spread | "SummarizeSlices" >> beam.ParDo(
+                self._summarize_fn
+            ).with_outputs(DEAD_LETTERS, "edges", main="parts")
+            outputs = {"parts": parsed.parts, "edges": parsed.edges}
         dead = (
             slices[DEAD_LETTERS],
             parsed[DEAD_LETTERS],
         ) | "AllDeadLetters" >> beam.Flatten()
         # The slices too: the events read their representative posts from them.
-        return {"posts": parsed.posts, DEAD_LETTERS: dead, "slices": slices.slices}
+        return {**outputs, DEAD_LETTERS: dead, "slices": slices.slices}

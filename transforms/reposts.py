@@ -204,6 +204,15 @@ class GatherChainsFn(beam.CombineFn):
         return resolve_chains(accumulator, self._credit)
 
 
+class GatherChainPartsFn(GatherChainsFn):
+    """``ChainEdges`` of file slices (``transforms.slice_windows``) ->
+    ``ChainLookup``."""
+
+    def add_input(self, accumulator: ChainEdges, edges: ChainEdges) -> ChainEdges:
+        accumulator.extend(edges)
+        return accumulator
+
+
 class RootTopics(NamedTuple):
     """The topics of the roots credited reposts point to, compact: root i (of the
     sorted ``keys``) has the pairs ``pairs[c]`` for c in ``codes[ends[i-1]:ends[i]]``.
@@ -359,6 +368,14 @@ class CollectWindowPostsFn(AggregateWindowFn):
         return accumulator
 
 
+class CollectWindowPartsFn(CollectWindowPostsFn):
+    """A window's ``WindowPosts`` parts -> the window's ``WindowPosts``."""
+
+    def add_input(self, accumulator: WindowPosts, posts: WindowPosts) -> WindowPosts:
+        accumulator.extend(posts)
+        return accumulator
+
+
 class MergeWindowPostsFn(AggregateWindowFn):
     """A window's ``WindowPosts`` parts -> its ``WindowAggregate``."""
 
@@ -398,8 +415,10 @@ class CreditWindowFn(beam.DoFn):
 
 
 class CreditWindows(beam.PTransform):
-    """PCollection[PostSummary] (event-time stamped, batch) -> PCollection[(bounds,
-    WindowPosts)]: every window's rows with reposts credited (when ``credit``) and
+    """PCollection[PostSummary] (event-time stamped, batch), or {"parts": (bounds,
+    WindowPosts) per file slice and window, "edges": ChainEdges per slice}
+    (``transforms.slice_windows``) -> PCollection[(bounds, WindowPosts)]: every
+    window's rows with reposts credited (when ``credit``) and
     every copy of an id moved to its earliest copy's window; a window may come in
     several parts (``MergeWindowPostsFn`` joins them).
 
@@ -415,23 +434,33 @@ class CreditWindows(beam.PTransform):
         self._credit = credit
         self._spill_dir = spill_dir
 
-    def expand(self, summaries: beam.PCollection) -> beam.PCollection:
-        lookup = beam.pvalue.AsSingleton(
-            summaries
-            | "ChainEdges"
-            >> beam.Map(
-                lambda summary, t=beam.DoFn.TimestampParam: chain_edge(
-                    summary, t.micros
-                )
+    def expand(self, summaries) -> beam.PCollection:
+        if isinstance(summaries, dict):
+            # Gathered per file slice already (``transforms.slice_windows``).
+            chains = summaries["edges"] | "ResolveChains" >> beam.CombineGlobally(
+                GatherChainPartsFn(self._credit)
             )
-            | "ResolveChains" >> beam.CombineGlobally(GatherChainsFn(self._credit))
-        )
-        windows = (
-            summaries
-            | "KeyByWindow" >> beam.ParDo(KeyByWindowFn(self._window_fn))
-            | "CollectWindows"
-            >> beam.CombinePerKey(CollectWindowPostsFn(spill_dir=self._spill_dir))
-        )
+            windows = summaries["parts"] | "CollectWindows" >> beam.CombinePerKey(
+                CollectWindowPartsFn(spill_dir=self._spill_dir)
+            )
+        else:
+            chains = (
+                summaries
+                | "ChainEdges"
+                >> beam.Map(
+                    lambda summary, t=beam.DoFn.TimestampParam: chain_edge(
+                        summary, t.micros
+                    )
+                )
+                | "ResolveChains" >> beam.CombineGlobally(GatherChainsFn(self._credit))
+            )
+            windows = (
+                summaries
+                | "KeyByWindow" >> beam.ParDo(KeyByWindowFn(self._window_fn))
+                | "CollectWindows"
+                >> beam.CombinePerKey(CollectWindowPostsFn(spill_dir=self._spill_dir))
+            )
+        lookup = beam.pvalue.AsSingleton(chains)
         root_topics = beam.pvalue.AsSingleton(
             windows
             | "RootTopics" >> beam.ParDo(RootTopicsFn(), lookup)
@@ -443,8 +472,9 @@ class CreditWindows(beam.PTransform):
 
 
 class AggregateCreditedWindows(beam.PTransform):
-    """Batch: PCollection[PostSummary] -> PCollection[(start_us, end_us, tables)],
-    as ``transforms.aggregate.AggregateWindows`` gives, with reposts credited and
+    """Batch: PCollection[PostSummary], or window parts and chain edges per file
+    slice (``CreditWindows``) -> PCollection[(start_us, end_us, tables)], as
+    ``transforms.aggregate.AggregateWindows`` gives, with reposts credited and
     redelivered ids counted once in their first window; each table as column lists
     (``transforms.write.window_columns``)."""
 
@@ -463,7 +493,7 @@ class AggregateCreditedWindows(beam.PTransform):
         self._spill_dir = spill_dir
         self._carriers_from = carriers_from
 
-    def expand(self, summaries: beam.PCollection) -> beam.PCollection:
+    def expand(self, summaries) -> beam.PCollection:
         return (
             summaries
             | "CreditWindows"
