@@ -41,6 +41,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -163,7 +164,8 @@ def run_stream(
         replayed = time.monotonic() - started
         code = process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        process.kill()
+        # The whole session: the pipeline's Prism too, which outlives its parent.
+        os.killpg(process.pid, signal.SIGKILL)
         raise SystemExit(
             f"the streaming run did not finish within {timeout:.0f} s "
             f"(log: {work / 'stream.log'})"

@@ -94,7 +94,8 @@ def wait_for(condition, timeout: float, process: subprocess.Popen, what: str):
                 f"{process.stderr.read()[-3000:]}"
             )
         time.sleep(0.3)
-    process.kill()
+    # The whole session: the pipeline's Prism too, which outlives a killed parent.
+    os.killpg(process.pid, signal.SIGKILL)
     pytest.fail(f"timed out waiting for {what}: {process.stderr.read()[-3000:]}")
 
 
