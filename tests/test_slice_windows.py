@@ -3,11 +3,12 @@
 dead letters, the same window rows and the same chain edges."""
 
 import datetime
+import pickle
 
 from apache_beam.transforms.window import FixedWindows
 
 from schemas.records import Post
-from tests.conftest import key_source_for_tests, post_line
+from tests.conftest import TEST_KEY_HEX, key_source_for_tests, post_line
 from transforms.aggregate import add_post, aggregate_window, window_bounds
 from transforms.extract import ExtractTopicsFn
 from transforms.files import FileSlice
@@ -82,3 +83,13 @@ def test_a_slice_gives_the_window_rows_edges_and_dead_letters_of_the_steps(tmp_p
         (letter.source, letter.error) for letter in want_letters
     ]
     assert len(letters) == 2 and len(edges.ids) == 300  # the copy included
+
+
+def test_a_set_up_slice_step_pickles_without_its_key_or_analyzer():
+    fused = SummarizeSlicesFn(key_source_for_tests(), 1 << 20, WINDOW, ("entity",))
+    fused.setup()
+    key = bytes.fromhex(TEST_KEY_HEX)
+    assert fused.pseudonym_key() == key
+    copy = pickle.loads(pickle.dumps(fused))
+    assert copy._loaded_key is None and copy._extract is None
+    assert key not in pickle.dumps(fused)

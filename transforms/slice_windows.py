@@ -43,16 +43,26 @@ class SummarizeSlicesFn(ParseSlicesFn):
     ):
         super().__init__(key_source, max_line_bytes)
         self._window_fn = window_fn
-        self._extract = ExtractTopicsFn(kinds, analyzer_config)
+        self._kinds = tuple(kinds)
+        self._analyzer_config = analyzer_config
         self._spill_dir = spill_dir
+        self._extract: ExtractTopicsFn | None = None
 
     def setup(self) -> None:
         super().setup()
+        self._extract = ExtractTopicsFn(self._kinds, self._analyzer_config)
         self._extract.setup()
+
+    def __getstate__(self) -> dict:
+        # Set up, it holds the key (left behind by ParsePostsFn) and the analyzer,
+        # which is built again where the copy is set up.
+        return {**super().__getstate__(), "_extract": None}
 
     def process(self, piece: FileSlice) -> Iterable:
         parts: dict[tuple[int, int], WindowPosts] = {}
         edges = ChainEdges()
+        if self._extract is None:
+            self.setup()  # used directly, outside a runner
         window_fn, summary = self._window_fn, self._extract.summary
         for output in super().process(piece):
             if not isinstance(output, Post):
