@@ -398,11 +398,9 @@ def test_open_events_show_while_they_grow_and_close_when_the_stream_ends(
     none is open."""
     import os
     import signal
-    import subprocess
 
     from reports.panes import read_latest_panes
-    from tests.conftest import TEST_KEY_HEX
-    from tests.test_streaming_e2e import wait_for
+    from tests.test_streaming_e2e import start_stream, wait_for
     from transforms.landing_folder import drop_file, end_stream
 
     lines = sorted(_event_lines(), key=lambda line: json.loads(line)["created_at"])
@@ -414,32 +412,9 @@ def test_open_events_show_while_they_grow_and_close_when_the_stream_ends(
     landing, out = tmp_path / "landing", tmp_path / "out"
     landing.mkdir()
     drop_file(str(landing), "part-0.jsonl", "\n".join(lines[:cut]).encode() + b"\n")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.volume",
-            "--streaming",
-            "--landing",
-            str(landing),
-            "--output",
-            str(out),
-            "--topic-kinds",
-            "hashtag",
-            "--allowed-lateness",
-            "1h",
-            "--early-results-every",
-            "2s",
-            "--poll-interval",
-            "1s",
-        ],
-        cwd=PROJECT,
-        env={**os.environ, "YUQING_PSEUDONYM_KEY": TEST_KEY_HEX, "YUQING_PRISM": prism},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    options = ["--topic-kinds", "hashtag", "--allowed-lateness", "1h"]
+    options += ["--streaming", "--early-results-every", "2s", "--poll-interval", "1s"]
+    process = start_stream(landing, out, prism, tuple(options))
     try:
         wait_for(lambda: (out / "open_events").exists(), 60, process, "the tables")
         (growing,) = wait_for(

@@ -55,7 +55,11 @@ def comparable(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     return frame.drop("date", "participants_sketch", strict=False).sort(keys)
 
 
-def start_stream(landing, out, prism_path) -> subprocess.Popen:
+def start_stream(
+    landing, out, prism_path, options: tuple[str, ...] = (*COMMON, *STREAMING)
+) -> subprocess.Popen:
+    """``python -m pipelines.volume --landing LANDING --output OUT OPTIONS`` on
+    Prism, in a session of its own (kill the group to stop its Prism too)."""
     env = {
         **os.environ,
         "YUQING_PSEUDONYM_KEY": TEST_KEY_HEX,
@@ -70,8 +74,7 @@ def start_stream(landing, out, prism_path) -> subprocess.Popen:
             str(landing),
             "--output",
             str(out),
-            *COMMON,
-            *STREAMING,
+            *options,
         ],
         cwd=PROJECT,
         env=env,
