@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.panes import PANE_INDEX_KEY, PANE_TIMING_KEY
-from schemas.tables import PANE_OF_PATH_PATTERN
+from schemas.tables import PANE_OF_PATH_PATTERN, SNAPSHOT_SUFFIX
 
 
 def latest_panes_expression():
@@ -49,7 +49,7 @@ def latest_panes_expression():
 def latest_snapshot(root: str, table: str) -> str | None:
     """The path of a snapshot table's latest snapshot (``open_events``), or None
     when it has none: the UTC names sort in time order."""
-    found = glob.glob(os.path.join(root, table, "*", "*-snapshot.parquet"))
+    found = glob.glob(os.path.join(root, table, "*", f"*{SNAPSHOT_SUFFIX}"))
     return max(found, key=os.path.basename) if found else None
 
 

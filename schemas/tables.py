@@ -190,3 +190,6 @@ RUNS_FOLDER = "runs"
 # "-pane<NNNNNN>.parquet"; the highest pane of a window is its latest result (files
 # without the suffix count as pane 0). The capture group is the pane number.
 PANE_OF_PATH_PATTERN = r"-pane(\d+)\.parquet$"
+# A table that is a whole state (``open_events``) is written as snapshots,
+# "<as of>-snapshot.parquet"; the latest is the table.
+SNAPSHOT_SUFFIX = "-snapshot.parquet"

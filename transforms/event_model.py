@@ -312,17 +312,7 @@ class EventAssembler:
     def open_events(self) -> list[Event]:
         """The open groups as they stand, those of at least ``min_participants``
         people (participants only grow, so each is published when it closes)."""
-        members = sorted(self._open, key=member_order)
-        events = [
-            assemble_event([members[index] for index in group], self._params)
-            for group in group_members(members, self._window_us, self._params)
-        ]
-        published = [
-            event
-            for event in events
-            if event.participants >= self._params.min_participants
-        ]
-        return sorted(published, key=lambda event: (event.onset_us, event.event_id))
+        return assemble_events(self._open, self._window_us, self._params)
 
     def latest_close_us(self) -> int | None:
         """The window start by which every open group can be closed

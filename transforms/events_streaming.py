@@ -40,6 +40,7 @@ from apache_beam.transforms.window import GlobalWindows, TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from schemas.records import EventMember, Post, SourcePost
+from transforms.burst_model import is_later_pane
 from transforms.event_model import Event, EventAssembler, EventParams
 from transforms.events import (
     REPRESENTATIVE_TEXT_CHARS,
@@ -65,17 +66,13 @@ TEXT_SHARDS = 16
 def latest_evidence(
     panes: Iterable[tuple[tuple[MemberKey, EventMember], ...]],
 ) -> dict[MemberKey, EventMember]:
-    """Panes of evidence rows -> the latest pane's member per key: panes accumulate,
-    so the latest has the most people, then the most posts (as the detector keeps
-    its counts, ``is_later_pane``)."""
+    """Panes of evidence rows -> the latest pane's member per key, by the rule the
+    detector keeps its counts by (``is_later_pane``: panes accumulate, so the latest
+    has the most people, then the most posts)."""
     latest: dict[MemberKey, EventMember] = {}
     for pane in panes:
         for key, member in pane:
-            held = latest.get(key)
-            if held is None or (member.participants, member.posts) > (
-                held.participants,
-                held.posts,
-            ):
+            if is_later_pane(member, latest.get(key)):
                 latest[key] = member
     return latest
 
@@ -426,10 +423,7 @@ class AttachTextsFn(beam.DoFn):
         else:
             request = request_state.read()
             texts.append(value)
-        expected = 0 if request is None or request.event is None else None
-        if request is None or len(texts) < (
-            expected if expected is not None else len(request.event.carriers)
-        ):
+        if request is None or len(texts) < answers_awaited(request):
             if what == "request":
                 request_state.write(request)
             else:
@@ -442,6 +436,11 @@ class AttachTextsFn(beam.DoFn):
             return
         found = {key: post for key, post in texts if post is not None}
         yield request, representative_posts(request.event, found)
+
+
+def answers_awaited(request: EventRequest) -> int:
+    """The text answers a request waits for: one per carrier of its event."""
+    return 0 if request.event is None else len(request.event.carriers)
 
 
 def complete_snapshot(

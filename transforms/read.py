@@ -52,6 +52,8 @@ from transforms.posts import (
 from transforms.privacy import load_key_from_source, mask_dead_letter
 
 DEAD_LETTERS = "dead_letters"
+# With a slice step (``transforms.slice_windows``): each slice's chain edges.
+EDGES = "edges"
 STAGE_READ = "read"
 # The longest reason a dead letter keeps (an exception's message can hold a value).
 _MAX_REASON_CHARS = 1_000
@@ -367,8 +369,8 @@ class ReadPosts(beam.PTransform):
         else:
             parsed = spread | "SummarizeSlices" >> beam.ParDo(
                 self._summarize_fn
-            ).with_outputs(DEAD_LETTERS, "edges", main="parts")
-            outputs = {"parts": parsed.parts, "edges": parsed.edges}
+            ).with_outputs(DEAD_LETTERS, EDGES, main="parts")
+            outputs = {"parts": parsed.parts, EDGES: parsed[EDGES]}
         dead = (
             slices[DEAD_LETTERS],
             parsed[DEAD_LETTERS],

@@ -47,7 +47,9 @@ SUPERSEDED_GRACE_SECONDS = 10.0
 # 20121113T080000Z-pane000003.parquet -> window "20121113T080000Z", pane 3.
 PANE_FILE = re.compile(r"^(?P<window>\d{8}T\d{6}Z)-pane(?P<pane>\d+)\.parquet$")
 # 20121113T080000Z-snapshot.parquet -> a table's whole content as of that time.
-SNAPSHOT_FILE = re.compile(r"^(?P<as_of>\d{8}T\d{6}Z)-snapshot\.parquet$")
+SNAPSHOT_FILE = re.compile(
+    r"^(?P<as_of>\d{8}T\d{6}Z)" + re.escape(tables.SNAPSHOT_SUFFIX) + "$"
+)
 # Check-then-write and pruning must not interleave between bundles of one process.
 _LOCK = threading.Lock()
 
@@ -113,7 +115,7 @@ def prune_all_superseded(root: str) -> int:
 
 def snapshot_file_name(as_of_us: int) -> str:
     """``20121113T080000Z-snapshot.parquet``."""
-    return window_file_name(as_of_us).removesuffix(".parquet") + "-snapshot.parquet"
+    return window_file_name(as_of_us).removesuffix(".parquet") + tables.SNAPSHOT_SUFFIX
 
 
 def table_snapshots(table_root: str) -> list[tuple[str, str]]:

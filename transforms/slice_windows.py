@@ -19,12 +19,9 @@ from schemas.records import Post
 from transforms.aggregate import add_post, window_bounds
 from transforms.extract import ExtractTopicsFn
 from transforms.files import FileSlice
-from transforms.read import ParseSlicesFn
+from transforms.read import EDGES, ParseSlicesFn
 from transforms.reposts import ChainEdges, chain_edge
 from transforms.window_posts import WindowPosts
-
-# The output of a slice's chain edges (the main output is its window parts).
-EDGES = "edges"
 
 
 class SummarizeSlicesFn(ParseSlicesFn):
